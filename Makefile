@@ -1,0 +1,48 @@
+# Computeflow: `make run` brings the marketplace up, `make test` runs every test.
+# Both create .venv/ and install what they need; with DATABASE_URL / REDIS_URL unset they start
+# embedded PostgreSQL and Redis (data under .local/).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format install install-dev browser bench clean
+
+run: $(VENV)/.runtime
+	$(PY) -m config.localservices run
+
+test: $(VENV)/.dev browser
+	$(PY) -m ruff check .
+	$(PY) -m config.localservices exec -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(PY) -m ruff check .
+
+format: $(VENV)/.dev
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+browser:
+	@scripts/ensure-chromium.sh
+
+bench: $(VENV)/.dev
+	$(PY) -m config.localservices exec -- $(PY) -m bench $(BENCH_ARGS)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache

@@ -1,0 +1,24 @@
+from rest_framework import authentication, exceptions
+
+from accounts.services import api_token_authenticate
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Token cf_...` - the request acts as the token's user in the token's organization."""
+
+    keyword = "Token"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1").split()
+        if not header or header[0] != self.keyword:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Token <key>'.")
+        token = api_token_authenticate(key=header[1])
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+        request._request.organization = token.organization
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return self.keyword

@@ -1,0 +1,16 @@
+from accounts.selectors import membership_get, user_is_finance_staff, user_is_operator, user_organizations
+
+
+def organizations(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    organization = getattr(request, "organization", None)
+    membership = membership_get(user=user, organization=organization)
+    return {
+        "active_organization": organization,
+        "active_role": membership.role if membership else None,
+        "my_organizations": user_organizations(user=user),
+        "is_finance_staff": user_is_finance_staff(user=user),
+        "is_operator": user_is_operator(user=user),
+    }

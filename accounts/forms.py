@@ -1,0 +1,30 @@
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from accounts.models import Organization
+
+
+class SignInForm(AuthenticationForm):
+    username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+
+class SignUpForm(forms.Form):
+    full_name = forms.CharField(max_length=150, label="Your name")
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    organization_name = forms.CharField(max_length=200, label="Organization")
+    kind = forms.ChoiceField(
+        choices=Organization.Kind.choices,
+        label="We want to",
+        help_text="Buyers rent capacity; providers list their data centers' capacity.",
+    )
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        password_validation.validate_password(password)
+        return password
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses this key, for example 'ci-runner'.")

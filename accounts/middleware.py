@@ -1,0 +1,33 @@
+import zoneinfo
+
+from django.utils import timezone
+
+from accounts.selectors import user_organizations
+
+SESSION_KEY = "organization_id"
+
+
+class ActiveOrganizationMiddleware:
+    """Sets request.organization (the organization the signed-in user acts for) and their time zone.
+
+    A user in several organizations switches with accounts:switch-organization; the choice is kept in
+    the session. API token requests override request.organization with the token's organization.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.organization = None
+        user = request.user
+        if user.is_authenticated:
+            organizations = user_organizations(user=user)
+            wanted = request.session.get(SESSION_KEY)
+            request.organization = (organizations.filter(pk=wanted).first() if wanted else None) or organizations.first()
+            try:
+                timezone.activate(zoneinfo.ZoneInfo(user.time_zone))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                timezone.deactivate()
+        else:
+            timezone.deactivate()
+        return self.get_response(request)

@@ -1,0 +1,14 @@
+"""The platform staff groups: finance (reviews invoices) and operator (runs the network)."""
+
+from django.db import migrations
+
+
+def forwards(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ("finance", "operator"):
+        Group.objects.get_or_create(name=name)
+
+
+class Migration(migrations.Migration):
+    dependencies = [("accounts", "0001_initial"), ("auth", "0012_alter_user_first_name_max_length")]
+    operations = [migrations.RunPython(forwards, migrations.RunPython.noop)]

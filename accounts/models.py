@@ -1,0 +1,120 @@
+"""Who is who: users, organizations (buyers, providers or both), memberships with roles, API tokens."""
+
+import zoneinfo
+
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.db import models
+from django.db.models.functions import Lower
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email, password=None, **extra):
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+
+TIME_ZONE_CHOICES = [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class User(AbstractUser):
+    """A person. Signs in with the email address; belongs to organizations through memberships."""
+
+    username = None
+    email = models.EmailField("email address", unique=True)
+    full_name = models.CharField(max_length=150, blank=True)
+    # Times are stored in UTC and shown in this zone.
+    time_zone = models.CharField(max_length=64, default="Asia/Shanghai", choices=TIME_ZONE_CHOICES)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = []
+    objects = UserManager()
+
+    def __str__(self):
+        return self.email
+
+
+class Organization(models.Model):
+    class Kind(models.TextChoices):
+        BUYER = "buyer", "Buyer"
+        PROVIDER = "provider", "Provider"
+        BOTH = "both", "Buyer and provider"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    # What the organization may do on the market: buy, list capacity, or both.
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BUYER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="organization_name_unique_ci")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_provider(self) -> bool:
+        return self.kind in (self.Kind.PROVIDER, self.Kind.BOTH)
+
+    @property
+    def is_buyer(self) -> bool:
+        return self.kind in (self.Kind.BUYER, self.Kind.BOTH)
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"  # everything, including members and tokens
+        ADMIN = "admin", "Admin"  # everything but removing owners
+        MEMBER = "member", "Member"  # day-to-day work: list capacity, book, see usage
+        FINANCE_VIEWER = "finance_viewer", "Finance viewer"  # reads invoices and spend; changes nothing
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")]
+
+    def __str__(self):
+        return f"{self.user} in {self.organization} ({self.role})"
+
+
+class ApiToken(models.Model):
+    """A REST API key acting as one member of one organization.
+
+    Only a SHA-256 hash of the key is stored; the key itself is shown once, at creation.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # The first characters of the key, to find the row and to show the user which key is which.
+    prefix = models.CharField(max_length=16, unique=True)
+    # Never modified after creation: a changed hash would silently revoke the key.
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Set once; a revoked key never works again.
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

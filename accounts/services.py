@@ -1,0 +1,105 @@
+"""Writes for accounts: sign-up, organizations, memberships, API tokens."""
+
+import hashlib
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.models import ApiToken, Membership, Organization, User
+
+TOKEN_PREFIX = "cf_"  # noqa: S105 - a marker that makes leaked keys easy to spot, not a secret
+
+
+def _hash_key(key: str) -> str:
+    # The key has 256 bits of randomness, so a plain SHA-256 is enough (no salt or stretching needed).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _unique_slug(name: str) -> str:
+    base = slugify(name)[:60] or "org"
+    slug, n = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def organization_create(*, name: str, kind: str, owner: User) -> Organization:
+    name = name.strip()
+    if not name:
+        raise ValidationError({"organization_name": "Give the organization a name."})
+    if kind not in Organization.Kind.values:
+        raise ValidationError({"kind": f"Choose one of: {', '.join(Organization.Kind.values)}."})
+    if Organization.objects.filter(name__iexact=name).exists():
+        raise ValidationError({"organization_name": "An organization with this name already exists."})
+    try:
+        with transaction.atomic():
+            organization = Organization.objects.create(name=name, kind=kind, slug=_unique_slug(name))
+    except IntegrityError:
+        raise ValidationError({"organization_name": "An organization with this name already exists."}) from None
+    Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)
+    return organization
+
+
+@transaction.atomic
+def user_sign_up(*, email: str, password: str, full_name: str, organization_name: str, kind: str) -> User:
+    """A new person with a new organization that they own."""
+    email = email.strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "An account with this email already exists. Sign in instead."})
+    user = User.objects.create_user(email=email, password=password, full_name=full_name.strip())
+    organization_create(name=organization_name, kind=kind, owner=user)
+    return user
+
+
+def membership_set(*, organization: Organization, user: User, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Choose one of: {', '.join(Membership.Role.values)}."})
+    membership, _ = Membership.objects.update_or_create(
+        organization=organization, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+def api_token_create(*, user: User, organization: Organization, name: str) -> tuple[ApiToken, str]:
+    """Returns the token row and the key. The key is not stored and cannot be shown again."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Name the token (for example, the machine that uses it)."})
+    if not Membership.objects.filter(user=user, organization=organization).exists():
+        raise ValidationError("You are not a member of this organization.")
+    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, organization=organization, name=name[:100], prefix=key[:12], key_hash=_hash_key(key)
+    )
+    return token, key
+
+
+def api_token_revoke(*, token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token
+
+
+def api_token_authenticate(*, key: str) -> ApiToken | None:
+    """The active token for this key, or None. Compares hashes in constant time."""
+    if not key.startswith(TOKEN_PREFIX) or len(key) < 20:
+        return None
+    token = (
+        ApiToken.objects.select_related("user", "organization")
+        .filter(prefix=key[:12], revoked_at__isnull=True)
+        .first()
+    )
+    if token is None or not secrets.compare_digest(token.key_hash, _hash_key(key)):
+        return None
+    if not token.user.is_active:
+        return None
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token

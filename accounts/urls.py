@@ -1,0 +1,14 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+urlpatterns = [
+    path("login/", views.SignInView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("signup/", views.sign_up, name="signup"),
+    path("organization/", views.switch_organization, name="switch-organization"),
+    path("tokens/", views.api_tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="token-revoke"),
+]

@@ -1,0 +1,83 @@
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.forms import ApiTokenForm, SignInForm, SignUpForm
+from accounts.middleware import SESSION_KEY
+from accounts.models import ApiToken
+from accounts.selectors import api_token_list, user_can, user_organizations
+from accounts.services import api_token_create, api_token_revoke, user_sign_up
+
+
+def add_service_errors(form, error: ValidationError) -> None:
+    """Show a service's ValidationError next to the form fields it names."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+class SignInView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = SignInForm
+    redirect_authenticated_user = True
+
+
+def sign_up(request):
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_sign_up(**form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "Welcome to Computeflow.")
+            return redirect("frontend:home")
+    return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+@require_POST
+def switch_organization(request):
+    organization = user_organizations(user=request.user).filter(pk=request.POST.get("organization")).first()
+    if organization is None:
+        raise Http404
+    request.session[SESSION_KEY] = organization.pk
+    return redirect(request.POST.get("next") or "frontend:home")
+
+
+@login_required
+def api_tokens(request):
+    organization = request.organization
+    if organization is None:
+        raise Http404
+    # Any member may hold keys; a key acts with its holder's role, so it can do no more than they can.
+    allowed = user_can(user=request.user, organization=organization, action="view")
+    form = ApiTokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and allowed and form.is_valid():
+        _, new_key = api_token_create(user=request.user, organization=organization, name=form.cleaned_data["name"])
+        form = ApiTokenForm()
+    tokens = api_token_list(user=request.user, organization=organization)
+    return render(
+        request, "accounts/tokens.html", {"form": form, "tokens": tokens, "new_key": new_key, "allowed": allowed}
+    )
+
+
+@login_required
+@require_POST
+def api_token_revoke_view(request, pk: int):
+    try:
+        token = api_token_list(user=request.user, organization=request.organization).get(pk=pk)
+    except ApiToken.DoesNotExist:
+        raise Http404 from None
+    api_token_revoke(token=token)
+    messages.success(request, f"Token '{token.name}' revoked.")
+    return redirect("accounts:tokens")

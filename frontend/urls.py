@@ -1,0 +1,13 @@
+"""Page URLs. Each area has its own module so the areas can grow apart:
+/provider/ (data-center owners), /market/ (buyers), later /finance/ and /operator/."""
+
+from django.urls import include, path
+
+from frontend.views import home
+
+app_name = "frontend"
+urlpatterns = [
+    path("", home.home, name="home"),
+    path("provider/", include("frontend.urls_provider")),
+    path("market/", include("frontend.urls_market")),
+]
