@@ -7,6 +7,8 @@ from config.health import healthz
 
 api_patterns = [
     path("me/", MeApi.as_view(), name="me"),
+    path("", include("inventory.urls")),
+    path("", include("marketplace.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,3 @@
+"""Node-agent API routes (mounted under /api/agent/)."""
+
+urlpatterns = []

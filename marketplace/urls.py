@@ -1,0 +1,3 @@
+"""REST API routes of the marketplace (mounted under /api/)."""
+
+urlpatterns = []
