@@ -1,0 +1,63 @@
+import pytest
+
+from accounts.models import Membership, Organization
+from accounts.selectors import role_allows, user_can, user_is_finance_staff, user_is_operator
+from tests.factories import MembershipFactory, OrganizationFactory, UserFactory, member, staff_group
+
+
+@pytest.mark.parametrize(
+    ("role", "kind", "action", "allowed"),
+    [
+        ("owner", "provider", "manage_inventory", True),
+        ("member", "provider", "manage_inventory", True),
+        ("finance_viewer", "provider", "manage_inventory", False),
+        ("owner", "buyer", "manage_inventory", False),  # buyers list no capacity
+        ("member", "buyer", "book", True),
+        ("member", "provider", "book", False),  # providers do not rent unless they are "both"
+        ("member", "both", "book", True),
+        ("finance_viewer", "buyer", "book", False),
+        ("finance_viewer", "buyer", "view_finance", True),
+        ("member", "buyer", "view_finance", False),
+        ("admin", "buyer", "manage_members", True),
+        ("member", "buyer", "manage_members", False),
+        ("member", "buyer", "no-such-action", False),
+    ],
+)
+def test_what_each_role_may_do(role, kind, action, allowed):
+    organization = Organization(name="x", kind=kind)
+    assert role_allows(role=role, organization=organization, action=action) is allowed
+
+
+@pytest.mark.django_db
+def test_a_user_has_no_rights_in_an_organization_they_do_not_belong_to():
+    user = member(kind=Organization.Kind.PROVIDER)
+    other = OrganizationFactory(kind=Organization.Kind.PROVIDER)
+    assert user_can(user=user, organization=user.memberships.get().organization, action="manage_inventory")
+    assert not user_can(user=user, organization=other, action="view")
+
+
+@pytest.mark.django_db
+def test_platform_staff_are_recognised_by_their_group():
+    finance, operator, nobody = UserFactory(), UserFactory(), UserFactory()
+    finance.groups.add(staff_group("finance"))
+    operator.groups.add(staff_group("operator"))
+    assert user_is_finance_staff(user=finance) and not user_is_operator(user=finance)
+    assert user_is_operator(user=operator) and not user_is_finance_staff(user=operator)
+    assert not user_is_finance_staff(user=nobody) and not user_is_operator(user=nobody)
+
+
+@pytest.mark.django_db
+def test_the_active_organization_follows_the_users_choice_and_never_someone_elses(client):
+    user = member(kind=Organization.Kind.BUYER)
+    second = OrganizationFactory(name="Zeta Labs", kind=Organization.Kind.PROVIDER)
+    MembershipFactory(user=user, organization=second, role=Membership.Role.MEMBER)
+    stranger = OrganizationFactory(kind=Organization.Kind.PROVIDER)
+    client.force_login(user)
+    assert client.get("/api/me/").json()["organization"] != "Zeta Labs"
+    assert client.post("/accounts/organization/", {"organization": second.pk}).status_code == 302
+    assert client.get("/api/me/").json() == {
+        "email": user.email, "organization": "Zeta Labs", "organization_kind": "provider", "role": "member"
+    }
+    # Switching to an organization the user is not in is refused and changes nothing
+    assert client.post("/accounts/organization/", {"organization": stranger.pk}).status_code == 404
+    assert client.get("/api/me/").json()["organization"] == "Zeta Labs"
