@@ -8,6 +8,7 @@ from frontend.views import home
 app_name = "frontend"
 urlpatterns = [
     path("", home.home, name="home"),
+    path("catalog/", home.catalog, name="catalog"),
     path("provider/", include("frontend.urls_provider")),
     path("market/", include("frontend.urls_market")),
 ]

@@ -1,7 +1,20 @@
 from django.shortcuts import render
 
-from inventory.selectors import network_totals_cached
+from inventory.selectors import accelerator_model_list, network_totals_cached
 
 
 def home(request):
     return render(request, "frontend/home.html", {"totals": network_totals_cached()})
+
+
+def catalog(request):
+    """The accelerator catalog: every model with its ECU rating, and where the figures come from."""
+    models = accelerator_model_list()
+    vendor = request.GET.get("vendor", "")
+    if vendor:
+        models = models.filter(vendor=vendor)
+    return render(
+        request,
+        "frontend/catalog.html",
+        {"models": models, "vendors": sorted(set(accelerator_model_list().values_list("vendor", flat=True))), "vendor": vendor},
+    )
