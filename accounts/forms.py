@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization
 
 
 class SignInForm(AuthenticationForm):
@@ -28,3 +28,8 @@ class SignUpForm(forms.Form):
 
 class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses this key, for example 'ci-runner'.")
+
+
+class MembershipForm(forms.Form):
+    email = forms.EmailField(help_text="The person must have signed up already.")
+    role = forms.ChoiceField(choices=Membership.Role.choices)

@@ -103,3 +103,30 @@ def api_token_authenticate(*, key: str) -> ApiToken | None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
+
+
+@transaction.atomic
+def membership_add(*, organization: Organization, email: str, role: str, actor: User) -> Membership:
+    """Add an existing user (by email) to the organization, or change their role."""
+    user = User.objects.filter(email__iexact=email.strip()).first()
+    if user is None:
+        raise ValidationError({"email": "No account uses this email yet: ask them to sign up, then add them."})
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Choose one of: {', '.join(Membership.Role.values)}."})
+    current = Membership.objects.select_for_update().filter(organization=organization, user=user).first()
+    if current and current.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        _refuse_losing_last_owner(organization=organization, leaving=current)
+    return membership_set(organization=organization, user=user, role=role)
+
+
+def _refuse_losing_last_owner(*, organization: Organization, leaving: Membership) -> None:
+    owners = Membership.objects.select_for_update().filter(organization=organization, role=Membership.Role.OWNER)
+    if not owners.exclude(pk=leaving.pk).exists():
+        raise ValidationError("An organization needs at least one owner: make someone else owner first.")
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: User) -> None:
+    if membership.role == Membership.Role.OWNER:
+        _refuse_losing_last_owner(organization=membership.organization, leaving=membership)
+    membership.delete()

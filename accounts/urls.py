@@ -10,5 +10,7 @@ urlpatterns = [
     path("signup/", views.sign_up, name="signup"),
     path("organization/", views.switch_organization, name="switch-organization"),
     path("tokens/", views.api_tokens, name="tokens"),
+    path("members/", views.members, name="members"),
+    path("members/<int:pk>/remove/", views.member_remove, name="member-remove"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="token-revoke"),
 ]

@@ -2,16 +2,16 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.forms import ApiTokenForm, SignInForm, SignUpForm
+from accounts.forms import ApiTokenForm, MembershipForm, SignInForm, SignUpForm
 from accounts.middleware import SESSION_KEY
 from accounts.models import ApiToken
-from accounts.selectors import api_token_list, user_can, user_organizations
-from accounts.services import api_token_create, api_token_revoke, user_sign_up
+from accounts.selectors import api_token_list, organization_members, user_can, user_organizations
+from accounts.services import api_token_create, api_token_revoke, membership_add, membership_remove, user_sign_up
 
 
 def add_service_errors(form, error: ValidationError) -> None:
@@ -81,3 +81,46 @@ def api_token_revoke_view(request, pk: int):
     api_token_revoke(token=token)
     messages.success(request, f"Token '{token.name}' revoked.")
     return redirect("accounts:tokens")
+
+
+@login_required
+def members(request):
+    organization = request.organization
+    if organization is None:
+        raise Http404
+    can_manage = user_can(user=request.user, organization=organization, action="manage_members")
+    form = MembershipForm(request.POST or None)
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied
+        if form.is_valid():
+            try:
+                membership_add(organization=organization, actor=request.user, **form.cleaned_data)
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                messages.success(request, f"{form.cleaned_data['email']} is now {form.cleaned_data['role'].replace('_', ' ')}.")
+                return redirect("accounts:members")
+    return render(
+        request,
+        "accounts/members.html",
+        {"form": form, "memberships": organization_members(organization=organization), "can_manage": can_manage},
+    )
+
+
+@login_required
+@require_POST
+def member_remove(request, pk: int):
+    organization = request.organization
+    membership = organization_members(organization=organization).filter(pk=pk).first() if organization else None
+    if membership is None:
+        raise Http404
+    if not user_can(user=request.user, organization=organization, action="manage_members"):
+        raise PermissionDenied
+    try:
+        membership_remove(membership=membership, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"{membership.user.email} was removed.")
+    return redirect("accounts:members")

@@ -61,3 +61,41 @@ def test_the_active_organization_follows_the_users_choice_and_never_someone_else
     # Switching to an organization the user is not in is refused and changes nothing
     assert client.post("/accounts/organization/", {"organization": stranger.pk}).status_code == 404
     assert client.get("/api/me/").json()["organization"] == "Zeta Labs"
+
+
+@pytest.mark.django_db
+def test_an_owner_adds_a_member_and_a_member_cannot(client):
+    owner = member(kind="buyer")
+    organization = owner.memberships.get().organization
+    newcomer = UserFactory()
+    client.force_login(owner)
+    assert client.post("/accounts/members/", {"email": newcomer.email, "role": "finance_viewer"}).status_code == 302
+    assert Membership.objects.get(user=newcomer, organization=organization).role == "finance_viewer"
+    # An unknown email is answered next to the field and adds nobody
+    response = client.post("/accounts/members/", {"email": "ghost@example.test", "role": "member"})
+    assert "ask them to sign up" in response.context["form"].errors["email"][0]
+    # A plain member may not manage members
+    plain = member(organization=organization, role="member")
+    client.force_login(plain)
+    assert client.post("/accounts/members/", {"email": newcomer.email, "role": "owner"}).status_code == 403
+    assert Membership.objects.get(user=newcomer, organization=organization).role == "finance_viewer"
+
+
+@pytest.mark.django_db
+def test_the_last_owner_cannot_be_removed_or_demoted(client):
+    owner = member(kind="buyer")
+    membership = owner.memberships.get()
+    client.force_login(owner)
+    client.post(f"/accounts/members/{membership.pk}/remove/")
+    assert Membership.objects.filter(pk=membership.pk).exists()
+    response = client.post("/accounts/members/", {"email": owner.email, "role": "member"})
+    assert "at least one owner" in str(response.context["form"].non_field_errors())
+    assert Membership.objects.get(pk=membership.pk).role == "owner"
+
+
+@pytest.mark.django_db
+def test_members_of_another_organization_cannot_be_removed(client):
+    owner, stranger = member(), member()
+    client.force_login(owner)
+    assert client.post(f"/accounts/members/{stranger.memberships.get().pk}/remove/").status_code == 404
+    assert stranger.memberships.exists()
