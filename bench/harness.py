@@ -1,0 +1,51 @@
+"""Timing helpers for bench/: every figure is printed with its ratio to a baseline measured in the
+same run on the same data, so a slow machine shows as a slow baseline, not as a failed target."""
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Figure:
+    name: str
+    p50_ms: float
+    p95_ms: float
+    runs: int
+    baseline: "Figure | None" = None
+    target_ms: float | None = None
+    note: str = ""
+
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline.p95_ms == 0:
+            return None
+        return self.p95_ms / self.baseline.p95_ms
+
+    def line(self) -> str:
+        ratio = self.ratio()
+        parts = [f"{self.name:<52} p50 {self.p50_ms:8.2f} ms  p95 {self.p95_ms:8.2f} ms  (n={self.runs})"]
+        if ratio is not None:
+            parts.append(f"  x{ratio:6.1f} of '{self.baseline.name}'")
+        if self.target_ms is not None:
+            verdict = "meets" if self.p95_ms <= self.target_ms else "MISSES"
+            parts.append(f"  target p95 <= {self.target_ms:.0f} ms: {verdict}")
+        if self.note:
+            parts.append(f"  [{self.note}]")
+        return "".join(parts)
+
+
+def measure(name: str, fn: Callable[[], object], *, runs: int = 30, warmup: int = 3, baseline: Figure | None = None,
+            target_ms: float | None = None, note: str = "") -> Figure:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, max(0, round(0.95 * len(samples)) - 1))]
+    figure = Figure(name, statistics.median(samples), p95, runs, baseline, target_ms, note)
+    print(figure.line(), flush=True)
+    return figure
