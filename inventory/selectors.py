@@ -1,11 +1,26 @@
 """Reads of inventory that other apps and the pages use."""
 
+from datetime import datetime, time, timedelta
+
 from django.core.cache import cache
-from django.db.models import Count, DecimalField, F, Q, Sum, Value
+from django.db import connection
+from django.db.models import Count, DecimalField, F, Prefetch, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from inventory.models import AcceleratorModel, Device, NationalHub, Node, Offer, Province, Site
+from accounts.models import Organization
+from inventory.models import (
+    AcceleratorModel,
+    Cluster,
+    Device,
+    DeviceAllocation,
+    MaintenanceWindow,
+    NationalHub,
+    Node,
+    Offer,
+    Province,
+    Site,
+)
 
 NETWORK_TOTALS_CACHE_KEY = "inventory:network_totals"
 NETWORK_TOTALS_CACHE_SECONDS = 300
@@ -71,3 +86,193 @@ def network_totals_cached() -> dict:
         totals = network_totals()
         cache.set(NETWORK_TOTALS_CACHE_KEY, totals, NETWORK_TOTALS_CACHE_SECONDS)
     return totals
+
+
+# ---------------------------------------------------------------------------------------------
+# A provider's own inventory. Every read is scoped to the owner organization: another
+# organization's object is simply not in these querysets (the pages and the API answer 404).
+# ---------------------------------------------------------------------------------------------
+
+
+def site_list(*, organization: Organization | None) -> QuerySet[Site]:
+    if organization is None:
+        return Site.objects.none()
+    return Site.objects.filter(owner=organization).select_related("province__hub").order_by("name")
+
+
+def cluster_list(*, organization: Organization | None) -> QuerySet[Cluster]:
+    if organization is None:
+        return Cluster.objects.none()
+    return Cluster.objects.filter(site__owner=organization).select_related("site").order_by("site__name", "name")
+
+
+def node_list(*, organization: Organization | None) -> QuerySet[Node]:
+    if organization is None:
+        return Node.objects.none()
+    return (
+        Node.objects.filter(cluster__site__owner=organization)
+        .select_related("cluster__site", "accelerator_model")
+        .order_by("cluster__site__name", "cluster__name", "hostname")
+    )
+
+
+def offer_list(*, organization: Organization | None) -> QuerySet[Offer]:
+    if organization is None:
+        return Offer.objects.none()
+    return (
+        Offer.objects.filter(cluster__site__owner=organization)
+        .select_related("cluster__site", "accelerator_model")
+        .order_by("id")
+    )
+
+
+def maintenance_window_list(*, organization: Organization | None) -> QuerySet[MaintenanceWindow]:
+    if organization is None:
+        return MaintenanceWindow.objects.none()
+    return (
+        MaintenanceWindow.objects.filter(cluster__site__owner=organization)
+        .select_related("cluster__site", "node")
+        .annotate(device_count=Count("allocations", filter=Q(allocations__is_active=True)))
+        .order_by("period")
+    )
+
+
+def sites_with_cards(*, organization: Organization | None) -> list[Site]:
+    """The organization's sites, each with `.cards` = [{model, status, cards}] (one grouped query)."""
+    sites = list(site_list(organization=organization).annotate(cluster_count=Count("clusters", distinct=True)))
+    rows = (
+        Node.objects.filter(cluster__site__in=sites)
+        .values("cluster__site_id", "accelerator_model__name", "status")
+        .annotate(cards=Sum("card_count"), nodes=Count("id"))
+        .order_by("cluster__site_id", "accelerator_model__name", "status")
+    )
+    by_site: dict[int, list[dict]] = {}
+    for row in rows:
+        by_site.setdefault(row["cluster__site_id"], []).append(
+            {"model": row["accelerator_model__name"], "status": row["status"], "cards": row["cards"], "nodes": row["nodes"]}
+        )
+    for site in sites:
+        site.cards = by_site.get(site.pk, [])
+        site.total_cards = sum(row["cards"] for row in site.cards if row["status"] != Node.Status.RETIRED)
+    return sites
+
+
+def site_cards_by_model_and_status(*, site: Site) -> list[dict]:
+    """[{model, status, nodes, cards}] for one site - a grouped query."""
+    return list(
+        Node.objects.filter(cluster__site=site)
+        .values(model=F("accelerator_model__name"), model_slug=F("accelerator_model__slug"))
+        .annotate(
+            **{status: Sum("card_count", filter=Q(status=status)) for status in Node.Status.values},
+            nodes=Count("id"),
+        )
+        .order_by("model")
+    )
+
+
+def site_clusters(*, site: Site) -> QuerySet[Cluster]:
+    return site.clusters.annotate(
+        node_count=Count("nodes", filter=~Q(nodes__status=Node.Status.RETIRED), distinct=True),
+        card_count=Sum("nodes__card_count", filter=~Q(nodes__status=Node.Status.RETIRED)),
+    ).prefetch_related(
+        Prefetch("offers", queryset=Offer.objects.filter(is_active=True).select_related("accelerator_model"))
+    )
+
+
+# The utilization panel: for each day, cards listed (rentable: site online, node online and not
+# flagged, an active offer for the node's model in its cluster whose rentable period touches the
+# day) against cards booked (reservation allocations overlapping the day) and cards in maintenance.
+# Set-based: one statement over generate_series, whatever the number of devices.
+SITE_UTILIZATION_SQL = f"""
+WITH days AS (
+    SELECT day_start, tstzrange(day_start, day_start + interval '1 day', '[)') AS day
+    FROM generate_series(%(start)s::timestamptz, %(start)s::timestamptz + (%(days)s - 1) * interval '1 day',
+                         interval '1 day') AS day_start
+),
+site_devices AS (
+    SELECT d.id, n.cluster_id, n.accelerator_model_id,
+           (n.status = '{Node.Status.ONLINE}' AND n.mismatch_reason = '' AND s.lifecycle = '{Site.Lifecycle.ONLINE}') AS rentable
+    FROM {Device._meta.db_table} d
+    JOIN {Node._meta.db_table} n ON n.id = d.node_id
+    JOIN {Cluster._meta.db_table} c ON c.id = n.cluster_id
+    JOIN {Site._meta.db_table} s ON s.id = c.site_id
+    WHERE s.id = %(site_id)s AND n.status <> '{Node.Status.RETIRED}'
+),
+listed AS (
+    SELECT days.day_start, count(sd.id) AS cards
+    FROM days
+    JOIN site_devices sd ON sd.rentable
+    WHERE EXISTS (
+        SELECT 1 FROM {Offer._meta.db_table} o
+        WHERE o.is_active AND o.cluster_id = sd.cluster_id AND o.accelerator_model_id = sd.accelerator_model_id
+          AND (o.rentable_period IS NULL OR o.rentable_period && days.day)
+    )
+    GROUP BY days.day_start
+),
+allocated AS (
+    SELECT days.day_start,
+           count(DISTINCT a.device_id) FILTER (WHERE a.purpose = '{DeviceAllocation.Purpose.RESERVATION}') AS booked,
+           count(DISTINCT a.device_id) FILTER (WHERE a.purpose = '{DeviceAllocation.Purpose.MAINTENANCE}') AS maintenance
+    FROM days
+    JOIN {DeviceAllocation._meta.db_table} a ON a.is_active AND a.period && days.day
+    JOIN site_devices sd ON sd.id = a.device_id
+    GROUP BY days.day_start
+)
+SELECT days.day_start, COALESCE(listed.cards, 0), COALESCE(allocated.booked, 0), COALESCE(allocated.maintenance, 0)
+FROM days
+LEFT JOIN listed ON listed.day_start = days.day_start
+LEFT JOIN allocated ON allocated.day_start = days.day_start
+ORDER BY days.day_start
+"""  # noqa: S608 - only table names and status constants are interpolated; values are parameters
+
+
+def site_utilization(*, site: Site, days: int = 14, start: datetime | None = None) -> list[dict]:
+    """Per day from today (midnight in the active time zone): listed, booked and maintenance cards.
+
+    `share` is booked / listed in percent (0 when nothing is listed) for the bar chart.
+    """
+    if start is None:
+        today = timezone.localdate()
+        start = timezone.make_aware(datetime.combine(today, time.min), timezone.get_current_timezone())
+    with connection.cursor() as cursor:
+        cursor.execute(SITE_UTILIZATION_SQL, {"start": start, "days": days, "site_id": site.pk})
+        rows = cursor.fetchall()
+    result = []
+    for day_start, listed, booked, maintenance in rows:
+        result.append(
+            {
+                "day": timezone.localtime(day_start).date(),
+                "listed": listed,
+                "booked": booked,
+                "maintenance": maintenance,
+                "share": round(100 * booked / listed) if listed else 0,
+            }
+        )
+    return result
+
+
+def maintenance_window_upcoming(*, cluster: Cluster) -> QuerySet[MaintenanceWindow]:
+    return (
+        cluster.maintenance_windows.filter(period__endswith__gt=timezone.now() - timedelta(days=7))
+        .select_related("node")
+        .annotate(device_count=Count("allocations", filter=Q(allocations__is_active=True)))
+        .order_by("period")
+    )
+
+
+def offers_priced(*, organization: Organization | None, cluster: Cluster | None = None) -> list[Offer]:
+    """The organization's offers (optionally of one cluster) with `.price_major` and
+    `.price_per_ecu_hour_major` (None = the card is not rated) for display."""
+    from inventory.pricing import price_minor_to_major, price_per_ecu_hour_minor
+
+    offers = offer_list(organization=organization)
+    if cluster is not None:
+        offers = offers.filter(cluster=cluster)
+    offers = list(offers.order_by("-is_active", "accelerator_model__name", "id"))
+    for offer in offers:
+        offer.price_major = price_minor_to_major(offer.price_per_card_hour_minor)
+        per_ecu = price_per_ecu_hour_minor(
+            price_per_card_hour_minor=offer.price_per_card_hour_minor, ecu_per_card=offer.accelerator_model.ecu_per_card
+        )
+        offer.price_per_ecu_hour_major = None if per_ecu is None else price_minor_to_major(per_ecu)
+    return offers

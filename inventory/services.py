@@ -1,11 +1,38 @@
 """Writes of inventory. Every change users see goes through a function here."""
 
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal
+
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+from django.db.models import Q
+from django.utils import timezone
 
-from accounts.models import User
-from inventory.models import Node, NodeStatusChange, Site, SiteLifecycleChange
+from accounts.models import Organization, User
+from inventory.allocations import AllocationConflict, device_allocations_create, device_allocations_release
+from inventory.models import (
+    AcceleratorModel,
+    Cluster,
+    Currency,
+    Device,
+    MaintenanceWindow,
+    Node,
+    NodeStatusChange,
+    Offer,
+    Province,
+    Site,
+    SiteLifecycleChange,
+)
+from inventory.pricing import (  # noqa: F401 - the money rule, re-exported for callers of services
+    MAX_DURATION_HOURS,
+    MAX_PRICE_PER_CARD_HOUR_MAJOR,
+    price_major_to_minor,
+    price_minor_to_major,
+    price_per_ecu_hour_minor,
+)
 from inventory.selectors import NETWORK_TOTALS_CACHE_KEY, NETWORK_TOTALS_CACHE_SECONDS, network_totals
 
 # Allowed next states. Anything else is refused by the *_set_* services below.
@@ -64,3 +91,512 @@ def network_totals_refresh() -> dict:
     totals = network_totals()
     cache.set(NETWORK_TOTALS_CACHE_KEY, totals, NETWORK_TOTALS_CACHE_SECONDS)
     return totals
+
+
+# ---------------------------------------------------------------------------------------------
+# Sites
+# ---------------------------------------------------------------------------------------------
+
+SITE_EDITABLE_FIELDS = ("name", "country", "province", "city", "power_capacity_mw", "pue", "certifications")
+# A new site starts in any lifecycle but retired (an existing data center is listed "online").
+SITE_INITIAL_LIFECYCLES = (Site.Lifecycle.PLANNED, Site.Lifecycle.UNDER_CONSTRUCTION, Site.Lifecycle.ONLINE)
+
+
+def _require_provider(organization: Organization) -> None:
+    if not organization.is_provider:
+        raise ValidationError({"owner": "Only a provider organization can list inventory."})
+
+
+def _clean_certifications(certifications) -> list[str]:
+    if certifications is None:
+        return []
+    if isinstance(certifications, str):
+        certifications = certifications.split(",")
+    cleaned = []
+    for item in certifications:
+        item = str(item).strip()
+        if not item:
+            continue
+        if len(item) > 64:
+            raise ValidationError({"certifications": f"'{item[:20]}…' is longer than 64 characters."})
+        if item not in cleaned:
+            cleaned.append(item)
+    if len(cleaned) > 30:
+        raise ValidationError({"certifications": "List at most 30 certifications."})
+    return cleaned
+
+
+def _full_clean(obj, *, exclude: list[str] | None = None) -> None:
+    """Model validation (field validators, choices, unique constraints) as a ValidationError by field."""
+    obj.full_clean(exclude=exclude, validate_constraints=True)
+
+
+@transaction.atomic
+def site_create(
+    *,
+    owner: Organization,
+    name: str,
+    country: str = "CN",
+    province: Province | None = None,
+    city: str = "",
+    lifecycle: str = Site.Lifecycle.PLANNED,
+    power_capacity_mw: Decimal | None = None,
+    pue: Decimal | None = None,
+    certifications: list[str] | None = None,
+    actor: User | None = None,
+) -> Site:
+    _require_provider(owner)
+    if lifecycle not in SITE_INITIAL_LIFECYCLES:
+        raise ValidationError({"lifecycle": "A new site is planned, under construction or online."})
+    site = Site(
+        owner=owner,
+        name=(name or "").strip(),
+        country=(country or "CN").upper(),
+        province=province,
+        city=(city or "").strip(),
+        lifecycle=lifecycle,
+        power_capacity_mw=power_capacity_mw,
+        pue=pue,
+        certifications=_clean_certifications(certifications),
+    )
+    _validate_site(site)
+    site.save()
+    return site
+
+
+def _validate_site(site: Site) -> None:
+    if Site.objects.filter(owner=site.owner, name=site.name).exclude(pk=site.pk).exists():
+        raise ValidationError({"name": "You already have a site with this name."})
+    if site.province is not None and site.province.country != site.country:
+        raise ValidationError({"province": f"{site.province.name} is not in {site.country}."})
+    if site.power_capacity_mw is not None and site.power_capacity_mw > Decimal("10000"):
+        raise ValidationError({"power_capacity_mw": "A site above 10,000 MW is not plausible."})
+    _full_clean(site)
+
+
+@transaction.atomic
+def site_update(*, site: Site, actor: User | None = None, lifecycle: str | None = None, **changes) -> Site:
+    """Change a site's description; a lifecycle change goes through site_set_lifecycle (audited)."""
+    unknown = set(changes) - set(SITE_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+    site = Site.objects.select_for_update().get(pk=site.pk)
+    if site.lifecycle == Site.Lifecycle.RETIRED:
+        raise ValidationError({"lifecycle": "A retired site cannot be changed."})
+    if "certifications" in changes:
+        changes["certifications"] = _clean_certifications(changes["certifications"])
+    if "name" in changes:
+        changes["name"] = (changes["name"] or "").strip()
+    if "country" in changes:
+        changes["country"] = (changes["country"] or "CN").upper()
+    for field, value in changes.items():
+        setattr(site, field, value)
+    _validate_site(site)
+    site.save()
+    if lifecycle is not None and lifecycle != site.lifecycle:
+        site = site_set_lifecycle(site=site, lifecycle=lifecycle, actor=actor, reason="changed by the provider")
+    return site
+
+
+def site_retire(*, site: Site, actor: User | None = None, reason: str = "retired by the provider") -> Site:
+    """Retire a site (never a delete): its capacity leaves the market; history stays."""
+    return site_set_lifecycle(site=site, lifecycle=Site.Lifecycle.RETIRED, actor=actor, reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters
+# ---------------------------------------------------------------------------------------------
+
+
+def _require_site_open(site: Site, field: str = "site") -> None:
+    if site.lifecycle == Site.Lifecycle.RETIRED:
+        raise ValidationError({field: "This site is retired; nothing can be added to it."})
+
+
+def _validate_cluster(cluster: Cluster) -> None:
+    if Cluster.objects.filter(site=cluster.site, name=cluster.name).exclude(pk=cluster.pk).exists():
+        raise ValidationError({"name": "This site already has a cluster with this name."})
+    _full_clean(cluster)
+
+
+@transaction.atomic
+def cluster_create(*, site: Site, name: str, fabric: str, fabric_bandwidth_gbps: int, actor: User | None = None) -> Cluster:
+    _require_site_open(site)
+    cluster = Cluster(site=site, name=(name or "").strip(), fabric=fabric, fabric_bandwidth_gbps=fabric_bandwidth_gbps)
+    _validate_cluster(cluster)
+    cluster.save()
+    return cluster
+
+
+@transaction.atomic
+def cluster_update(*, cluster: Cluster, actor: User | None = None, **changes) -> Cluster:
+    unknown = set(changes) - {"name", "fabric", "fabric_bandwidth_gbps"}
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+    cluster = Cluster.objects.select_for_update().select_related("site").get(pk=cluster.pk)
+    _require_site_open(cluster.site)
+    for field, value in changes.items():
+        setattr(cluster, field, value.strip() if isinstance(value, str) and field == "name" else value)
+    _validate_cluster(cluster)
+    cluster.save()
+    return cluster
+
+
+@transaction.atomic
+def cluster_retire(*, cluster: Cluster, actor: User | None = None) -> Cluster:
+    """Retire every node of the cluster (audited, one by one) and withdraw its offers."""
+    for node in cluster.nodes.exclude(status=Node.Status.RETIRED):
+        node_set_status(node=node, status=Node.Status.RETIRED, actor=actor, reason="cluster retired")
+    cluster.offers.filter(is_active=True).update(is_active=False, updated_at=timezone.now())
+    return cluster
+
+
+# ---------------------------------------------------------------------------------------------
+# Nodes (and their devices)
+# ---------------------------------------------------------------------------------------------
+
+NODE_EDITABLE_FIELDS = ("hostname", "cpu_model", "cpu_cores", "ram_gb", "disk_gb")
+
+
+def _future_windows_allocate(*, nodes: list[Node]) -> None:
+    """Put freshly created nodes under the maintenance windows of their cluster that are not over yet.
+
+    One query finds the windows, one bulk insert per window allocates the new devices. New devices
+    have no other allocation, so no conflict is possible.
+    """
+    if not nodes:
+        return
+    cluster_ids = {node.cluster_id for node in nodes}
+    windows = list(
+        MaintenanceWindow.objects.filter(
+            cluster_id__in=cluster_ids, node__isnull=True, cancelled_at__isnull=True, period__endswith__gt=timezone.now()
+        )
+    )
+    if not windows:
+        return
+    devices_by_cluster: dict[int, list[int]] = {}
+    for cluster_id, device_id in Device.objects.filter(node__in=[n.pk for n in nodes]).values_list("node__cluster_id", "id"):
+        devices_by_cluster.setdefault(cluster_id, []).append(device_id)
+    for window in windows:
+        device_ids = devices_by_cluster.get(window.cluster_id, [])
+        if device_ids:
+            device_allocations_create(
+                device_ids=device_ids, start=window.period.lower, end=window.period.upper, maintenance_window=window
+            )
+
+
+def _hostname_taken(node: Node) -> None:
+    if Node.objects.filter(cluster_id=node.cluster_id, hostname=node.hostname).exclude(pk=node.pk).exists():
+        raise ValidationError({"hostname": "A node with this hostname already exists in the cluster."})
+
+
+def _hostname_clean(hostname: str) -> str:
+    return (hostname or "").strip().lower()
+
+
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def hostname_problem(hostname: str) -> str | None:
+    """Why `hostname` is not a valid host name (RFC 1123 labels), or None."""
+    if not hostname:
+        return "A hostname is required."
+    if not HOSTNAME_RE.match(hostname):
+        return f"'{hostname[:60]}' is not a valid hostname (letters, digits, '-' and '.')."
+    return None
+
+
+@transaction.atomic
+def nodes_bulk_create(*, rows: list[dict], actor: User | None = None) -> list[Node]:
+    """Create many validated nodes with their devices in a few statements (the CSV import uses it).
+
+    Each row: cluster (Cluster), hostname, accelerator_model (AcceleratorModel), card_count,
+    cpu_cores, ram_gb, disk_gb and optionally cpu_model. A duplicate hostname that slipped past
+    validation (a concurrent insert) surfaces as a ValidationError, and nothing is created.
+    """
+    nodes = [
+        Node(
+            cluster=row["cluster"],
+            hostname=row["hostname"],
+            accelerator_model=row["accelerator_model"],
+            card_count=row["card_count"],
+            cpu_model=row.get("cpu_model", ""),
+            cpu_cores=row["cpu_cores"],
+            ram_gb=row["ram_gb"],
+            disk_gb=row["disk_gb"],
+            status=Node.Status.REGISTERED,
+        )
+        for row in rows
+    ]
+    try:
+        with transaction.atomic():
+            nodes = Node.objects.bulk_create(nodes)
+    except IntegrityError as error:
+        if "node_hostname_unique_per_cluster" in str(error):
+            raise ValidationError({"hostname": "A node with this hostname already exists in the cluster."}) from None
+        raise
+    Device.objects.bulk_create([Device(node=node, index=i) for node in nodes for i in range(node.card_count)])
+    _future_windows_allocate(nodes=nodes)
+    return nodes
+
+
+def node_create(
+    *,
+    cluster: Cluster,
+    hostname: str,
+    accelerator_model: AcceleratorModel,
+    card_count: int,
+    cpu_cores: int,
+    ram_gb: int,
+    disk_gb: int,
+    cpu_model: str = "",
+    actor: User | None = None,
+) -> Node:
+    """List one server: the node (status registered until its agent reports) and one device per card."""
+    _require_site_open(cluster.site, field="cluster")
+    hostname = _hostname_clean(hostname)
+    problem = hostname_problem(hostname)
+    if problem:
+        raise ValidationError({"hostname": problem})
+    node = Node(
+        cluster=cluster, hostname=hostname, accelerator_model=accelerator_model, card_count=card_count,
+        cpu_model=(cpu_model or "").strip(), cpu_cores=cpu_cores, ram_gb=ram_gb, disk_gb=disk_gb,
+    )
+    _hostname_taken(node)
+    _full_clean(node)
+    return nodes_bulk_create(
+        rows=[{
+            "cluster": cluster, "hostname": hostname, "accelerator_model": accelerator_model, "card_count": card_count,
+            "cpu_model": node.cpu_model, "cpu_cores": cpu_cores, "ram_gb": ram_gb, "disk_gb": disk_gb,
+        }],
+        actor=actor,
+    )[0]
+
+
+@transaction.atomic
+def node_update(*, node: Node, actor: User | None = None, status: str | None = None, **changes) -> Node:
+    """Change a node's description; a status change goes through node_set_status (audited).
+
+    The model and card count are fixed at listing: devices and bookings hang off them. A provider
+    who re-fits a server retires the node and lists a new one.
+    """
+    fixed = {"accelerator_model", "card_count", "cluster"} & set(changes)
+    if fixed:
+        raise ValidationError(
+            {name: "Fixed once listed: retire the node and list a new one to change it." for name in fixed}
+        )
+    unknown = set(changes) - set(NODE_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    if node.status == Node.Status.RETIRED:
+        raise ValidationError({"status": "A retired node cannot be changed."})
+    if "hostname" in changes:
+        changes["hostname"] = _hostname_clean(changes["hostname"])
+        problem = hostname_problem(changes["hostname"])
+        if problem:
+            raise ValidationError({"hostname": problem})
+    for field, value in changes.items():
+        setattr(node, field, value)
+    _hostname_taken(node)
+    _full_clean(node)
+    node.save()
+    if status is not None and status != node.status:
+        node = node_set_status(node=node, status=status, actor=actor, reason="changed by the provider")
+    return node
+
+
+def node_retire(*, node: Node, actor: User | None = None, reason: str = "retired by the provider") -> Node:
+    return node_set_status(node=node, status=Node.Status.RETIRED, actor=actor, reason=reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Offers
+# ---------------------------------------------------------------------------------------------
+
+
+def _validate_offer(offer: Offer) -> None:
+    if offer.price_per_card_hour_minor is None or offer.price_per_card_hour_minor <= 0:
+        raise ValidationError({"price_per_card_hour": "The price must be more than zero."})
+    if offer.price_per_card_hour_minor > MAX_PRICE_PER_CARD_HOUR_MAJOR * 100:
+        raise ValidationError({"price_per_card_hour": "This is not a plausible price per card-hour."})
+    if offer.min_duration_hours is not None and offer.max_duration_hours is not None:
+        if offer.max_duration_hours > MAX_DURATION_HOURS:
+            raise ValidationError({"max_duration_hours": f"At most {MAX_DURATION_HOURS} hours (a year)."})
+        if offer.min_duration_hours > offer.max_duration_hours:
+            raise ValidationError({"min_duration_hours": "The minimum duration is longer than the maximum."})
+    period = offer.rentable_period
+    if period is not None and period.lower is not None and period.upper is not None and period.lower >= period.upper:
+        raise ValidationError({"rentable_until": "The rentable period must end after it starts."})
+    _full_clean(offer, exclude=["price_per_card_hour_minor"])
+
+
+def _offer_active_duplicate(offer: Offer) -> bool:
+    return (
+        offer.is_active
+        and Offer.objects.filter(cluster=offer.cluster, accelerator_model=offer.accelerator_model, is_active=True)
+        .exclude(pk=offer.pk)
+        .exists()
+    )
+
+
+def _rentable_period(start: datetime | None, end: datetime | None):
+    if start is None and end is None:
+        return None
+    return DateTimeTZRange(start, end, "[)")
+
+
+@transaction.atomic
+def offer_create(
+    *,
+    cluster: Cluster,
+    accelerator_model: AcceleratorModel,
+    price_per_card_hour_minor: int,
+    currency: str = Currency.CNY,
+    min_duration_hours: int = 1,
+    max_duration_hours: int = 24 * 90,
+    rentable_from: datetime | None = None,
+    rentable_until: datetime | None = None,
+    actor: User | None = None,
+) -> Offer:
+    """Put cards of one model in one cluster on the market at a price per card-hour (minor units)."""
+    _require_site_open(cluster.site, field="cluster")
+    Cluster.objects.select_for_update().get(pk=cluster.pk)  # one offer per cluster and model, even in a race
+    offer = Offer(
+        cluster=cluster, accelerator_model=accelerator_model, price_per_card_hour_minor=price_per_card_hour_minor,
+        currency=currency, min_duration_hours=min_duration_hours, max_duration_hours=max_duration_hours,
+        rentable_period=_rentable_period(rentable_from, rentable_until), is_active=True,
+    )
+    if _offer_active_duplicate(offer):
+        raise ValidationError(
+            {"accelerator_model": "This cluster already has an active offer for this model: edit or retire it."}
+        )
+    _validate_offer(offer)
+    offer.save()
+    return offer
+
+
+OFFER_EDITABLE_FIELDS = ("price_per_card_hour_minor", "currency", "min_duration_hours", "max_duration_hours")
+
+
+@transaction.atomic
+def offer_update(
+    *, offer: Offer, actor: User | None = None, rentable_from=..., rentable_until=..., **changes
+) -> Offer:
+    """Change an offer's terms. Reservations already made keep the price they locked at booking."""
+    unknown = set(changes) - set(OFFER_EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: "Fixed once listed: retire the offer and create a new one." for name in unknown})
+    offer = Offer.objects.select_for_update().get(pk=offer.pk)
+    if not offer.is_active:
+        raise ValidationError({"is_active": "A retired offer cannot be changed."})
+    for field, value in changes.items():
+        setattr(offer, field, value)
+    if rentable_from is not ... or rentable_until is not ...:
+        current = offer.rentable_period
+        start = (current.lower if current else None) if rentable_from is ... else rentable_from
+        end = (current.upper if current else None) if rentable_until is ... else rentable_until
+        offer.rentable_period = _rentable_period(start, end)
+    _validate_offer(offer)
+    offer.save()
+    return offer
+
+
+@transaction.atomic
+def offer_retire(*, offer: Offer, actor: User | None = None) -> Offer:
+    """Withdraw an offer (is_active=False, never a delete): reservations keep pointing at it."""
+    offer = Offer.objects.select_for_update().get(pk=offer.pk)
+    if offer.is_active:
+        offer.is_active = False
+        offer.save(update_fields=["is_active", "updated_at"])
+    return offer
+
+
+# ---------------------------------------------------------------------------------------------
+# Maintenance windows (blackouts on the device calendar)
+# ---------------------------------------------------------------------------------------------
+
+MAX_MAINTENANCE_DAYS = 90
+MAINTENANCE_CONFLICT_MESSAGE = "This period overlaps an existing maintenance window or booking."
+
+
+class InventoryConflict(Exception):
+    """A write refused because of the current state of the calendar (the API answers 409)."""
+
+    def __init__(self, message: str, field: str = "start"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@transaction.atomic
+def maintenance_window_create(
+    *,
+    cluster: Cluster,
+    start: datetime,
+    end: datetime,
+    node: Node | None = None,
+    reason: str = "",
+    actor: User | None = None,
+) -> MaintenanceWindow:
+    """Black out a cluster (or one node of it) for [start, end).
+
+    Every device concerned gets a maintenance allocation on the device calendar, so no booking can
+    take it; a device already booked or in another window makes the whole window fail
+    (InventoryConflict) and nothing is written.
+    """
+    if start is None or end is None:
+        raise ValidationError({"start" if start is None else "end": "Give both a start and an end."})
+    if end <= start:
+        raise ValidationError({"end": "The window must end after it starts."})
+    if end <= timezone.now():
+        raise ValidationError({"end": "This window is already over."})
+    if end - start > timedelta(days=MAX_MAINTENANCE_DAYS):
+        raise ValidationError({"end": f"A maintenance window lasts at most {MAX_MAINTENANCE_DAYS} days."})
+    if node is not None and node.cluster_id != cluster.pk:
+        raise ValidationError({"node": "This node is not in the cluster."})
+    if node is not None and node.status == Node.Status.RETIRED:
+        raise ValidationError({"node": "This node is retired."})
+    _require_site_open(cluster.site, field="cluster")
+    # Serialize window creation per cluster, so the overlap check below cannot race.
+    Cluster.objects.select_for_update().get(pk=cluster.pk)
+    period = DateTimeTZRange(start, end, "[)")
+    overlapping = MaintenanceWindow.objects.filter(cluster=cluster, cancelled_at__isnull=True, period__overlap=period)
+    if node is not None:
+        overlapping = overlapping.filter(Q(node__isnull=True) | Q(node=node))
+    if overlapping.exists():
+        raise InventoryConflict("This period overlaps an existing maintenance window.")
+    window = MaintenanceWindow.objects.create(
+        cluster=cluster, node=node, period=period, reason=(reason or "").strip()[:300], created_by=actor
+    )
+    devices = Device.objects.filter(node__cluster=cluster).exclude(node__status=Node.Status.RETIRED)
+    if node is not None:
+        devices = devices.filter(node=node)
+    try:
+        device_allocations_create(
+            device_ids=list(devices.values_list("id", flat=True)), start=start, end=end, maintenance_window=window
+        )
+    except AllocationConflict:
+        raise InventoryConflict(MAINTENANCE_CONFLICT_MESSAGE) from None
+    return window
+
+
+@transaction.atomic
+def maintenance_window_cancel(*, window: MaintenanceWindow, actor: User | None = None) -> MaintenanceWindow:
+    """Call a window off: its devices return to the calendar. Cancelling twice changes nothing."""
+    window = MaintenanceWindow.objects.select_for_update().get(pk=window.pk)
+    if window.cancelled_at is None:
+        window.cancelled_at = timezone.now()
+        window.save(update_fields=["cancelled_at"])
+        device_allocations_release(maintenance_window=window)
+    return window
+
+
+def nodes_import_csv(*, organization: Organization, data: bytes, actor: User | None = None) -> list[Node]:
+    """Import a CSV of nodes (format: inventory/importers.py). All rows are validated first; one bad
+    row refuses the file (importers.NodeImportInvalid with a per-row report) and nothing is created."""
+    from inventory.importers import node_rows_parse
+
+    _require_provider(organization)
+    rows = node_rows_parse(organization=organization, data=data)
+    return nodes_bulk_create(rows=rows, actor=actor)

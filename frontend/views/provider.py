@@ -1,0 +1,378 @@
+"""Provider pages (/provider/): sites, clusters, nodes, offers, maintenance windows, CSV import,
+utilization. Thin: each view checks who may do what, then calls one inventory service or selector.
+
+Reading needs "view" in the active organization, changing needs "manage_inventory" (a provider
+organization); objects are looked up inside the active organization's inventory only, so another
+organization's object is a 404.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import user_can
+from accounts.views import add_service_errors
+from inventory import selectors, services
+from inventory.forms import (
+    ClusterForm,
+    MaintenanceWindowForm,
+    NodeEditForm,
+    NodeForm,
+    NodeImportForm,
+    OfferForm,
+    SiteForm,
+)
+from inventory.importers import COLUMNS, NODE_IMPORT_MAX_BYTES, NodeImportInvalid, node_import_template
+from inventory.models import Node
+
+NODES_PER_PAGE = 200
+
+
+def _organization(request, *, change: bool = False):
+    """The active organization, if the user may read (or, with change=True, edit) its inventory."""
+    organization = request.organization
+    if organization is None or not organization.is_provider:
+        raise PermissionDenied("Provider pages are for members of a provider organization.")
+    if not user_can(user=request.user, organization=organization, action="view"):
+        raise PermissionDenied
+    if change and not user_can(user=request.user, organization=organization, action="manage_inventory"):
+        raise PermissionDenied("Your role does not allow changing inventory.")
+    return organization
+
+
+def _can_change(request) -> bool:
+    return user_can(user=request.user, organization=request.organization, action="manage_inventory")
+
+
+def _form_page(request, *, form, title: str, back: str, submit: str = "Save", intro: str = ""):
+    return render(
+        request, "provider/form.html", {"form": form, "title": title, "back": back, "submit": submit, "intro": intro}
+    )
+
+
+# --------------------------------------------------------------------------------------------- sites
+
+
+@login_required
+def home(request):
+    organization = _organization(request)
+    return render(
+        request, "provider/home.html",
+        {"sites": selectors.sites_with_cards(organization=organization), "can_change": _can_change(request)},
+    )
+
+
+@login_required
+def site_create(request):
+    organization = _organization(request, change=True)
+    form = SiteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            site = services.site_create(owner=organization, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Site '{site.name}' created.")
+            return redirect("frontend:provider-site", pk=site.pk)
+    return _form_page(request, form=form, title="New site", back="/provider/", submit="Create site")
+
+
+@login_required
+def site_detail(request, pk: int):
+    organization = _organization(request)
+    site = get_object_or_404(selectors.site_list(organization=organization), pk=pk)
+    utilization = selectors.site_utilization(site=site, days=14)
+    peak = max([day["listed"] for day in utilization] + [day["booked"] + day["maintenance"] for day in utilization] + [1])
+    return render(
+        request, "provider/site_detail.html",
+        {
+            "site": site,
+            "clusters": selectors.site_clusters(site=site),
+            "cards": selectors.site_cards_by_model_and_status(site=site),
+            "statuses": Node.Status.choices,
+            "utilization": utilization,
+            "peak": peak,
+            "can_change": _can_change(request),
+        },
+    )
+
+
+@login_required
+def site_edit(request, pk: int):
+    organization = _organization(request, change=True)
+    site = get_object_or_404(selectors.site_list(organization=organization), pk=pk)
+    form = SiteForm(request.POST or None, site=site, initial=SiteForm.initial_for(site))
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.site_update(site=site, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, "Site saved.")
+            return redirect("frontend:provider-site", pk=site.pk)
+    return _form_page(request, form=form, title=f"Edit {site.name}", back=f"/provider/sites/{site.pk}/")
+
+
+@login_required
+@require_POST
+def site_retire(request, pk: int):
+    organization = _organization(request, change=True)
+    site = get_object_or_404(selectors.site_list(organization=organization), pk=pk)
+    try:
+        services.site_retire(site=site, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Site '{site.name}' retired.")
+    return redirect("frontend:provider-site", pk=site.pk)
+
+
+# ------------------------------------------------------------------------------------------ clusters
+
+
+@login_required
+def cluster_create(request, site_pk: int):
+    organization = _organization(request, change=True)
+    site = get_object_or_404(selectors.site_list(organization=organization), pk=site_pk)
+    form = ClusterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            cluster = services.cluster_create(site=site, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Cluster '{cluster.name}' created.")
+            return redirect("frontend:provider-cluster", pk=cluster.pk)
+    return _form_page(request, form=form, title=f"New cluster in {site.name}", back=f"/provider/sites/{site.pk}/", submit="Create cluster")
+
+
+@login_required
+def cluster_detail(request, pk: int):
+    organization = _organization(request)
+    cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=pk)
+    nodes = Paginator(cluster.nodes.select_related("accelerator_model").order_by("hostname"), NODES_PER_PAGE)
+    return render(
+        request, "provider/cluster_detail.html",
+        {
+            "cluster": cluster,
+            "nodes": nodes.get_page(request.GET.get("page")),
+            "node_count": nodes.count,
+            "offers": selectors.offers_priced(organization=organization, cluster=cluster),
+            "windows": selectors.maintenance_window_upcoming(cluster=cluster)[:5],
+            "can_change": _can_change(request),
+        },
+    )
+
+
+@login_required
+def cluster_edit(request, pk: int):
+    organization = _organization(request, change=True)
+    cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=pk)
+    initial = {"name": cluster.name, "fabric": cluster.fabric, "fabric_bandwidth_gbps": cluster.fabric_bandwidth_gbps}
+    form = ClusterForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.cluster_update(cluster=cluster, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, "Cluster saved.")
+            return redirect("frontend:provider-cluster", pk=cluster.pk)
+    return _form_page(request, form=form, title=f"Edit {cluster}", back=f"/provider/clusters/{cluster.pk}/")
+
+
+# --------------------------------------------------------------------------------------------- nodes
+
+
+@login_required
+def node_create(request, cluster_pk: int):
+    organization = _organization(request, change=True)
+    cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=cluster_pk)
+    form = NodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            node = services.node_create(cluster=cluster, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Node '{node.hostname}' listed with {node.card_count} cards.")
+            return redirect("frontend:provider-cluster", pk=cluster.pk)
+    return _form_page(request, form=form, title=f"New node in {cluster}", back=f"/provider/clusters/{cluster.pk}/", submit="List node")
+
+
+@login_required
+def node_edit(request, pk: int):
+    organization = _organization(request, change=True)
+    node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
+    initial = {name: getattr(node, name) for name in ("hostname", "cpu_model", "cpu_cores", "ram_gb", "disk_gb", "status")}
+    form = NodeEditForm(request.POST or None, node=node, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.node_update(node=node, actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, "Node saved.")
+            return redirect("frontend:provider-cluster", pk=node.cluster_id)
+    intro = f"{node.card_count} × {node.accelerator_model} (fixed once listed: retire the node and list a new one to change them)."
+    return _form_page(request, form=form, title=f"Edit {node.hostname}", back=f"/provider/clusters/{node.cluster_id}/", intro=intro)
+
+
+@login_required
+@require_POST
+def node_retire(request, pk: int):
+    organization = _organization(request, change=True)
+    node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
+    services.node_retire(node=node, actor=request.user)
+    messages.success(request, f"Node '{node.hostname}' retired.")
+    return redirect("frontend:provider-cluster", pk=node.cluster_id)
+
+
+@login_required
+def nodes_import(request):
+    organization = _organization(request, change=True)
+    form = NodeImportForm(request.POST or None, request.FILES or None)
+    report = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            nodes = services.nodes_import_csv(
+                organization=organization, data=form.cleaned_data["file"].read(NODE_IMPORT_MAX_BYTES + 1), actor=request.user
+            )
+        except NodeImportInvalid as invalid:
+            report = invalid
+            form.add_error("file", invalid.message)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Imported {len(nodes)} nodes ({sum(n.card_count for n in nodes)} cards).")
+            cluster_ids = {node.cluster_id for node in nodes}
+            if len(cluster_ids) == 1:
+                return redirect("frontend:provider-cluster", pk=cluster_ids.pop())
+            return redirect("frontend:provider-home")
+    return render(
+        request, "provider/import.html",
+        {
+            "form": form,
+            "report": report,
+            "columns": COLUMNS,
+            "clusters": selectors.cluster_list(organization=organization),
+        },
+        status=400 if (request.method == "POST" and not form.is_valid()) else 200,
+    )
+
+
+@login_required
+def nodes_import_template(request):
+    organization = _organization(request)
+    cluster = None
+    if request.GET.get("cluster", "").isdigit():
+        cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=int(request.GET["cluster"]))
+    response = HttpResponse(node_import_template(cluster=cluster), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="computeflow-nodes-template.csv"'
+    return response
+
+
+# -------------------------------------------------------------------------------------------- offers
+
+
+def _offer_form_kwargs(form) -> dict:
+    fields = dict(form.cleaned_data)
+    fields["price_per_card_hour_minor"] = services.price_major_to_minor(price=fields.pop("price_per_card_hour"))
+    return fields
+
+
+@login_required
+def offer_create(request, cluster_pk: int):
+    organization = _organization(request, change=True)
+    cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=cluster_pk)
+    form = OfferForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            offer = services.offer_create(cluster=cluster, actor=request.user, **_offer_form_kwargs(form))
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Offer for {offer.accelerator_model.name} created.")
+            return redirect("frontend:provider-cluster", pk=cluster.pk)
+    return _form_page(request, form=form, title=f"New offer in {cluster}", back=f"/provider/clusters/{cluster.pk}/", submit="Create offer")
+
+
+@login_required
+def offer_edit(request, pk: int):
+    organization = _organization(request, change=True)
+    offer = get_object_or_404(selectors.offer_list(organization=organization).filter(is_active=True), pk=pk)
+    period = offer.rentable_period
+    initial = {
+        "price_per_card_hour": services.price_minor_to_major(offer.price_per_card_hour_minor),
+        "currency": offer.currency,
+        "min_duration_hours": offer.min_duration_hours,
+        "max_duration_hours": offer.max_duration_hours,
+        "rentable_from": period.lower if period else None,
+        "rentable_until": period.upper if period else None,
+    }
+    form = OfferForm(request.POST or None, initial=initial, editing=True)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.offer_update(offer=offer, actor=request.user, **_offer_form_kwargs(form))
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, "Offer saved. Reservations already made keep their price.")
+            return redirect("frontend:provider-cluster", pk=offer.cluster_id)
+    return _form_page(request, form=form, title=f"Edit offer: {offer.accelerator_model.name}", back=f"/provider/clusters/{offer.cluster_id}/")
+
+
+@login_required
+@require_POST
+def offer_retire(request, pk: int):
+    organization = _organization(request, change=True)
+    offer = get_object_or_404(selectors.offer_list(organization=organization), pk=pk)
+    services.offer_retire(offer=offer, actor=request.user)
+    messages.success(request, f"Offer for {offer.accelerator_model.name} withdrawn.")
+    return redirect("frontend:provider-cluster", pk=offer.cluster_id)
+
+
+# ------------------------------------------------------------------------------- maintenance windows
+
+
+@login_required
+def maintenance(request, cluster_pk: int):
+    organization = _organization(request)
+    cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=cluster_pk)
+    form = MaintenanceWindowForm(request.POST or None, cluster=cluster)
+    status_code = 200
+    if request.method == "POST":
+        _organization(request, change=True)
+        if form.is_valid():
+            try:
+                services.maintenance_window_create(cluster=cluster, actor=request.user, **form.cleaned_data)
+            except ValidationError as error:
+                add_service_errors(form, error)
+            except services.InventoryConflict as conflict:
+                form.add_error("start", conflict.message)
+                status_code = 409
+            else:
+                messages.success(request, "Maintenance window planned; its cards are off the market for that time.")
+                return redirect("frontend:provider-maintenance", cluster_pk=cluster.pk)
+        if status_code == 200:
+            status_code = 400
+    windows = selectors.maintenance_window_list(organization=organization).filter(cluster=cluster)
+    return render(
+        request, "provider/maintenance.html",
+        {"cluster": cluster, "form": form, "windows": windows, "can_change": _can_change(request)},
+        status=status_code,
+    )
+
+
+@login_required
+@require_POST
+def maintenance_cancel(request, pk: int):
+    organization = _organization(request, change=True)
+    window = get_object_or_404(selectors.maintenance_window_list(organization=organization), pk=pk)
+    services.maintenance_window_cancel(window=window, actor=request.user)
+    messages.success(request, "Maintenance window cancelled; its cards are back on the market.")
+    return redirect("frontend:provider-maintenance", cluster_pk=window.cluster_id)
