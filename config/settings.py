@@ -166,4 +166,6 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "network-totals-refresh": {"task": "inventory.network_totals_refresh", "schedule": 60.0},
+    # Nodes whose agent went quiet leave the market (NODE_HEARTBEAT_TIMEOUT_SECONDS).
+    "nodes-mark-stale": {"task": "inventory.nodes_mark_stale", "schedule": 60.0},
 }

@@ -1,13 +1,66 @@
-"""Node-agent credentials (and, later in this module, what agents report)."""
+"""The node agent: its credentials, what it reports, and how a report is compared with the listing.
+
+A node agent (the `nodeagent` program) authenticates with a per-node key, registers the hardware it
+detects and then sends heartbeats. The platform compares each report with the listing:
+
+* another accelerator model than listed  -> flagged
+* fewer cards than listed                -> flagged ("agent sees 6 cards, listing says 8")
+* much less memory per card than listed  -> flagged (a 40 GB card sold as 80 GB)
+
+More cards than listed is fine (a provider may keep some cards off the market).
+
+Status and flag are kept apart on purpose: `Node.status` says whether the agent is alive
+(registered -> online on the first report, online -> offline when heartbeats stop), while
+`Node.mismatch_reason` says whether the hardware contradicts the listing. A flagged node therefore
+stays `online` - its agent is reachable - but it is not rentable (inventory.allocations.
+rentable_devices requires an empty mismatch_reason) until a later report matches or the provider
+corrects the listing (node_mismatch_check / node_mismatch_resolve). Statuses the provider or an
+operator set (maintenance, unhealthy) are never changed by the agent.
+"""
 
 import hashlib
+import logging
+import re
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from inventory.models import Node, NodeAgentToken
+from accounts.models import Organization, User
+from inventory.models import AcceleratorModel, Node, NodeAgentToken
+from inventory.services import node_set_status
+
+logger = logging.getLogger(__name__)
 
 AGENT_KEY_PREFIX = "cfa_"  # noqa: S105 - a marker that makes leaked keys easy to spot, not a secret
+
+# last_used_at is a hint for the provider page, not an audit trail: refreshing it at most this often
+# keeps a heartbeat down to one UPDATE.
+TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+# A card with less than this share of the listed memory is "another card" (for example an A100 40GB
+# listed as 80GB). Tools report usable memory, a little below the marketing figure: an L40S "48GB"
+# shows 46068 MiB (94%), an H100 "80GB" 81559 MiB.
+MEMORY_TOLERANCE = 0.9
+
+
+class NodeAgentRefused(Exception):
+    """The agent's request is well-formed but the node's state does not allow it (HTTP 409)."""
+
+    def __init__(self, message: str, *, code: str = "conflict"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+# ---------------------------------------------------------------------------------------------
 
 
 def _hash_key(key: str) -> str:
@@ -29,10 +82,317 @@ def node_agent_token_revoke(*, token: NodeAgentToken) -> NodeAgentToken:
 
 
 def node_agent_authenticate(*, key: str) -> NodeAgentToken | None:
-    """The active agent token for this key, or None."""
+    """The active agent token for this key (with its node and the listed model), or None."""
     if not key.startswith(AGENT_KEY_PREFIX) or len(key) < 20:
         return None
-    token = NodeAgentToken.objects.select_related("node").filter(prefix=key[:12], revoked_at__isnull=True).first()
+    token = (
+        NodeAgentToken.objects.select_related("node__accelerator_model")
+        .filter(prefix=key[:12], revoked_at__isnull=True)
+        .first()
+    )
     if token is None or not secrets.compare_digest(token.key_hash, _hash_key(key)):
         return None
     return token
+
+
+# Reads for the provider-facing key endpoints. They live here rather than in inventory/selectors.py
+# because they only serve the agent endpoints.
+
+
+def organization_node_get(*, organization: Organization | None, node_id: int) -> Node | None:
+    """The node if it belongs to the organization (through its site), else None."""
+    if organization is None:
+        return None
+    return (
+        Node.objects.select_related("accelerator_model", "cluster__site")
+        .filter(pk=node_id, cluster__site__owner=organization)
+        .first()
+    )
+
+
+def organization_agent_token_get(*, organization: Organization | None, token_id: int) -> NodeAgentToken | None:
+    if organization is None:
+        return None
+    return NodeAgentToken.objects.filter(pk=token_id, node__cluster__site__owner=organization).first()
+
+
+def node_agent_token_list(*, node: Node) -> QuerySet[NodeAgentToken]:
+    return NodeAgentToken.objects.filter(node=node).order_by("-created_at", "-id")
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching a reported accelerator name with the catalog
+# ---------------------------------------------------------------------------------------------
+#
+# Tools and the catalog spell the same card differently: NVML says "NVIDIA H100 80GB HBM3" for the
+# catalog's "H100 SXM5 80GB", "NVIDIA A100-SXM4-80GB" for "A100 SXM4 80GB"; npu-smi says "910B3" for
+# "Ascend 910B3". The rule, applied to both names:
+#
+# 1. Split into alternatives: the name without its parentheses, each parenthesised part, and each
+#    side of a "/" ("Ascend 910B4 (32GB) / 910B4-1 (64GB)" -> "Ascend 910B4", "910B4-1", "32GB").
+# 2. Lower-case, split on spaces and - _ , ; drop words that carry no identity: memory types
+#    (hbm3, gddr6x), the default form factors tools never print (sxm*, oam, hgx, card, module),
+#    power ("1000w"), multipliers ("2x") and generations ("2nd gen"); "ascend910b3" -> "910b3".
+# 3. The *model token* is the first remaining word with a digit ("h100", "910b3", "mi300x"); a bare
+#    number takes the word before it ("gaudi 2" -> "gaudi2", "rtx 4090" -> "rtx4090"). Words before
+#    it are vendor and brand ("NVIDIA", "Huawei", "GeForce", "Instinct") and are ignored. Memory
+#    sizes ("80gb") are kept apart. Every other word after the model token is a *variant*
+#    ("pcie", "nvl", "ai", "d").
+# 4. Two alternatives match when the model tokens are equal, the variant sets are equal, and the
+#    memory sizes are equal where both names state one. Two names match when any alternatives do.
+#
+# So "NVIDIA H100 80GB HBM3" matches "H100 SXM5 80GB" but not "H100 PCIe 80GB" (variant pcie),
+# "NVIDIA H100 NVL" (variant nvl), "H200 SXM 141GB" (model) or "NVIDIA A100-SXM4-40GB" (model,
+# memory). Known limit: names a tool prints that share nothing with the catalog (Gaudi's "HL-225")
+# only match where the catalog lists that name in parentheses.
+
+_BRAND_GLUED = re.compile(r"^(ascend|nvidia|huawei)(?=\d)")
+_MEMORY = re.compile(r"^(\d+)g(?:b|ib)?$")
+_NOISE = re.compile(r"^(hbm\d*e?|g?ddr\d*x?|lpddr\d*x?|sxm\d*|oam|hgx|card|module|\d+w|\d+x|\d+(st|nd|rd|th)|gen)$")
+
+
+@dataclass(frozen=True)
+class AcceleratorSignature:
+    model: str
+    variants: frozenset[str]
+    memory_gb: int | None
+
+
+def _alternatives(name: str) -> list[str]:
+    parts = re.findall(r"\(([^()]*)\)", name)
+    main = re.sub(r"\([^()]*\)", " ", name)
+    alternatives = []
+    for part in [main, *parts]:
+        alternatives.extend(piece for piece in part.split("/") if piece.strip())
+    return alternatives
+
+
+def _signature(text: str) -> AcceleratorSignature | None:
+    words = [word for word in re.split(r"[\s\-_,;:]+", text.lower()) if word]
+    words = [_BRAND_GLUED.sub("", word) for word in words]
+    model = None
+    variants: set[str] = set()
+    memory = None
+    previous = ""
+    for word in words:
+        memory_match = _MEMORY.match(word)
+        if memory_match:
+            memory = int(memory_match.group(1))
+        elif _NOISE.match(word):
+            pass
+        elif model is None:
+            if re.search(r"\d", word):
+                model = f"{previous}{word}" if word.isdigit() else word
+            previous = word
+        else:
+            variants.add(word)
+    if model is None:
+        return None
+    return AcceleratorSignature(model=model, variants=frozenset(variants), memory_gb=memory)
+
+
+def accelerator_signatures(name: str) -> list[AcceleratorSignature]:
+    """The comparable forms of an accelerator name (see the rule above)."""
+    return [signature for part in _alternatives(name) if (signature := _signature(part)) is not None]
+
+
+def accelerator_names_match(*, reported: str, listed: str) -> bool:
+    """Whether a name a tool reported denotes the listed catalog model (rule above)."""
+    for mine in accelerator_signatures(reported):
+        for theirs in accelerator_signatures(listed):
+            if mine.model != theirs.model or mine.variants != theirs.variants:
+                continue
+            if mine.memory_gb is not None and theirs.memory_gb is not None and mine.memory_gb != theirs.memory_gb:
+                continue
+            return True
+    return False
+
+
+def report_mismatch_reason(
+    *,
+    listed_model: AcceleratorModel,
+    listed_card_count: int,
+    reported_model_name: str,
+    reported_card_count: int | None,
+    reported_memory_gb: int | None,
+) -> str:
+    """Why the report contradicts the listing ("" when it does not). Several reasons join with "; "."""
+    if not reported_model_name:
+        return ""  # nothing reported yet: nothing to contradict
+    reasons = []
+    if not accelerator_names_match(reported=reported_model_name, listed=listed_model.name):
+        reasons.append(f'agent sees "{reported_model_name}", listing says "{listed_model.name}"')
+    if reported_card_count is not None and reported_card_count < listed_card_count:
+        reasons.append(f"agent sees {reported_card_count} cards, listing says {listed_card_count}")
+    if (
+        reported_memory_gb is not None
+        and listed_model.memory_gb
+        and reported_memory_gb < listed_model.memory_gb * MEMORY_TOLERANCE
+    ):
+        reasons.append(f"agent sees {reported_memory_gb} GB per card, listing says {listed_model.memory_gb} GB")
+    return "; ".join(reasons)
+
+
+def _node_mismatch_reason(node: Node) -> str:
+    return report_mismatch_reason(
+        listed_model=node.accelerator_model,
+        listed_card_count=node.card_count,
+        reported_model_name=node.reported_model_name,
+        reported_card_count=node.reported_card_count,
+        reported_memory_gb=node.reported_memory_gb,
+    )
+
+
+def _log_flag_change(node: Node, before: str, after: str) -> None:
+    if before == after:
+        return
+    if after:
+        logger.warning("node %s (%s) flagged: %s", node.pk, node.hostname, after)
+    else:
+        logger.info("node %s (%s): mismatch cleared (was: %s)", node.pk, node.hostname, before)
+
+
+@transaction.atomic
+def node_mismatch_check(*, node: Node) -> Node:
+    """Compare the node's last report with its current listing and store the outcome.
+
+    Call it after the listing changes (model, card count): a corrected listing clears the flag,
+    a new contradiction sets it. Idempotent.
+    """
+    node = Node.objects.select_for_update().select_related("accelerator_model").get(pk=node.pk)
+    reason = _node_mismatch_reason(node)
+    if reason != node.mismatch_reason:
+        _log_flag_change(node, node.mismatch_reason, reason)
+        node.mismatch_reason = reason
+        node.save(update_fields=["mismatch_reason", "updated_at"])
+    return node
+
+
+def node_mismatch_resolve(*, node: Node, actor: User | None = None) -> Node:
+    """The provider says the mismatch is fixed: re-check the last report against the listing.
+
+    A flag cannot be waved away while the evidence stands: if the last report still contradicts
+    the listing, this raises ValidationError with the reason (fix the listing, or the hardware and
+    let the agent report again).
+    """
+    node = node_mismatch_check(node=node)
+    if node.mismatch_reason:
+        raise ValidationError({"mismatch_reason": f"The agent's last report still contradicts the listing: {node.mismatch_reason}."})
+    logger.info("node %s: mismatch resolution confirmed by %s", node.pk, actor or "the system")
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# Register and heartbeat
+# ---------------------------------------------------------------------------------------------
+
+
+def _token_touch(token: NodeAgentToken, now: datetime) -> None:
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_LAST_USED_RESOLUTION:
+        NodeAgentToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def _refuse_retired(node: Node) -> None:
+    if node.status == Node.Status.RETIRED:
+        raise NodeAgentRefused("This node is retired; its agent reports are not accepted.", code="node_retired")
+
+
+# Statuses the agent moves to online by being alive. Maintenance and unhealthy were set by a person
+# or by a health check, and only they move the node out again.
+AGENT_REVIVES = frozenset({Node.Status.REGISTERED, Node.Status.OFFLINE})
+
+
+@transaction.atomic
+def node_agent_register(*, token: NodeAgentToken, report: dict, now: datetime | None = None) -> Node:
+    """Store what the agent detects, compare it with the listing, and bring the node online.
+
+    `report` is validated input: model_name, card_count, memory_gb (or None), driver_version,
+    software_versions. A matching report clears an earlier flag; a contradicting one sets it.
+    The first report moves a registered node to online; an offline node comes back online.
+    """
+    now = now or timezone.now()
+    node = Node.objects.select_for_update().select_related("accelerator_model").get(pk=token.node_id)
+    _refuse_retired(node)
+    before = node.mismatch_reason
+    node.reported_model_name = report["model_name"]
+    node.reported_card_count = report["card_count"]
+    node.reported_memory_gb = report.get("memory_gb")
+    node.driver_version = report.get("driver_version", "")
+    node.software_versions = report.get("software_versions", {})
+    node.mismatch_reason = _node_mismatch_reason(node)
+    node.last_heartbeat_at = now
+    node.save(
+        update_fields=[
+            "reported_model_name", "reported_card_count", "reported_memory_gb", "driver_version",
+            "software_versions", "mismatch_reason", "last_heartbeat_at", "updated_at",
+        ]
+    )
+    _log_flag_change(node, before, node.mismatch_reason)
+    if node.status in AGENT_REVIVES:
+        reason = "node agent registered" if node.status == Node.Status.REGISTERED else "node agent is back"
+        node = node_set_status(node=node, status=Node.Status.ONLINE, reason=reason)
+    _token_touch(token, now)
+    return node
+
+
+def node_agent_heartbeat(*, token: NodeAgentToken, now: datetime | None = None) -> Node:
+    """The agent is alive. Idempotent; for an online node it costs one UPDATE.
+
+    An offline node (heartbeats had stopped) comes back online. A node that never registered its
+    hardware is refused (NodeAgentRefused, code "register_first"): there is nothing to compare yet.
+    """
+    now = now or timezone.now()
+    updated = Node.objects.filter(pk=token.node_id, status=Node.Status.ONLINE).update(last_heartbeat_at=now)
+    if updated:
+        node = token.node
+        node.last_heartbeat_at = now
+        if node.status != Node.Status.ONLINE:  # the token's copy was loaded before another process moved it
+            node.refresh_from_db()
+    else:
+        node = _heartbeat_slow_path(token=token, now=now)
+    _token_touch(token, now)
+    return node
+
+
+@transaction.atomic
+def _heartbeat_slow_path(*, token: NodeAgentToken, now: datetime) -> Node:
+    node = Node.objects.select_for_update().get(pk=token.node_id)
+    _refuse_retired(node)
+    if node.status == Node.Status.REGISTERED or not node.reported_model_name:
+        raise NodeAgentRefused("Register the node's hardware before sending heartbeats.", code="register_first")
+    node.last_heartbeat_at = now
+    node.save(update_fields=["last_heartbeat_at"])
+    if node.status in AGENT_REVIVES:
+        node = node_set_status(node=node, status=Node.Status.ONLINE, reason="node agent heartbeats resumed")
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# Stale agents
+# ---------------------------------------------------------------------------------------------
+
+
+def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
+    """Move online nodes whose last heartbeat is older than NODE_HEARTBEAT_TIMEOUT_SECONDS to offline.
+
+    Returns the ids moved. Safe to run any number of times, in several processes: each node is
+    re-checked under its row lock, so a heartbeat that lands meanwhile keeps the node online.
+    """
+    now = now or timezone.now()
+    timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
+    cutoff = now - timedelta(seconds=timeout)
+    stale = Node.objects.filter(status=Node.Status.ONLINE, last_heartbeat_at__lt=cutoff)
+    moved = []
+    for node_id in stale.values_list("pk", flat=True):
+        with transaction.atomic():
+            node = stale.select_for_update(skip_locked=True).filter(pk=node_id).first()
+            if node is None:
+                continue
+            node_set_status(
+                node=node, status=Node.Status.OFFLINE, reason=f"no agent heartbeat for more than {timeout} seconds"
+            )
+            moved.append(node_id)
+    if moved:
+        logger.warning("%d node(s) marked offline after %ss without a heartbeat: %s", len(moved), timeout, moved)
+    return moved

@@ -8,3 +8,11 @@ def network_totals_refresh_task() -> dict:
     """Refresh the landing page's network totals in the cache. Safe to run any number of times."""
     totals = network_totals_refresh()
     return {"sites": totals["sites"], "cards": totals["cards"], "listed_ecu": str(totals["listed_ecu"])}
+
+
+@shared_task(name="inventory.nodes_mark_stale")
+def nodes_mark_stale_task() -> dict:
+    """Move nodes whose agent stopped sending heartbeats to offline. Safe to run any number of times."""
+    from inventory.agent_services import nodes_mark_stale
+
+    return {"marked_offline": nodes_mark_stale()}
