@@ -1,0 +1,33 @@
+# One image for web (gunicorn), worker and beat (Celery) and the one-shot migrate service.
+# See docker-compose.yml.
+
+# --- build: install the requirements into a virtualenv (compilers only here, for any sdist) ---
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH="/opt/venv/bin:$PATH"
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt
+
+# --- runtime ---
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH="/opt/venv/bin:$PATH" \
+    DJANGO_SETTINGS_MODULE=config.settings \
+    WEB_CONCURRENCY=3
+RUN useradd --create-home --uid 1000 computeflow
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=computeflow:computeflow . /app
+# Static files are collected at build time into STATIC_ROOT (.local/staticfiles) and served by
+# WhiteNoise; collectstatic imports the settings but connects to nothing.
+RUN python manage.py collectstatic --noinput \
+    && chown -R computeflow:computeflow /app/.local
+USER computeflow
+EXPOSE 8000
+# WEB_CONCURRENCY sets gunicorn's worker count.
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
