@@ -15,7 +15,8 @@ import re
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import authentication, exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -70,6 +71,19 @@ class NodeAgentAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class NodeAgentAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = NodeAgentAuthentication
+    name = "NodeAgentKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "The node's agent key: `Authorization: Agent cfa_...`",
+        }
 
 
 class IsNodeAgent(permissions.BasePermission):
@@ -142,11 +156,14 @@ class NodeStateSerializer(serializers.Serializer):
 
 
 class AgentRegisterApi(AgentApiView):
+    @extend_schema_serializer(component_name="AgentReport")
     class InputSerializer(StrictSerializer):
         model_name = serializers.CharField(max_length=200, validators=[_printable])
         card_count = serializers.IntegerField(min_value=1, max_value=64)
         memory_gb = serializers.IntegerField(min_value=1, max_value=4096, required=False, allow_null=True)
-        driver_version = serializers.CharField(max_length=100, allow_blank=True, required=False, default="", validators=[_printable])
+        driver_version = serializers.CharField(
+            max_length=100, allow_blank=True, required=False, default="", validators=[_printable]
+        )
         software_versions = serializers.DictField(
             child=serializers.CharField(max_length=64, allow_blank=True, validators=[_printable]),
             required=False,
@@ -163,6 +180,7 @@ class AgentRegisterApi(AgentApiView):
                 )
             return value
 
+    @extend_schema_serializer(component_name="AgentRegistered")
     class OutputSerializer(serializers.Serializer):
         node = NodeStateSerializer()
         heartbeat_timeout_seconds = serializers.IntegerField()
@@ -184,6 +202,7 @@ class AgentRegisterApi(AgentApiView):
 
 
 class AgentHeartbeatApi(AgentApiView):
+    @extend_schema_serializer(component_name="AgentHeartbeat")
     class InputSerializer(StrictSerializer):
         """A heartbeat carries no data; the agent registers again when what it detects changes."""
 
@@ -228,6 +247,7 @@ class AgentKeySerializer(serializers.Serializer):
 
 
 class NodeAgentKeysApi(ProviderAgentApiView):
+    @extend_schema_serializer(component_name="AgentKeyCreated")
     class CreatedSerializer(AgentKeySerializer):
         key = serializers.CharField(help_text="Shown once; only a hash is stored.")
 
@@ -249,9 +269,7 @@ class NodeAgentKeysApi(ProviderAgentApiView):
 class AgentKeyRevokeApi(ProviderAgentApiView):
     @extend_schema(request=None, responses=AgentKeySerializer, summary="Revoke an agent key (idempotent)")
     def post(self, request, token_id: int):
-        token = organization_agent_token_get(
-            organization=self.organization_for_inventory(request), token_id=token_id
-        )
+        token = organization_agent_token_get(organization=self.organization_for_inventory(request), token_id=token_id)
         if token is None:
             raise exceptions.NotFound("No such agent key in your organization.")
         token = node_agent_token_revoke(token=token)
@@ -268,4 +286,3 @@ class NodeMismatchResolveApi(ProviderAgentApiView):
         node = self.node_or_404(request, node_id)
         node = node_mismatch_resolve(node=node, actor=request.user)
         return Response(NodeStateSerializer(node).data)
-

@@ -277,7 +277,9 @@ def node_mismatch_resolve(*, node: Node, actor: User | None = None) -> Node:
     """
     node = node_mismatch_check(node=node)
     if node.mismatch_reason:
-        raise ValidationError({"mismatch_reason": f"The agent's last report still contradicts the listing: {node.mismatch_reason}."})
+        raise ValidationError(
+            {"mismatch_reason": f"The agent's last report still contradicts the listing: {node.mismatch_reason}."}
+        )
     logger.info("node %s: mismatch resolution confirmed by %s", node.pk, actor or "the system")
     return node
 
@@ -324,8 +326,14 @@ def node_agent_register(*, token: NodeAgentToken, report: dict, now: datetime | 
     node.last_heartbeat_at = now
     node.save(
         update_fields=[
-            "reported_model_name", "reported_card_count", "reported_memory_gb", "driver_version",
-            "software_versions", "mismatch_reason", "last_heartbeat_at", "updated_at",
+            "reported_model_name",
+            "reported_card_count",
+            "reported_memory_gb",
+            "driver_version",
+            "software_versions",
+            "mismatch_reason",
+            "last_heartbeat_at",
+            "updated_at",
         ]
     )
     _log_flag_change(node, before, node.mismatch_reason)

@@ -20,7 +20,5 @@ urlpatterns = [
     path("heartbeat/", AgentHeartbeatApi.as_view(), name="agent-heartbeat"),
     path("nodes/<int:node_id>/keys/", NodeAgentKeysApi.as_view(), name="agent-node-keys"),
     path("keys/<int:token_id>/revoke/", AgentKeyRevokeApi.as_view(), name="agent-key-revoke"),
-    path(
-        "nodes/<int:node_id>/mismatch/resolve/", NodeMismatchResolveApi.as_view(), name="agent-node-mismatch-resolve"
-    ),
+    path("nodes/<int:node_id>/mismatch/resolve/", NodeMismatchResolveApi.as_view(), name="agent-node-mismatch-resolve"),
 ]

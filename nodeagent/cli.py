@@ -48,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between heartbeats (default 30)")
     parser.add_argument("--once", action="store_true", help="register, send one heartbeat, and exit")
     parser.add_argument(
-        "--simulate", metavar="MODEL:COUNT", help="report COUNT cards of MODEL instead of detecting (no accelerators needed)"
+        "--simulate",
+        metavar="MODEL:COUNT",
+        help="report COUNT cards of MODEL instead of detecting (no accelerators needed)",
     )
     parser.add_argument(
         "--max-attempts",
@@ -113,9 +115,7 @@ class Agent:
             lambda: self.client.register(report), what="register", max_attempts=self.args.max_attempts, sleep=self.sleep
         )
         self.last_report = report
-        logger.info(
-            "registered %d x %s: %s", report["card_count"], report["model_name"], _describe(answer["node"])
-        )
+        logger.info("registered %d x %s: %s", report["card_count"], report["model_name"], _describe(answer["node"]))
 
     def heartbeat(self) -> None:
         try:

@@ -152,7 +152,13 @@ def build_report(detection: Detection) -> dict:
         logger.warning("%s: %s", detection.source, line)
     for card in detection.cards:
         if not card.healthy:
-            logger.warning("%s: card %s (%s) is not usable: %s", detection.source, card.index, card.bus_id or card.serial, card.problem)
+            logger.warning(
+                "%s: card %s (%s) is not usable: %s",
+                detection.source,
+                card.index,
+                card.bus_id or card.serial,
+                card.problem,
+            )
     healthy = [card for card in detection.cards if card.healthy and card.name]
     if not healthy:
         raise NoAccelerators(f"{detection.source} found {len(detection.cards)} card(s), none of them usable.")

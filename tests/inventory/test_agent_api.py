@@ -113,7 +113,11 @@ class TestRegister:
         assert node.last_heartbeat_at is not None
         assert rentable_devices().filter(node=node).count() == 8
         change = NodeStatusChange.objects.get(node=node)
-        assert (change.from_status, change.to_status, change.reason) == ("registered", "online", "node agent registered")
+        assert (change.from_status, change.to_status, change.reason) == (
+            "registered",
+            "online",
+            "node agent registered",
+        )
 
     def test_fewer_cards_flag_the_node_and_take_it_off_the_market(self, node, agent_key):
         # when the agent sees only 6 of the 8 listed cards
@@ -260,7 +264,11 @@ class TestStale:
         node.refresh_from_db()
         assert node.status == Node.Status.OFFLINE
         assert not node_rentable(node)
-        assert NodeStatusChange.objects.filter(node=node, to_status="offline").get().reason.startswith("no agent heartbeat")
+        assert (
+            NodeStatusChange.objects.filter(node=node, to_status="offline")
+            .get()
+            .reason.startswith("no agent heartbeat")
+        )
         assert Node.objects.get(pk=fresh.pk).status == Node.Status.ONLINE
         assert Node.objects.get(pk=never.pk).status == Node.Status.ONLINE
 
@@ -293,7 +301,14 @@ class TestStale:
 class TestRefused:
     @pytest.mark.parametrize(
         "header",
-        [None, "Agent cfa_thisisnotarealkeyatallxxxxxxxxxxxxxxx", "Agent", "Agent a b", "Token cf_whatever", "Agent short"],
+        [
+            None,
+            "Agent cfa_thisisnotarealkeyatallxxxxxxxxxxxxxxx",
+            "Agent",
+            "Agent a b",
+            "Token cf_whatever",
+            "Agent short",
+        ],
     )
     def test_a_missing_or_wrong_key_is_401(self, node, header):
         client = APIClient()
