@@ -9,7 +9,7 @@ own transaction so that a conflict leaves nothing behind.
 
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Exists, OuterRef, QuerySet
 
@@ -89,3 +89,30 @@ def device_allocations_release(*, reservation_id: int | None = None, maintenance
     else:
         allocations = allocations.filter(maintenance_window=maintenance_window)
     return allocations.update(is_active=False)
+
+
+def device_allocations_for_reservation(*, reservation_id: int) -> QuerySet[DeviceAllocation]:
+    """A reservation's active calendar rows (one per device per booked segment)."""
+    return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by("device_id", "period")
+
+
+def device_allocations_truncate(*, reservation_id: int, end: datetime) -> int:
+    """Shrink a reservation's active allocations so none runs past `end` (an early release).
+
+    Rows that start at or after `end` are released (kept for history); rows that straddle it end
+    at `end`. Shrinking never overlaps anything, so the exclusion constraint cannot object.
+    Idempotent: a second call with the same `end` changes nothing. Returns the rows changed.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE inventory_deviceallocation SET is_active = false "
+            "WHERE reservation_id = %s AND is_active AND lower(period) >= %s",
+            [reservation_id, end],
+        )
+        released = cursor.rowcount
+        cursor.execute(
+            "UPDATE inventory_deviceallocation SET period = tstzrange(lower(period), %s, '[)') "
+            "WHERE reservation_id = %s AND is_active AND upper(period) > %s",
+            [end, reservation_id, end],
+        )
+        return released + cursor.rowcount

@@ -1,3 +1,18 @@
-"""REST API routes of the marketplace (mounted under /api/)."""
+"""REST API routes of the marketplace (mounted under /api/).
 
-urlpatterns = []
+The search lives at /api/market/offers/: /api/offers/ is inventory's (providers manage their own offers there)."""
+
+from django.urls import path
+
+from marketplace import api
+
+urlpatterns = [
+    path("market/offers/", api.OfferSearchApi.as_view(), name="offer-search"),
+    path("market/offers/<int:offer_id>/", api.OfferDetailApi.as_view(), name="offer-detail"),
+    path("quotes/", api.QuoteApi.as_view(), name="quote"),
+    path("reservations/", api.ReservationListCreateApi.as_view(), name="reservations"),
+    path("reservations/<int:reservation_id>/", api.ReservationDetailApi.as_view(), name="reservation-detail"),
+    path("reservations/<int:reservation_id>/cancel/", api.ReservationCancelApi.as_view(), name="reservation-cancel"),
+    path("reservations/<int:reservation_id>/release/", api.ReservationReleaseApi.as_view(), name="reservation-release"),
+    path("reservations/<int:reservation_id>/extend/", api.ReservationExtendApi.as_view(), name="reservation-extend"),
+]

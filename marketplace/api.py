@@ -1,0 +1,341 @@
+"""REST API of the market: search, quotes, reservations. One class per operation; views only
+validate, call one selector or service, and shape the answer (errors in config.api's one shape)."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.selectors import user_can
+from config.api import ConflictError, Pagination, error_response
+from inventory.models import Currency, Offer, SoftwareStack
+from marketplace.forms import OfferSearchForm, QuoteForm
+from marketplace.models import Reservation
+from marketplace.selectors import Exclusion, offer_row_get, offer_search, quote_build, reservation_get, reservation_list
+from marketplace.services import (
+    MAX_CARDS_PER_BOOKING,
+    BookingConflict,
+    IdempotencyKeyReused,
+    ReservationStateError,
+    reservation_cancel,
+    reservation_create,
+    reservation_extend,
+    reservation_release,
+)
+
+
+def _form_errors(form) -> exceptions.ValidationError:
+    fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
+    return exceptions.ValidationError(fields)
+
+
+def _require_organization(request):
+    organization = getattr(request, "organization", None)
+    if organization is None or not user_can(user=request.user, organization=organization, action="view"):
+        raise exceptions.PermissionDenied("Act for an organization you are a member of.")
+    return organization
+
+
+def _require_booker(request):
+    organization = _require_organization(request)
+    if not user_can(user=request.user, organization=organization, action="book"):
+        raise exceptions.PermissionDenied("Only members of a buyer organization with booking rights can do this.")
+    return organization
+
+
+class MarketCapacitySerializer(serializers.Serializer):
+    cards_total = serializers.IntegerField()
+    cards_free = serializers.IntegerField()
+    cards_booked = serializers.IntegerField()
+    cards_in_maintenance = serializers.IntegerField()
+    cards_not_online = serializers.IntegerField()
+    cards_flagged = serializers.IntegerField()
+
+
+class MarketOfferSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="offer_id")
+    vendor = serializers.CharField()
+    accelerator_model = serializers.CharField(source="model_name")
+    accelerator_model_slug = serializers.CharField(source="model_slug")
+    memory_gb = serializers.IntegerField(allow_null=True)
+    stack = serializers.CharField()
+    ecu_per_card = serializers.DecimalField(max_digits=9, decimal_places=4, allow_null=True, help_text="null = not rated")
+    price_per_card_hour_minor = serializers.IntegerField()
+    price_per_ecu_hour_minor = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True,
+                                                        help_text="null = not rated")
+    currency = serializers.CharField()
+    min_duration_hours = serializers.IntegerField()
+    max_duration_hours = serializers.IntegerField()
+    owner = serializers.CharField(source="owner_name")
+    site = serializers.CharField(source="site_name")
+    cluster = serializers.CharField(source="cluster_name")
+    cluster_id = serializers.IntegerField()
+    fabric = serializers.CharField()
+    country = serializers.CharField()
+    province = serializers.CharField(source="province_code", allow_null=True)
+    national_hub = serializers.CharField(source="hub_name", allow_null=True)
+    capacity = MarketCapacitySerializer(help_text="cards of this offer in the asked window")
+
+
+def _search_parameters():
+    params = []
+    for name, form_field in OfferSearchForm.base_fields.items():
+        many = name == "stack"
+        kind = OpenApiTypes.DATETIME if name in ("start", "end") else (
+            OpenApiTypes.INT if name in ("min_memory_gb", "min_free_cards", "hub") else OpenApiTypes.STR
+        )
+        enum = [choice for choice, _ in getattr(form_field, "choices", []) if choice] if name in (
+            "stack", "fabric", "currency", "sort") else None
+        params.append(OpenApiParameter(name, kind, many=many, enum=enum, description=str(form_field.label or name)))
+    return params
+
+
+class OfferSearchApi(APIView):
+    @extend_schema(
+        parameters=_search_parameters(),
+        responses=MarketOfferSerializer(many=True),
+        summary="Search offers, with free cards computed for the window [start, end)",
+        description="Unknown parameters are refused (400). Without start/end the window is the coming hour. "
+        "max_price_* are in major units of `currency` (required with them).",
+    )
+    def get(self, request):
+        form = OfferSearchForm(request.query_params)
+        if not form.is_valid():
+            raise _form_errors(form)
+        results = offer_search(**form.search_kwargs())
+        paginator = Pagination()
+        page = paginator.paginate_queryset(results, request, view=self)
+        return paginator.get_paginated_response(MarketOfferSerializer(page, many=True).data)
+
+
+class OfferDetailApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("start", OpenApiTypes.DATETIME), OpenApiParameter("end", OpenApiTypes.DATETIME)],
+        responses=MarketOfferSerializer,
+        summary="One offer, with its free cards in [start, end) (default: the coming hour)",
+    )
+    def get(self, request, offer_id: int):
+        form = OfferSearchForm({k: v for k, v in request.query_params.items() if k in ("start", "end")})
+        if not form.is_valid():
+            raise _form_errors(form)
+        row = offer_row_get(offer_id=offer_id, start=form.cleaned_data.get("start"), end=form.cleaned_data.get("end"))
+        return Response(MarketOfferSerializer(row).data)
+
+
+class QuoteApi(APIView):
+    class QuoteRequestSerializer(serializers.Serializer):
+        cards = serializers.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING)
+        total_ecu = serializers.DecimalField(required=False, max_digits=12, decimal_places=4)
+        min_memory_gb = serializers.IntegerField(required=False, min_value=1)
+        stacks = serializers.ListField(child=serializers.ChoiceField(choices=SoftwareStack.choices), required=False)
+        countries = serializers.ListField(child=serializers.CharField(max_length=2), required=False)
+        provinces = serializers.ListField(child=serializers.CharField(max_length=8), required=False)
+        hubs = serializers.ListField(child=serializers.IntegerField(), required=False)
+        start = serializers.DateTimeField()
+        end = serializers.DateTimeField(required=False)
+        duration_hours = serializers.IntegerField(required=False, min_value=1)
+        currency = serializers.ChoiceField(choices=Currency.choices, default=Currency.CNY)
+        max_total_price_minor = serializers.IntegerField(required=False, min_value=1)
+        max_price_per_ecu_hour_minor = serializers.IntegerField(required=False, min_value=1)
+
+    class QuoteReasonSerializer(serializers.Serializer):
+        code = serializers.ChoiceField(choices=[(code, label) for code, label in Exclusion.LABELS.items()])
+        message = serializers.CharField()
+
+    class QuotePlacementSerializer(serializers.Serializer):
+        offer = MarketOfferSerializer()
+        card_count = serializers.IntegerField()
+        total_price_minor = serializers.IntegerField()
+        price_per_ecu_hour_minor = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+        total_ecu = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
+
+    class QuoteExcludedSerializer(serializers.Serializer):
+        offer = MarketOfferSerializer()
+        reasons = serializers.ListField(child=serializers.DictField())
+
+    class QuoteSerializer(serializers.Serializer):
+        start = serializers.DateTimeField()
+        end = serializers.DateTimeField()
+        hours = serializers.DecimalField(max_digits=10, decimal_places=4)
+        currency = serializers.CharField()
+        cards = serializers.IntegerField(allow_null=True)
+        total_ecu = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
+        placements = serializers.ListField(child=serializers.DictField())
+        excluded = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(request=QuoteRequestSerializer, responses=QuoteSerializer,
+                   summary="Rank placements for what the job needs; every other offer with its exclusion reasons")
+    def post(self, request):
+        serializer = self.QuoteRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        unknown = sorted(set(request.data) - set(self.QuoteRequestSerializer().fields)) if hasattr(request.data, "keys") else []
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
+        # Re-validate with the page's form so both share one set of rules (window, cards xor ECU ...).
+        form_data = {k: v for k, v in request.data.items() if k in QuoteForm.base_fields}
+        form_data["countries"] = ",".join(data.get("countries", []))
+        form = QuoteForm(form_data)
+        if not form.is_valid():
+            raise _form_errors(form)
+        kwargs = form.quote_kwargs()
+        kwargs["max_total_price_minor"] = data.get("max_total_price_minor")
+        kwargs["max_price_per_ecu_hour_minor"] = data.get("max_price_per_ecu_hour_minor")
+        quote = quote_build(**kwargs)
+        return Response(quote_payload(quote))
+
+
+def quote_payload(quote) -> dict:
+    return {
+        "start": quote.start.isoformat(),
+        "end": quote.end.isoformat(),
+        "hours": str(quote.hours),
+        "currency": quote.currency,
+        "cards": quote.cards,
+        "total_ecu": str(quote.total_ecu) if quote.total_ecu is not None else None,
+        "placements": [
+            {
+                "offer": MarketOfferSerializer(p.offer).data,
+                "card_count": p.card_count,
+                "total_price_minor": p.total_price_minor,
+                "price_per_ecu_hour_minor": str(p.price_per_ecu_hour_minor) if p.price_per_ecu_hour_minor is not None else None,
+                "total_ecu": str(p.total_ecu) if p.total_ecu is not None else None,
+            }
+            for p in quote.placements
+        ],
+        "excluded": [
+            {
+                "offer": MarketOfferSerializer(e.offer).data,
+                "reasons": [{"code": r.code, "label": r.label, "message": r.message} for r in e.reasons],
+            }
+            for e in quote.excluded
+        ],
+    }
+
+
+class MarketReservationSerializer(serializers.ModelSerializer):
+    class ReservationStatusChangeSerializer(serializers.Serializer):
+        from_status = serializers.CharField()
+        to_status = serializers.CharField()
+        actor = serializers.EmailField(source="actor.email", allow_null=True, default=None)
+        reason = serializers.CharField()
+        at = serializers.DateTimeField(source="created_at")
+
+    buyer = serializers.CharField(source="buyer.name")
+    accelerator_model = serializers.CharField(source="accelerator_model.name")
+    cluster = serializers.CharField(source="cluster.name")
+    site = serializers.CharField(source="cluster.site.name")
+    total_price_minor = serializers.IntegerField()
+    price_per_ecu_hour_minor = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    timeline = ReservationStatusChangeSerializer(source="status_changes", many=True)
+
+    class Meta:
+        model = Reservation
+        fields = [
+            "id", "buyer", "offer", "accelerator_model", "cluster", "site", "card_count", "start", "end", "booked_end",
+            "released_at", "status", "price_per_card_hour_minor", "currency", "ecu_per_card", "price_per_ecu_hour_minor",
+            "total_price_minor", "created_at", "timeline",
+        ]
+
+
+class ReservationListCreateApi(APIView):
+    class BookingRequestSerializer(serializers.Serializer):
+        offer = serializers.IntegerField()
+        card_count = serializers.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING)
+        start = serializers.DateTimeField()
+        end = serializers.DateTimeField()
+
+        def validate(self, attrs):
+            if attrs["end"] <= attrs["start"]:
+                raise serializers.ValidationError({"end": ["The end must be after the start."]})
+            return attrs
+
+    @extend_schema(responses=MarketReservationSerializer(many=True), summary="My organization's reservations")
+    def get(self, request):
+        organization = _require_organization(request)
+        reservations = reservation_list(organization=organization).prefetch_related("status_changes__actor")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(reservations, request, view=self)
+        return paginator.get_paginated_response(MarketReservationSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=BookingRequestSerializer,
+        responses={201: MarketReservationSerializer, 200: MarketReservationSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="The same key with the same body returns the same reservation (200).")],
+        summary="Book cards of an offer for [start, end) at today's price (409 if they are not free)",
+    )
+    def post(self, request):
+        organization = _require_booker(request)
+        serializer = self.BookingRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        unknown = sorted(set(request.data) - set(serializer.fields)) if hasattr(request.data, "keys") else []
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
+        offer = Offer.objects.filter(pk=data["offer"]).first()
+        if offer is None:
+            raise exceptions.ValidationError({"offer": ["No such offer."]})
+        try:
+            reservation, created = reservation_create(
+                organization=organization, created_by=request.user, offer=offer, card_count=data["card_count"],
+                start=data["start"], end=data["end"], idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
+        except BookingConflict as conflict:
+            raise ConflictError(conflict.message) from None
+        except IdempotencyKeyReused as error:
+            return error_response(code="idempotency_key_reused", message=str(error), status_code=422,
+                                  fields={"Idempotency-Key": [str(error)]})
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages) from None
+        reservation = reservation_get(organization=organization, reservation_id=reservation.pk)
+        return Response(MarketReservationSerializer(reservation).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ReservationDetailApi(APIView):
+    @extend_schema(responses=MarketReservationSerializer, summary="One of my organization's reservations, with its timeline")
+    def get(self, request, reservation_id: int):
+        organization = _require_organization(request)
+        return Response(MarketReservationSerializer(reservation_get(organization=organization, reservation_id=reservation_id)).data)
+
+
+class _ReservationActionApi(APIView):
+    def _run(self, request, reservation_id: int, action):
+        organization = _require_booker(request)
+        reservation = get_object_or_404(reservation_list(organization=organization), pk=reservation_id)
+        try:
+            action(reservation)
+        except (ReservationStateError, BookingConflict) as error:
+            raise ConflictError(getattr(error, "message", None) or str(error)) from None
+        except DjangoValidationError as error:
+            raise exceptions.ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages) from None
+        return Response(MarketReservationSerializer(reservation_get(organization=organization, reservation_id=reservation_id)).data)
+
+
+class ReservationCancelApi(_ReservationActionApi):
+    @extend_schema(request=None, responses=MarketReservationSerializer, summary="Cancel before the start (nothing to pay)")
+    def post(self, request, reservation_id: int):
+        return self._run(request, reservation_id, lambda r: reservation_cancel(reservation=r, actor=request.user))
+
+
+class ReservationReleaseApi(_ReservationActionApi):
+    @extend_schema(request=None, responses=MarketReservationSerializer, summary="Release early, after the start (billing ends now)")
+    def post(self, request, reservation_id: int):
+        return self._run(request, reservation_id, lambda r: reservation_release(reservation=r, actor=request.user))
+
+
+class ReservationExtendApi(_ReservationActionApi):
+    class ExtendRequestSerializer(serializers.Serializer):
+        end = serializers.DateTimeField()
+
+    @extend_schema(request=ExtendRequestSerializer, responses=MarketReservationSerializer,
+                   summary="Keep the same cards until a later end (409 if they are not free)")
+    def post(self, request, reservation_id: int):
+        serializer = self.ExtendRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        end = serializer.validated_data["end"]
+        return self._run(request, reservation_id, lambda r: reservation_extend(reservation=r, end=end, actor=request.user))

@@ -1,0 +1,210 @@
+"""Input validation shared by the buyer pages and the REST API.
+
+The search form validates the GET query string of both GET /market/ and GET /api/offers/, so a
+shared search URL means the same thing in both places. Prices in filters are in major units
+(25.00 = 25 CNY) and need a currency: CNY is never compared with USD.
+"""
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django import forms
+from django.utils import timezone
+
+from inventory.models import Cluster, Currency, NationalHub, Province, SoftwareStack
+from marketplace.selectors import DEFAULT_SORT
+from marketplace.services import MAX_CARDS_PER_BOOKING, START_GRACE
+
+MAX_WINDOW = timedelta(days=366)
+SORT_LABELS = {
+    "price_per_ecu": "Price per ECU-hour (low first)",
+    "-price_per_ecu": "Price per ECU-hour (high first)",
+    "price": "Price per card-hour (low first)",
+    "-price": "Price per card-hour (high first)",
+    "-free_cards": "Free cards (most first)",
+    "free_cards": "Free cards (fewest first)",
+    "-ecu": "ECU per card (most first)",
+    "ecu": "ECU per card (least first)",
+}
+PAGINATION_PARAMS = {"page", "page_size"}
+
+
+def to_minor(amount: Decimal | None) -> int | None:
+    return None if amount is None else int((amount * 100).to_integral_value())
+
+
+class WindowMixin:
+    """start/end as a half-open window [start, end): both or neither, end after start, not in the past."""
+
+    window_required = False
+
+    def clean_window(self, cleaned):
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if "start" in self.errors or "end" in self.errors:
+            return
+        if (start is None) != (end is None):
+            self.add_error("end" if end is None else "start", "Give both the start and the end of the window.")
+            return
+        if start is None:
+            if self.window_required:
+                self.add_error("start", "This field is required.")
+            return
+        if end <= start:
+            self.add_error("end", "The end must be after the start.")
+        elif start < timezone.now() - START_GRACE:
+            self.add_error("start", "The start is in the past.")
+        elif end - start > MAX_WINDOW:
+            self.add_error("end", f"The window may span at most {MAX_WINDOW.days} days.")
+
+
+def _province_choices():
+    return [("", "Any province")] + [(p.code, f"{p.name} ({p.code})") for p in Province.objects.order_by("name")]
+
+
+class OfferSearchForm(WindowMixin, forms.Form):
+    vendor = forms.CharField(required=False, max_length=64)
+    model = forms.CharField(required=False, max_length=128, label="Accelerator model (slug)")
+    min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="Min memory per card (GB)")
+    min_free_cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING, label="Min free cards")
+    stack = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label="Software stack",
+                                      widget=forms.SelectMultiple(attrs={"size": 4}))
+    country = forms.CharField(required=False, min_length=2, max_length=2, label="Country (ISO code)")
+    province = forms.ChoiceField(required=False, choices=())
+    hub = forms.ModelChoiceField(required=False, queryset=NationalHub.objects.all(), label="National hub", empty_label="Any hub")
+    fabric = forms.ChoiceField(required=False, choices=[("", "Any fabric"), *Cluster.Fabric.choices])
+    currency = forms.ChoiceField(required=False, choices=[("", "Any currency"), *Currency.choices])
+    max_price_per_card_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
+                                                 label="Max price per card-hour")
+    max_price_per_ecu_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
+                                                label="Max price per ECU-hour")
+    start = forms.DateTimeField(required=False, label="Window start",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    end = forms.DateTimeField(required=False, label="Window end",
+                              widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    sort = forms.ChoiceField(required=False, choices=[(key, SORT_LABELS[key]) for key in SORT_LABELS])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["province"].choices = _province_choices()
+
+    def unknown_parameters(self) -> list[str]:
+        return sorted(set(self.data) - set(self.fields) - PAGINATION_PARAMS)
+
+    def clean(self):
+        cleaned = super().clean()
+        self.clean_window(cleaned)
+        unknown = self.unknown_parameters()
+        if unknown:
+            raise forms.ValidationError(f"Unknown filter(s): {', '.join(unknown)}.", code="unknown")
+        if (cleaned.get("max_price_per_card_hour") or cleaned.get("max_price_per_ecu_hour")) and not cleaned.get("currency"):
+            self.add_error("currency", "Give the currency of the maximum price (CNY and USD are never compared).")
+        return cleaned
+
+    def search_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "start": data.get("start"),
+            "end": data.get("end"),
+            "vendor": data.get("vendor") or None,
+            "accelerator_model": data.get("model") or None,
+            "min_memory_gb": data.get("min_memory_gb"),
+            "min_free_cards": data.get("min_free_cards"),
+            "stacks": data.get("stack") or None,
+            "country": data.get("country") or None,
+            "province": data.get("province") or None,
+            "hub": data["hub"].pk if data.get("hub") else None,
+            "fabric": data.get("fabric") or None,
+            "currency": data.get("currency") or None,
+            "max_price_per_card_hour_minor": to_minor(data.get("max_price_per_card_hour")),
+            "max_price_per_ecu_hour_minor": to_minor(data.get("max_price_per_ecu_hour")),
+            "sort": data.get("sort") or DEFAULT_SORT,
+        }
+
+
+class QuoteForm(WindowMixin, forms.Form):
+    """What the job needs: cards (or total ECU), memory, stacks, regions, when, and a budget."""
+
+    window_required = True
+
+    cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING)
+    total_ecu = forms.DecimalField(required=False, min_value=Decimal("0.0001"), max_value=Decimal("100000"),
+                                   max_digits=12, decimal_places=4, label="Or total ECU (PFLOP/s dense BF16)")
+    min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="Min memory per card (GB)")
+    stacks = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label="Acceptable software stacks",
+                                       widget=forms.SelectMultiple(attrs={"size": 5}))
+    provinces = forms.MultipleChoiceField(required=False, choices=(), label="Provinces",
+                                          widget=forms.SelectMultiple(attrs={"size": 5}))
+    hubs = forms.ModelMultipleChoiceField(required=False, queryset=NationalHub.objects.all(), label="National hubs",
+                                          widget=forms.SelectMultiple(attrs={"size": 4}))
+    countries = forms.CharField(required=False, max_length=200, label="Countries (ISO codes, comma separated)")
+    start = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    end = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+                              help_text="Or give a duration.")
+    duration_hours = forms.IntegerField(required=False, min_value=1, max_value=24 * 366, label="Duration (hours)")
+    currency = forms.ChoiceField(choices=Currency.choices, initial=Currency.CNY)
+    max_total_price = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=14, decimal_places=2,
+                                         label="Budget: max total price")
+    max_price_per_ecu_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
+                                                label="Budget: max price per ECU-hour")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provinces"].choices = _province_choices()[1:]
+
+    def clean_countries(self):
+        raw = self.cleaned_data.get("countries") or ""
+        codes = [code.strip().upper() for code in raw.split(",") if code.strip()]
+        bad = [code for code in codes if len(code) != 2 or not code.isalpha()]
+        if bad:
+            raise forms.ValidationError(f"Not a two-letter country code: {', '.join(bad)}.")
+        return codes
+
+    def clean(self):
+        cleaned = super().clean()
+        start = cleaned.get("start")
+        if start and cleaned.get("end") is None and cleaned.get("duration_hours"):
+            cleaned["end"] = start + timedelta(hours=cleaned["duration_hours"])
+        elif start and cleaned.get("end") is None and "duration_hours" not in self.errors:
+            self.add_error("duration_hours", "Give a duration or an end.")
+        self.clean_window(cleaned)
+        if "cards" not in self.errors and "total_ecu" not in self.errors:
+            if (cleaned.get("cards") is None) == (cleaned.get("total_ecu") is None):
+                self.add_error("cards", "Give the number of cards or the total ECU (one of them).")
+        return cleaned
+
+    def quote_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "start": data["start"],
+            "end": data["end"],
+            "cards": data.get("cards"),
+            "total_ecu": data.get("total_ecu"),
+            "min_memory_gb": data.get("min_memory_gb"),
+            "stacks": data.get("stacks") or None,
+            "countries": data.get("countries") or None,
+            "provinces": data.get("provinces") or None,
+            "hubs": [hub.pk for hub in data.get("hubs") or []] or None,
+            "currency": data["currency"],
+            "max_total_price_minor": to_minor(data.get("max_total_price")),
+            "max_price_per_ecu_hour_minor": to_minor(data.get("max_price_per_ecu_hour")),
+        }
+
+
+class BookingForm(WindowMixin, forms.Form):
+    window_required = True
+
+    card_count = forms.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING, label="Cards")
+    start = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    end = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    # Generated when the form is shown: a double submit books once.
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200, required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        self.clean_window(cleaned)
+        return cleaned
+
+
+class ExtendForm(forms.Form):
+    end = forms.DateTimeField(label="New end",
+                              widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))

@@ -1,0 +1,466 @@
+"""Reads of the market: offer search, requirement-based quotes, reservations.
+
+Free cards always come from the device calendar for the asked window (inventory.market_selectors),
+never from the listing. See inventory/market_selectors.py for the availability design.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import DecimalField, ExpressionWrapper, F, Q, QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from accounts.models import Organization
+from inventory.allocations import period_range
+from inventory.market_selectors import OfferCapacity, offer_capacity
+from inventory.models import Offer, Site
+from marketplace.models import Reservation
+from marketplace.pricing import hours_between, price_per_ecu_hour_minor, total_price_minor
+
+# Without a window, search shows what is free in the coming hour.
+DEFAULT_WINDOW = timedelta(hours=1)
+
+SORTS = {
+    # name: (key on an OfferRow, descending?) - ties broken by offer id
+    "price": ("price_per_card_hour_minor", False),
+    "-price": ("price_per_card_hour_minor", True),
+    "price_per_ecu": ("price_per_ecu_hour_minor", False),
+    "-price_per_ecu": ("price_per_ecu_hour_minor", True),
+    "free_cards": ("cards_free", False),
+    "-free_cards": ("cards_free", True),
+    "ecu": ("ecu_per_card", False),
+    "-ecu": ("ecu_per_card", True),
+}
+DEFAULT_SORT = "price_per_ecu"
+# Sorts that need every candidate's free cards before a page can be cut.
+SORTS_NEEDING_CAPACITY = {"free_cards", "-free_cards"}
+
+_OFFER_FIELDS = {
+    "offer_id": "id",
+    "price_per_card_hour_minor": "price_per_card_hour_minor",
+    "currency": "currency",
+    "min_duration_hours": "min_duration_hours",
+    "max_duration_hours": "max_duration_hours",
+    "rentable_period": "rentable_period",
+    "cluster_id": "cluster_id",
+    "cluster_name": "cluster__name",
+    "fabric": "cluster__fabric",
+    "fabric_bandwidth_gbps": "cluster__fabric_bandwidth_gbps",
+    "site_id": "cluster__site_id",
+    "site_name": "cluster__site__name",
+    "site_lifecycle": "cluster__site__lifecycle",
+    "owner_name": "cluster__site__owner__name",
+    "country": "cluster__site__country",
+    "city": "cluster__site__city",
+    "province_code": "cluster__site__province__code",
+    "province_name": "cluster__site__province__name",
+    "hub_id": "cluster__site__province__hub_id",
+    "hub_name": "cluster__site__province__hub__name",
+    "accelerator_model_id": "accelerator_model_id",
+    "vendor": "accelerator_model__vendor",
+    "model_name": "accelerator_model__name",
+    "model_slug": "accelerator_model__slug",
+    "memory_gb": "accelerator_model__memory_gb",
+    "stack": "accelerator_model__stack",
+    "ecu_per_card": "accelerator_model__ecu_per_card",
+}
+
+
+@dataclass
+class OfferRow:
+    """One offer as the market shows it, with its free cards in the asked window."""
+
+    offer_id: int
+    price_per_card_hour_minor: int
+    currency: str
+    min_duration_hours: int
+    max_duration_hours: int
+    rentable_period: object
+    cluster_id: int
+    cluster_name: str
+    fabric: str
+    fabric_bandwidth_gbps: int
+    site_id: int
+    site_name: str
+    site_lifecycle: str
+    owner_name: str
+    country: str
+    city: str
+    province_code: str | None
+    province_name: str | None
+    hub_id: int | None
+    hub_name: str | None
+    accelerator_model_id: int
+    vendor: str
+    model_name: str
+    model_slug: str
+    memory_gb: int | None
+    stack: str
+    ecu_per_card: Decimal | None
+    price_per_ecu_hour_minor: Decimal | None = None
+    capacity: OfferCapacity | None = None
+
+    @property
+    def cards_free(self) -> int:
+        return self.capacity.cards_free if self.capacity else 0
+
+    @property
+    def is_rated(self) -> bool:
+        return self.ecu_per_card is not None
+
+
+def _offer_rows(offers: QuerySet[Offer]) -> list[OfferRow]:
+    names = list(_OFFER_FIELDS)
+    rows = []
+    for values in offers.values_list(*_OFFER_FIELDS.values()):
+        row = OfferRow(**dict(zip(names, values, strict=True)))
+        row.price_per_ecu_hour_minor = price_per_ecu_hour_minor(
+            price_per_card_hour_minor=row.price_per_card_hour_minor, ecu_per_card=row.ecu_per_card
+        )
+        rows.append(row)
+    return rows
+
+
+def _sort_rows(rows: list[OfferRow], sort: str) -> list[OfferRow]:
+    key_name, descending = SORTS[sort]
+    present = [row for row in rows if getattr(row, key_name) is not None]
+    missing = [row for row in rows if getattr(row, key_name) is None]  # "not rated" always last
+    present.sort(key=lambda row: row.offer_id)
+    present.sort(key=lambda row: getattr(row, key_name), reverse=descending)
+    missing.sort(key=lambda row: row.offer_id)
+    return present + missing
+
+
+def _attach_capacity(rows: list[OfferRow], *, start: datetime, end: datetime) -> None:
+    capacity = offer_capacity(offer_ids=[row.offer_id for row in rows if row.capacity is None], start=start, end=end)
+    for row in rows:
+        if row.capacity is None:
+            row.capacity = capacity.get(row.offer_id, OfferCapacity())
+            if row.site_lifecycle != Site.Lifecycle.ONLINE:
+                row.capacity = OfferCapacity(cards_total=row.capacity.cards_total)
+
+
+class OfferSearchResults:
+    """The matching offers, sorted. Sliced by the paginator; free cards are computed for what is shown
+    (or for every candidate when a filter or the sort needs them) in one set-based query."""
+
+    def __init__(self, rows: list[OfferRow], *, start: datetime, end: datetime):
+        self.rows = rows
+        self.start = start
+        self.end = end
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self[:])
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            page = self.rows[item]
+            _attach_capacity(page, start=self.start, end=self.end)
+            return page
+        row = self.rows[item]
+        _attach_capacity([row], start=self.start, end=self.end)
+        return row
+
+
+def search_window(*, start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    if start is None and end is None:
+        start = timezone.now().replace(microsecond=0)
+        return start, start + DEFAULT_WINDOW
+    return start, end
+
+
+def offer_search(
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    vendor: str | None = None,
+    accelerator_model: str | None = None,
+    min_memory_gb: int | None = None,
+    min_free_cards: int | None = None,
+    stacks: list[str] | None = None,
+    country: str | None = None,
+    province: str | None = None,
+    hub: int | None = None,
+    fabric: str | None = None,
+    currency: str | None = None,
+    max_price_per_card_hour_minor: int | None = None,
+    max_price_per_ecu_hour_minor: Decimal | int | None = None,
+    sort: str = DEFAULT_SORT,
+) -> OfferSearchResults:
+    """Active offers on online sites that match every filter, with free cards in [start, end).
+
+    Offers whose rentable period or duration limits do not admit the window are left out (they
+    could not be booked for it). A max price per ECU-hour leaves out "not rated" models.
+    """
+    start, end = search_window(start=start, end=end)
+    offers = Offer.objects.filter(is_active=True, cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+    if vendor:
+        offers = offers.filter(accelerator_model__vendor__iexact=vendor)
+    if accelerator_model:
+        offers = offers.filter(accelerator_model__slug=accelerator_model)
+    if min_memory_gb is not None:
+        offers = offers.filter(accelerator_model__memory_gb__gte=min_memory_gb)
+    if stacks:
+        offers = offers.filter(accelerator_model__stack__in=stacks)
+    if country:
+        offers = offers.filter(cluster__site__country__iexact=country)
+    if province:
+        offers = offers.filter(cluster__site__province__code__iexact=province)
+    if hub is not None:
+        offers = offers.filter(cluster__site__province__hub_id=hub)
+    if fabric:
+        offers = offers.filter(cluster__fabric=fabric)
+    if currency:
+        offers = offers.filter(currency=currency)
+    if max_price_per_card_hour_minor is not None:
+        offers = offers.filter(price_per_card_hour_minor__lte=max_price_per_card_hour_minor)
+    if max_price_per_ecu_hour_minor is not None:
+        offers = offers.annotate(
+            _ppe=ExpressionWrapper(
+                F("price_per_card_hour_minor") / F("accelerator_model__ecu_per_card"),
+                output_field=DecimalField(max_digits=20, decimal_places=4),
+            )
+        ).filter(accelerator_model__ecu_per_card__gt=0, _ppe__lte=max_price_per_ecu_hour_minor)
+    window_hours = (end - start).total_seconds() / 3600
+    offers = offers.filter(
+        Q(rentable_period__isnull=True) | Q(rentable_period__contains=period_range(start, end)),
+        min_duration_hours__lte=window_hours,
+        max_duration_hours__gte=window_hours,
+    )
+    rows = _offer_rows(offers)
+    if min_free_cards is not None or sort in SORTS_NEEDING_CAPACITY:
+        _attach_capacity(rows, start=start, end=end)
+        if min_free_cards is not None:
+            rows = [row for row in rows if row.cards_free >= min_free_cards]
+    return OfferSearchResults(_sort_rows(rows, sort), start=start, end=end)
+
+
+def offer_row_get(*, offer_id: int, start: datetime | None = None, end: datetime | None = None) -> OfferRow:
+    """One active offer with its free cards in [start, end) (default: the coming hour). 404 if absent."""
+    start, end = search_window(start=start, end=end)
+    rows = _offer_rows(Offer.objects.filter(pk=offer_id, is_active=True))
+    if not rows:
+        get_object_or_404(Offer.objects.none())
+    _attach_capacity(rows, start=start, end=end)
+    return rows[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Quotes
+# ---------------------------------------------------------------------------------------------
+
+
+class Exclusion:
+    """Why an offer is not a placement for a request. A fixed set: each has a human message."""
+
+    NOT_ENOUGH_FREE_CARDS = "not_enough_free_cards"
+    MEMORY_TOO_SMALL = "memory_too_small"
+    STACK_NOT_ACCEPTED = "stack_not_accepted"
+    REGION_EXCLUDED = "region_excluded"
+    OVER_BUDGET = "over_budget"
+    SITE_NOT_ONLINE = "site_not_online"
+    NODE_FLAGGED = "node_flagged"
+    NODE_NOT_ONLINE = "node_not_online"
+    MAINTENANCE = "maintenance"
+    MODEL_NOT_RATED = "model_not_rated"
+    DIFFERENT_CURRENCY = "different_currency"
+    DURATION_OUT_OF_RANGE = "duration_out_of_range"
+    OUTSIDE_RENTABLE_PERIOD = "outside_rentable_period"
+
+    LABELS = {
+        NOT_ENOUGH_FREE_CARDS: "Not enough free cards in the window",
+        MEMORY_TOO_SMALL: "Memory per card too small",
+        STACK_NOT_ACCEPTED: "Software stack not accepted",
+        REGION_EXCLUDED: "Region excluded",
+        OVER_BUDGET: "Over budget",
+        SITE_NOT_ONLINE: "Site not online",
+        NODE_FLAGGED: "Node flagged by its agent",
+        NODE_NOT_ONLINE: "Nodes not online",
+        MAINTENANCE: "Maintenance in the window",
+        MODEL_NOT_RATED: "Model not rated (no ECU figure)",
+        DIFFERENT_CURRENCY: "Priced in a different currency",
+        DURATION_OUT_OF_RANGE: "Duration outside the offer's limits",
+        OUTSIDE_RENTABLE_PERIOD: "Outside the offer's rentable period",
+    }
+    ALL = tuple(LABELS)
+
+
+@dataclass
+class Reason:
+    code: str
+    message: str
+
+    @property
+    def label(self) -> str:
+        return Exclusion.LABELS[self.code]
+
+
+@dataclass
+class Placement:
+    offer: OfferRow
+    card_count: int
+    total_price_minor: int
+    price_per_ecu_hour_minor: Decimal | None
+    total_ecu: Decimal | None
+
+
+@dataclass
+class ExcludedOffer:
+    offer: OfferRow
+    reasons: list[Reason]
+
+
+@dataclass
+class Quote:
+    start: datetime
+    end: datetime
+    hours: Decimal
+    currency: str
+    cards: int | None
+    total_ecu: Decimal | None
+    placements: list[Placement] = field(default_factory=list)
+    excluded: list[ExcludedOffer] = field(default_factory=list)
+
+
+def _money(amount, currency: str) -> str:
+    from marketplace.pricing import format_minor
+
+    return format_minor(amount, currency)
+
+
+def quote_build(
+    *,
+    start: datetime,
+    end: datetime,
+    cards: int | None = None,
+    total_ecu: Decimal | None = None,
+    min_memory_gb: int | None = None,
+    stacks: list[str] | None = None,
+    countries: list[str] | None = None,
+    provinces: list[str] | None = None,
+    hubs: list[int] | None = None,
+    currency: str = "CNY",
+    max_total_price_minor: int | None = None,
+    max_price_per_ecu_hour_minor: Decimal | None = None,
+) -> Quote:
+    """Rank every active offer that can take the whole request (one offer = one cluster, so a
+    multi-node job stays inside one fabric); for every other active offer, say all the reasons why.
+
+    Placements are ranked by price per ECU-hour (not rated last), then by total price. Prices in
+    another currency are never compared: they are excluded with DIFFERENT_CURRENCY.
+    """
+    if (cards is None) == (total_ecu is None):
+        raise ValueError("Give exactly one of cards or total_ecu.")
+    hours = hours_between(start, end)
+    quote = Quote(start=start, end=end, hours=hours, currency=currency, cards=cards, total_ecu=total_ecu)
+    rows = _offer_rows(Offer.objects.filter(is_active=True).order_by("id"))
+    _attach_capacity(rows, start=start, end=end)
+    region_wanted = bool(countries or provinces or hubs)
+    countries_upper = {c.upper() for c in countries or []}
+    provinces_upper = {p.upper() for p in provinces or []}
+    hubs_set = set(hubs or [])
+    hours_float = float(hours)
+
+    for row in rows:
+        reasons: list[Reason] = []
+        capacity = row.capacity
+        if row.site_lifecycle != Site.Lifecycle.ONLINE:
+            reasons.append(Reason(Exclusion.SITE_NOT_ONLINE, f"The site {row.site_name} is {row.site_lifecycle.replace('_', ' ')}, not online."))
+        if min_memory_gb is not None and (row.memory_gb is None or row.memory_gb < min_memory_gb):
+            reasons.append(Reason(Exclusion.MEMORY_TOO_SMALL, f"{row.model_name} has {row.memory_gb or 'unknown'} GB per card; you need at least {min_memory_gb} GB."))
+        if stacks and row.stack not in stacks:
+            reasons.append(Reason(Exclusion.STACK_NOT_ACCEPTED, f"{row.model_name} runs {row.stack}; you accept {', '.join(stacks)}."))
+        if region_wanted and not (
+            row.country.upper() in countries_upper
+            or (row.province_code or "").upper() in provinces_upper
+            or (row.hub_id is not None and row.hub_id in hubs_set)
+        ):
+            where = row.province_name or row.country
+            reasons.append(Reason(Exclusion.REGION_EXCLUDED, f"The site is in {where}{f' ({row.hub_name} hub)' if row.hub_name else ''}, outside the regions you chose."))
+        if row.currency != currency:
+            reasons.append(Reason(Exclusion.DIFFERENT_CURRENCY, f"Priced in {row.currency}; this quote is in {currency} (currencies are never converted silently)."))
+        needs_rating = total_ecu is not None or max_price_per_ecu_hour_minor is not None
+        if needs_rating and not row.is_rated:
+            reasons.append(Reason(Exclusion.MODEL_NOT_RATED, f"{row.model_name} has no published dense BF16/FP16 figure, so it has no ECU rating."))
+        if not (row.min_duration_hours <= hours_float <= row.max_duration_hours):
+            reasons.append(Reason(Exclusion.DURATION_OUT_OF_RANGE, f"This offer rents for {row.min_duration_hours} to {row.max_duration_hours} hours; you asked for {hours.normalize():f}."))
+        if row.rentable_period is not None and not (
+            (row.rentable_period.lower is None or row.rentable_period.lower <= start)
+            and (row.rentable_period.upper is None or end <= row.rentable_period.upper)
+        ):
+            reasons.append(Reason(Exclusion.OUTSIDE_RENTABLE_PERIOD, "The window is outside the period in which this capacity may be rented."))
+
+        if cards is not None:
+            needed = cards
+        elif row.is_rated:
+            needed = max(1, math.ceil(Decimal(total_ecu) / row.ecu_per_card))
+        else:
+            needed = None
+
+        if needed is not None and row.site_lifecycle == Site.Lifecycle.ONLINE and capacity.cards_free < needed:
+            reasons.append(Reason(Exclusion.NOT_ENOUGH_FREE_CARDS, f"Only {capacity.cards_free} of the {needed} cards you need are free in that window ({capacity.cards_booked} booked)."))
+            if capacity.cards_flagged:
+                reasons.append(Reason(Exclusion.NODE_FLAGGED, f"{capacity.cards_flagged} cards sit on nodes whose agent report contradicts the listing."))
+            if capacity.cards_not_online:
+                reasons.append(Reason(Exclusion.NODE_NOT_ONLINE, f"{capacity.cards_not_online} cards sit on nodes that are not online."))
+            if capacity.cards_in_maintenance:
+                reasons.append(Reason(Exclusion.MAINTENANCE, f"{capacity.cards_in_maintenance} cards are in a maintenance window."))
+
+        total = ppe = None
+        if needed is not None:
+            total = total_price_minor(price_per_card_hour_minor=row.price_per_card_hour_minor, card_count=needed, start=start, end=end)
+            ppe = row.price_per_ecu_hour_minor
+            if row.currency == currency:
+                over = []
+                if max_total_price_minor is not None and total > max_total_price_minor:
+                    over.append(f"costs {_money(total, currency)}, over your {_money(max_total_price_minor, currency)}")
+                if max_price_per_ecu_hour_minor is not None and ppe is not None and ppe > max_price_per_ecu_hour_minor:
+                    over.append(f"{_money(ppe, currency)} per ECU-hour, over your {_money(max_price_per_ecu_hour_minor, currency)}")
+                if over:
+                    reasons.append(Reason(Exclusion.OVER_BUDGET, "The placement " + " and ".join(over) + "."))
+
+        if reasons:
+            quote.excluded.append(ExcludedOffer(offer=row, reasons=reasons))
+        else:
+            total_ecu_placed = row.ecu_per_card * needed if row.is_rated else None
+            quote.placements.append(
+                Placement(offer=row, card_count=needed, total_price_minor=total, price_per_ecu_hour_minor=ppe, total_ecu=total_ecu_placed)
+            )
+    quote.placements.sort(
+        key=lambda p: (p.price_per_ecu_hour_minor is None, p.price_per_ecu_hour_minor or 0, p.total_price_minor, p.offer.offer_id)
+    )
+    return quote
+
+
+# ---------------------------------------------------------------------------------------------
+# Reservations
+# ---------------------------------------------------------------------------------------------
+
+
+def reservation_list(*, organization: Organization | None) -> QuerySet[Reservation]:
+    """The organization's reservations, newest start first. Nobody else's, ever."""
+    if organization is None:
+        return Reservation.objects.none()
+    return Reservation.objects.filter(buyer=organization).select_related(
+        "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer"
+    )
+
+
+def reservation_get(*, organization: Organization | None, reservation_id: int) -> Reservation:
+    """One of the organization's reservations; 404 for anyone else's (no hint that it exists)."""
+    return get_object_or_404(reservation_list(organization=organization).prefetch_related("status_changes__actor"), pk=reservation_id)
+
+
+def reservation_device_ids(*, reservation: Reservation) -> list[int]:
+    from inventory.allocations import device_allocations_for_reservation
+
+    return sorted({allocation.device_id for allocation in device_allocations_for_reservation(reservation_id=reservation.pk)})

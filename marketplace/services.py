@@ -1,0 +1,325 @@
+"""Writes of the market: booking, cancelling, releasing and extending reservations.
+
+Every status change goes through reservation_set_status (locks the row, checks TRANSITIONS, writes
+the audit row). Devices are booked through inventory.allocations inside the same transaction as the
+Reservation row, so a lost race (AllocationConflict) rolls everything back: no partial booking.
+"""
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import Organization, User
+from inventory.allocations import (
+    AllocationConflict,
+    device_allocations_create,
+    device_allocations_for_reservation,
+    device_allocations_release,
+    device_allocations_truncate,
+)
+from inventory.market_selectors import free_device_ids_for_booking, maintenance_overlaps
+from inventory.models import Offer, Site
+from marketplace.models import Reservation, ReservationStatusChange
+
+# A sane ceiling for one booking (the largest clusters hold a few thousand cards).
+MAX_CARDS_PER_BOOKING = 4096
+# A start this far in the past still counts as "now" (the form took a moment to submit).
+START_GRACE = timedelta(minutes=5)
+# How often a booking re-picks devices after losing a race for them before giving up with 409.
+BOOKING_ATTEMPTS = 5
+
+CONFLICT_MESSAGE = "Those cards were just booked by someone else - pick another time, fewer cards or another offer."
+
+
+class BookingConflict(Exception):
+    """The cards are not (or no longer) free for the period. Maps to 409."""
+
+    def __init__(self, message: str = CONFLICT_MESSAGE, *, cards_free: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.cards_free = cards_free
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was used before for a different request. Maps to 422."""
+
+
+class ReservationStateError(Exception):
+    """The reservation's status or timing does not allow this action. Maps to 409."""
+
+
+def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: datetime) -> str:
+    body = json.dumps(
+        {"offer": offer_id, "cards": card_count, "start": start.isoformat(), "end": end.isoformat()}, sort_keys=True
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _validate_booking(*, offer: Offer, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
+    errors: dict[str, list[str]] = {}
+    if card_count is None or card_count < 1:
+        errors.setdefault("card_count", []).append("Book at least one card.")
+    elif card_count > MAX_CARDS_PER_BOOKING:
+        errors.setdefault("card_count", []).append(f"At most {MAX_CARDS_PER_BOOKING} cards per booking.")
+    if end <= start:
+        errors.setdefault("end", []).append("The end must be after the start.")
+    if start < now - START_GRACE:
+        errors.setdefault("start", []).append("The start is in the past.")
+    if not errors:
+        hours = (end - start).total_seconds() / 3600
+        if hours < offer.min_duration_hours or hours > offer.max_duration_hours:
+            errors.setdefault("end", []).append(
+                f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours."
+            )
+        period = offer.rentable_period
+        if period is not None and not (
+            (period.lower is None or period.lower <= start) and (period.upper is None or end <= period.upper)
+        ):
+            errors.setdefault("start", []).append("The capacity is not rentable for that whole period.")
+    if not offer.is_active:
+        errors.setdefault("offer", []).append("This offer has been withdrawn.")
+    if errors:
+        raise ValidationError(errors)
+
+
+def _existing_for_key(*, organization: Organization, key: str, fingerprint: str) -> Reservation | None:
+    existing = Reservation.objects.filter(buyer=organization, idempotency_key=key).first()
+    if existing is not None and existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different booking; use a new key for a new booking."
+        )
+    return existing
+
+
+def reservation_create(
+    *,
+    organization: Organization,
+    created_by: User | None,
+    offer: Offer,
+    card_count: int,
+    start: datetime,
+    end: datetime,
+    idempotency_key: str = "",
+) -> tuple[Reservation, bool]:
+    """Book `card_count` devices of `offer` for [start, end) at today's price.
+
+    Returns (reservation, created). With an idempotency key, a retry of the same request returns
+    the first reservation (created=False); the same key with a different request raises
+    IdempotencyKeyReused. Raises BookingConflict (nothing written) when the cards are not free,
+    ValidationError for bad input.
+    """
+    if not organization.is_buyer:
+        raise ValidationError({"organization": ["Only buyer organizations can book."]})
+    key = (idempotency_key or "").strip()
+    if len(key) > 200:
+        raise ValidationError({"idempotency_key": ["At most 200 characters."]})
+    fingerprint = _fingerprint(offer_id=offer.pk, card_count=card_count, start=start, end=end)
+    if key:
+        existing = _existing_for_key(organization=organization, key=key, fingerprint=fingerprint)
+        if existing is not None:
+            return existing, False
+    _validate_booking(offer=offer, card_count=card_count, start=start, end=end, now=timezone.now())
+    try:
+        reservation = _reservation_book(
+            organization=organization, created_by=created_by, offer=offer, card_count=card_count,
+            start=start, end=end, key=key, fingerprint=fingerprint,
+        )
+    except IntegrityError as error:
+        # A concurrent request with the same key committed first: answer with its reservation.
+        if key and "reservation_idempotency_key_unique" in str(error):
+            existing = _existing_for_key(organization=organization, key=key, fingerprint=fingerprint)
+            if existing is not None:
+                return existing, False
+        raise
+    return reservation, True
+
+
+@transaction.atomic
+def _reservation_book(
+    *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str
+) -> Reservation:
+    # Bookings of one offer queue here, so each picks devices after the previous one committed.
+    # (The exclusion constraint stays the real guarantee: maintenance windows and extensions do
+    # not take this lock, and a conflict from them is retried below.)
+    offer = (
+        Offer.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("accelerator_model", "cluster__site")
+        .get(pk=offer.pk)
+    )
+    if not offer.is_active:
+        raise ValidationError({"offer": ["This offer has been withdrawn."]})
+    if offer.cluster.site.lifecycle != Site.Lifecycle.ONLINE:
+        raise BookingConflict("This site is not online, so its cards cannot be booked.", cards_free=0)
+    reservation = Reservation.objects.create(
+        buyer=organization,
+        created_by=created_by,
+        offer=offer,
+        cluster=offer.cluster,
+        accelerator_model=offer.accelerator_model,
+        card_count=card_count,
+        start=start,
+        end=end,
+        booked_end=end,
+        status=Reservation.Status.REQUESTED,
+        price_per_card_hour_minor=offer.price_per_card_hour_minor,
+        currency=offer.currency,
+        ecu_per_card=offer.accelerator_model.ecu_per_card,
+        idempotency_key=key,
+        request_fingerprint=fingerprint,
+    )
+    for _attempt in range(BOOKING_ATTEMPTS):
+        device_ids = free_device_ids_for_booking(
+            cluster_id=offer.cluster_id, accelerator_model_id=offer.accelerator_model_id, start=start, end=end, limit=card_count
+        )
+        if len(device_ids) < card_count:
+            raise BookingConflict(
+                f"{CONFLICT_MESSAGE} Only {len(device_ids)} of the {card_count} cards are free for that period.",
+                cards_free=len(device_ids),
+            )
+        try:
+            device_allocations_create(device_ids=device_ids, start=start, end=end, reservation_id=reservation.pk)
+        except AllocationConflict:
+            continue  # someone took some of these devices a moment ago: look again
+        break
+    else:
+        raise BookingConflict()
+    ReservationStatusChange.objects.create(
+        reservation=reservation, from_status="", to_status=Reservation.Status.REQUESTED, actor=created_by,
+        reason=f"Booked {card_count} cards at {offer.price_per_card_hour_minor} {offer.currency} minor units per card-hour.",
+    )
+    return reservation
+
+
+@transaction.atomic
+def reservation_set_status(*, reservation: Reservation, status: str, actor: User | None = None, reason: str = "") -> Reservation:
+    """Move a reservation to `status`: locks the row, checks TRANSITIONS, writes the audit row.
+
+    Setting the status it already has is a no-op (retried tasks and double clicks are harmless).
+    """
+    reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+    if reservation.status == status:
+        return reservation
+    if status not in Reservation.TRANSITIONS.get(reservation.status, frozenset()):
+        raise ReservationStateError(f"A reservation cannot go from {reservation.status} to {status}.")
+    ReservationStatusChange.objects.create(
+        reservation=reservation, from_status=reservation.status, to_status=status, actor=actor, reason=reason[:300]
+    )
+    reservation.status = status
+    reservation.save(update_fields=["status", "updated_at"])
+    return reservation
+
+
+@transaction.atomic
+def reservation_cancel(*, reservation: Reservation, actor: User | None, reason: str = "") -> Reservation:
+    """Call a booking off before it starts: its devices are freed and there is nothing to pay."""
+    reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+    if reservation.status == Reservation.Status.CANCELLED:
+        return reservation
+    if timezone.now() >= reservation.start:
+        raise ReservationStateError("This reservation has started: release it early instead of cancelling.")
+    if reservation.status not in (Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING):
+        raise ReservationStateError(f"A {reservation.status} reservation cannot be cancelled.")
+    device_allocations_release(reservation_id=reservation.pk)
+    return reservation_set_status(
+        reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor,
+        reason=reason or "Cancelled by the buyer before the start; nothing to pay.",
+    )
+
+
+@transaction.atomic
+def reservation_release(*, reservation: Reservation, actor: User | None, reason: str = "") -> Reservation:
+    """Give the cards back early, after the start: the period (and the bill) ends now."""
+    reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+    now = timezone.now()
+    if reservation.status in (Reservation.Status.COMPLETED, Reservation.Status.CANCELLED) and reservation.released_at:
+        return reservation  # released already
+    if now < reservation.start:
+        raise ReservationStateError("This reservation has not started yet: cancel it instead (nothing to pay).")
+    if now >= reservation.end or reservation.status not in Reservation.HOLDING:
+        raise ReservationStateError(f"This reservation is {reservation.status} and holds no cards to release.")
+    booked_end = reservation.end
+    device_allocations_truncate(reservation_id=reservation.pk, end=now)
+    reservation.end = now
+    reservation.released_at = now
+    reservation.save(update_fields=["end", "released_at", "updated_at"])
+    note = reason or f"Released early by the buyer (booked until {booked_end.isoformat()})."
+    if reservation.status == Reservation.Status.ACTIVE:
+        return reservation_set_status(reservation=reservation, status=Reservation.Status.COMPLETED, actor=actor, reason=note)
+    # Never became active (provisioning had not finished): billing never started.
+    return reservation_set_status(
+        reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor, reason=note + " It never became active."
+    )
+
+
+@transaction.atomic
+def reservation_extend(*, reservation: Reservation, end: datetime, actor: User | None) -> Reservation:
+    """Keep the same devices until `end`. Refused (BookingConflict) if any of them is taken meanwhile."""
+    reservation = Reservation.objects.select_for_update().select_related("offer").get(pk=reservation.pk)
+    now = timezone.now()
+    if reservation.status not in Reservation.HOLDING:
+        raise ReservationStateError(f"A {reservation.status} reservation cannot be extended.")
+    if now >= reservation.end:
+        raise ReservationStateError("This reservation has already ended.")
+    if end <= reservation.end:
+        raise ValidationError({"end": ["The new end must be after the current end."]})
+    offer = reservation.offer
+    hours = (end - reservation.start).total_seconds() / 3600
+    if hours > offer.max_duration_hours:
+        raise ValidationError({"end": [f"This offer rents for at most {offer.max_duration_hours} hours in one booking."]})
+    if offer.rentable_period is not None and offer.rentable_period.upper is not None and end > offer.rentable_period.upper:
+        raise ValidationError({"end": ["The capacity is not rentable until then."]})
+    device_ids = sorted({a.device_id for a in device_allocations_for_reservation(reservation_id=reservation.pk)})
+    old_end = reservation.end
+    if maintenance_overlaps(device_ids=device_ids, start=old_end, end=end):
+        raise BookingConflict("These cards have maintenance planned before that time, so the booking cannot be extended.")
+    try:
+        device_allocations_create(device_ids=device_ids, start=old_end, end=end, reservation_id=reservation.pk)
+    except AllocationConflict:
+        raise BookingConflict("These cards are booked by someone else before that time, so the booking cannot be extended.") from None
+    reservation.end = end
+    reservation.save(update_fields=["end", "updated_at"])
+    ReservationStatusChange.objects.create(
+        reservation=reservation, from_status=reservation.status, to_status=reservation.status, actor=actor,
+        reason=f"Extended from {old_end.isoformat()} to {end.isoformat()} on the same cards.",
+    )
+    return reservation
+
+
+def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
+    """Move reservations along with the clock (run by Celery beat; safe to run any number of times):
+    requested -> provisioning -> active once the start is reached, active -> completed at the end.
+
+    Provisioning itself is a later issue: for now a reservation is active as soon as it starts.
+    """
+    now = now or timezone.now()
+    moved = {"activated": 0, "completed": 0}
+    due = Reservation.objects.filter(
+        status__in=[Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING], start__lte=now, end__gt=now
+    ).values_list("pk", flat=True)
+    for reservation_id in list(due):
+        try:
+            with transaction.atomic():
+                reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
+                if reservation.status == Reservation.Status.REQUESTED:
+                    reservation = reservation_set_status(
+                        reservation=reservation, status=Reservation.Status.PROVISIONING, reason="The start time was reached."
+                    )
+                if reservation.status == Reservation.Status.PROVISIONING:
+                    reservation_set_status(reservation=reservation, status=Reservation.Status.ACTIVE, reason="Devices handed over.")
+                    moved["activated"] += 1
+        except ReservationStateError:
+            continue  # moved by someone else meanwhile (a cancel, a failure): leave it be
+    finished = Reservation.objects.filter(status=Reservation.Status.ACTIVE, end__lte=now).values_list("pk", flat=True)
+    for reservation_id in list(finished):
+        try:
+            reservation_set_status(
+                reservation=Reservation(pk=reservation_id), status=Reservation.Status.COMPLETED, reason="The booked period ended."
+            )
+        except ReservationStateError:
+            continue
+        moved["completed"] += 1
+    return moved
