@@ -121,6 +121,17 @@ class AcceleratorModelField(serializers.RelatedField):
         return value.slug
 
 
+@extend_schema_field(
+    {"type": "string", "enum": Node.Status.values, "description": "registered, online, maintenance, unhealthy, offline or retired."},
+    component_name="NodeStatus",
+)
+class NodeStatusField(serializers.ChoiceField):
+    """The node state machine's status, documented inline (another app's "status" enum has the same name)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=Node.Status.choices, **kwargs)
+
+
 def _changes(validated: dict, allowed: tuple[str, ...]) -> dict:
     return {key: value for key, value in validated.items() if key in allowed}
 
@@ -305,6 +316,7 @@ class ClusterViewSet(InventoryApiMixin, viewsets.GenericViewSet):
 
 
 class NodeOutputSerializer(serializers.ModelSerializer):
+    status = NodeStatusField(read_only=True)
     site = serializers.IntegerField(source="cluster.site_id", read_only=True)
     accelerator_model = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     accelerator_model_name = serializers.CharField(source="accelerator_model.name", read_only=True)
@@ -327,8 +339,8 @@ class NodeInputSerializer(serializers.Serializer):
     cpu_cores = serializers.IntegerField(min_value=1, max_value=4096)
     ram_gb = serializers.IntegerField(min_value=1, max_value=65536)
     disk_gb = serializers.IntegerField(min_value=1, max_value=10_000_000)
-    status = serializers.ChoiceField(
-        choices=Node.Status.choices, required=False,
+    status = NodeStatusField(
+        required=False,
         help_text="Update only: moves through the node state machine (audited). New nodes start 'registered'.",
     )
 

@@ -178,6 +178,8 @@ def node_rows_parse(*, organization: Organization, data: bytes) -> list[dict]:
     first_row_of: dict[tuple[int, str], int] = {}
     for row_number, values in raw_rows:
         row_errors: list[RowError] = []
+        if len(values) < len(columns) and all(name in OPTIONAL_COLUMNS for name in columns[len(values):]):
+            values = values + [""] * (len(columns) - len(values))  # trailing optional values left out
         if len(values) != len(columns):
             errors.append(RowError(row_number, "row", f"has {len(values)} values, the header has {len(columns)}"))
             continue
