@@ -1,3 +1,14 @@
-from django.urls import path  # noqa: F401
+"""Buyer pages under /market/: search, quote, offer detail + booking, my reservations."""
 
-urlpatterns = []
+from django.urls import path
+
+from frontend.views import market
+
+urlpatterns = [
+    path("", market.search, name="market-search"),
+    path("quote/", market.quote, name="market-quote"),
+    path("offers/<int:offer_id>/", market.offer_detail, name="market-offer"),
+    path("reservations/", market.reservations, name="market-reservations"),
+    path("reservations/<int:reservation_id>/", market.reservation_detail, name="market-reservation"),
+    path("reservations/<int:reservation_id>/<str:action>/", market.reservation_action, name="market-reservation-action"),
+]

@@ -28,7 +28,7 @@ from marketplace.services import (
 
 
 def _form_errors(form) -> exceptions.ValidationError:
-    fields = {name: [str(e) for e in errors] for name, errors in form.errors.items()}
+    fields = {("non_field_errors" if name == "__all__" else name): [str(e) for e in errors] for name, errors in form.errors.items()}
     return exceptions.ValidationError(fields)
 
 
@@ -103,6 +103,11 @@ class OfferSearchApi(APIView):
     )
     def get(self, request):
         form = OfferSearchForm(request.query_params)
+        unknown = form.unknown_parameters()
+        if unknown:
+            raise exceptions.ValidationError(
+                {name: [f"Unknown filter. Known: {', '.join(sorted(form.fields))}, page, page_size."] for name in unknown}
+            )
         if not form.is_valid():
             raise _form_errors(form)
         results = offer_search(**form.search_kwargs())

@@ -1,0 +1,222 @@
+"""Buyer pages. Anyone - signed in or not - may search, quote and look at offers (buyers browse
+before they sign up); booking and "my reservations" need a member of a buyer organization, and a
+member only ever sees their own organization's reservations."""
+
+import uuid
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.selectors import user_can
+from accounts.views import add_service_errors
+from config.api import MAX_PAGE_SIZE
+from inventory.models import Offer
+from marketplace.forms import BookingForm, ExtendForm, OfferSearchForm, QuoteForm
+from marketplace.selectors import offer_row_get, offer_search, quote_build, reservation_get, reservation_list
+from marketplace.services import (
+    BookingConflict,
+    IdempotencyKeyReused,
+    ReservationStateError,
+    reservation_cancel,
+    reservation_create,
+    reservation_extend,
+    reservation_release,
+)
+
+PAGE_SIZE = 25
+
+
+def _can_book(request) -> bool:
+    return request.user.is_authenticated and user_can(user=request.user, organization=request.organization, action="book")
+
+
+def _page_size(request, errors: list[str]) -> int:
+    raw = request.GET.get("page_size")
+    if raw is None:
+        return PAGE_SIZE
+    try:
+        size = int(raw)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        errors.append(f"page_size: must be a whole number between 1 and {MAX_PAGE_SIZE}.")
+        return PAGE_SIZE
+    return size
+
+
+def search(request):
+    form = OfferSearchForm(request.GET)
+    page = None
+    errors: list[str] = []
+    page_size = _page_size(request, errors)
+    status = 200
+    if form.is_valid() and not errors:
+        results = offer_search(**form.search_kwargs())
+        paginator = Paginator(results, page_size)
+        try:
+            page = paginator.page(request.GET.get("page") or 1)
+        except (EmptyPage, PageNotAnInteger):
+            errors.append("page: no such page.")
+            status = 400
+    else:
+        status = 400
+    query = request.GET.copy()
+    query.pop("page", None)
+    window = (form.cleaned_data.get("start"), form.cleaned_data.get("end")) if form.is_bound and form.is_valid() else (None, None)
+    return render(request, "market/search.html", {
+        "form": form, "page": page, "errors": errors, "query": query.urlencode(), "window": window,
+    }, status=status)
+
+
+def quote(request):
+    form = QuoteForm(request.GET) if request.GET else QuoteForm(initial=_quote_initial())
+    result = None
+    status = 200
+    if form.is_bound:
+        if form.is_valid():
+            result = quote_build(**form.quote_kwargs())
+        else:
+            status = 400
+    return render(request, "market/quote.html", {
+        "form": form, "quote": result, "can_book": _can_book(request), "booking_key": uuid.uuid4().hex,
+    }, status=status)
+
+
+def _quote_initial() -> dict:
+    start = timezone.localtime(timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(days=1))
+    return {"cards": 8, "start": start.strftime("%Y-%m-%dT%H:%M"), "duration_hours": 24, "currency": "CNY"}
+
+
+def offer_detail(request, offer_id: int):
+    if request.method not in ("GET", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    status = 200
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            return redirect(f"{reverse('accounts:login')}?next={request.path}")
+        form = BookingForm(request.POST)
+        if not _can_book(request):
+            form.add_error(None, "Only members of a buyer organization with booking rights can book.")
+            status = 403
+        elif form.is_valid():
+            offer = Offer.objects.filter(pk=offer_id).first()
+            if offer is None:
+                raise Http404
+            try:
+                reservation, _created = reservation_create(
+                    organization=request.organization, created_by=request.user, offer=offer,
+                    card_count=form.cleaned_data["card_count"], start=form.cleaned_data["start"], end=form.cleaned_data["end"],
+                    idempotency_key=form.cleaned_data.get("idempotency_key") or "",
+                )
+            except BookingConflict as conflict:
+                form.add_error(None, conflict.message)
+                status = 409
+            except IdempotencyKeyReused as error:
+                form.add_error(None, str(error))
+                status = 422
+            except ValidationError as error:
+                add_service_errors(form, error)
+                status = 400
+            else:
+                return redirect(f"{reverse('frontend:market-reservation', args=[reservation.pk])}?booked=1")
+        else:
+            status = 400
+        window = (form.cleaned_data.get("start"), form.cleaned_data.get("end")) if form.is_valid() else (None, None)
+    else:
+        window_form = OfferSearchForm({k: v for k, v in request.GET.items() if k in ("start", "end")})
+        window = (None, None)
+        if window_form.is_valid():
+            window = (window_form.cleaned_data.get("start"), window_form.cleaned_data.get("end"))
+        start = window[0] or timezone.localtime(timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
+        end = window[1] or start + timedelta(hours=24)
+        form = BookingForm(initial={
+            "card_count": request.GET.get("cards") or 8,
+            "start": timezone.localtime(start).strftime("%Y-%m-%dT%H:%M"),
+            "end": timezone.localtime(end).strftime("%Y-%m-%dT%H:%M"),
+            "idempotency_key": uuid.uuid4().hex,
+        })
+    try:
+        row = offer_row_get(offer_id=offer_id, start=window[0], end=window[1])
+    except Http404:
+        raise
+    return render(request, "market/offer.html", {
+        "offer": row, "form": form, "can_book": _can_book(request), "window": window,
+    }, status=status)
+
+
+@login_required
+def reservations(request):
+    if not user_can(user=request.user, organization=request.organization, action="view"):
+        raise Http404
+    paginator = Paginator(reservation_list(organization=request.organization), PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "market/reservations.html", {"page": page})
+
+
+@login_required
+def reservation_detail(request, reservation_id: int):
+    if not user_can(user=request.user, organization=request.organization, action="view"):
+        raise Http404
+    reservation = reservation_get(organization=request.organization, reservation_id=reservation_id)
+    now = timezone.now()
+    extend_form = ExtendForm(initial={"end": timezone.localtime(reservation.end + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M")})
+    return render(request, "market/reservation.html", _reservation_context(request, reservation, now, extend_form))
+
+
+def _reservation_context(request, reservation, now, extend_form, action_error=None):
+    holding = reservation.status in reservation.HOLDING and now < reservation.end
+    can_book = _can_book(request)
+    return {
+        "reservation": reservation,
+        "booked": request.GET.get("booked") == "1",
+        "can_cancel": can_book and holding and now < reservation.start,
+        "can_release": can_book and holding and now >= reservation.start,
+        "can_extend": can_book and holding,
+        "extend_form": extend_form,
+        "action_error": action_error,
+        "timeline": reservation.status_changes.all(),
+    }
+
+
+@login_required
+@require_POST
+def reservation_action(request, reservation_id: int, action: str):
+    if action not in ("cancel", "release", "extend"):
+        raise Http404
+    reservation = reservation_get(organization=request.organization, reservation_id=reservation_id)
+    extend_form = ExtendForm(request.POST if action == "extend" else None)
+    error = None
+    status = 200
+    if not _can_book(request):
+        error, status = "Only members with booking rights can change a reservation.", 403
+    else:
+        try:
+            if action == "cancel":
+                reservation_cancel(reservation=reservation, actor=request.user)
+                messages.success(request, "Reservation cancelled - nothing to pay.")
+            elif action == "release":
+                reservation_release(reservation=reservation, actor=request.user)
+                messages.success(request, "Cards released - billing ends now.")
+            elif extend_form.is_valid():
+                reservation_extend(reservation=reservation, end=extend_form.cleaned_data["end"], actor=request.user)
+                messages.success(request, "Reservation extended on the same cards.")
+            else:
+                status = 400
+        except (ReservationStateError, BookingConflict) as conflict:
+            error, status = getattr(conflict, "message", None) or str(conflict), 409
+        except ValidationError as invalid:
+            add_service_errors(extend_form, invalid)
+            status = 400
+    if status == 200:
+        return redirect("frontend:market-reservation", reservation_id=reservation.pk)
+    reservation = reservation_get(organization=request.organization, reservation_id=reservation_id)
+    return render(request, "market/reservation.html",
+                  _reservation_context(request, reservation, timezone.now(), extend_form, action_error=error), status=status)
