@@ -38,6 +38,8 @@ class SiteAdmin(admin.ModelAdmin):
     list_display = ["name", "owner", "province", "city", "lifecycle"]
     list_filter = ["lifecycle", "province__hub"]
     search_fields = ["name", "owner__name", "city"]
+    # Changed only through inventory.services.site_set_lifecycle (audited), never by hand here.
+    readonly_fields = ["lifecycle"]
 
 
 @admin.register(Cluster)
@@ -52,6 +54,8 @@ class NodeAdmin(admin.ModelAdmin):
     list_filter = ["status", "accelerator_model__vendor"]
     search_fields = ["hostname"]
     raw_id_fields = ["cluster"]
+    # Changed only through inventory.services.node_set_status (audited), never by hand here.
+    readonly_fields = ["status"]
 
 
 @admin.register(Device)
