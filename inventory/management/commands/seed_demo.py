@@ -37,7 +37,7 @@ from django.db.models import ProtectedError
 from django.utils import timezone
 from tqdm import tqdm
 
-from accounts.models import Organization, User
+from accounts.models import Membership, Organization, User
 from accounts.services import membership_set, organization_create
 from inventory.allocations import device_allocations_create, period_range
 from inventory.catalog import load_catalog, load_regions
@@ -153,7 +153,8 @@ def _reset() -> None:
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     demo_users = User.objects.filter(email__iendswith=DEMO_DOMAIN)
     try:
-        Organization.objects.filter(memberships__user__in=demo_users).distinct().delete()
+        # Organizations a demo user owns; a real organization that merely invited one is kept.
+        Organization.objects.filter(memberships__user__in=demo_users, memberships__role=Membership.Role.OWNER).distinct().delete()
         demo_users.delete()
     except ProtectedError as error:
         raise CommandError(f"Cannot delete the demo accounts: other records still point at them ({error.protected_objects}).") from error
