@@ -22,3 +22,6 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+from accounts import schema as _schema  # noqa: E402, F401 - registers the API key scheme in the OpenAPI schema

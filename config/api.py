@@ -6,6 +6,7 @@ so a client (and the browser pages) can show the reason next to the field.
 """
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -70,6 +71,12 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return error_response(
+            code="too_large",
+            message="The request body is too large (the limit is 5 MB).",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -27,7 +27,6 @@ from rest_framework.views import APIView
 
 from accounts.selectors import user_can
 from config.api import ConflictError, error_response
-from inventory import schema as _schema  # noqa: F401 - registers the API key scheme
 from inventory import selectors, services
 from inventory.importers import NODE_IMPORT_MAX_BYTES, NodeImportInvalid
 from inventory.models import AcceleratorModel, Cluster, Currency, MaintenanceWindow, Node, Offer, Province, Site

@@ -1,4 +1,4 @@
-"""OpenAPI descriptions drf-spectacular cannot infer (loaded by inventory.api)."""
+"""OpenAPI descriptions drf-spectacular cannot infer (loaded when accounts.authentication is imported)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
