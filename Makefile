@@ -36,8 +36,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -r requirements.txt
+$(VENV)/.runtime: requirements.txt requirements-local.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-local.txt
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
