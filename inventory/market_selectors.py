@@ -39,28 +39,33 @@ WITH nodes AS MATERIALIZED (
     JOIN inventory_node n ON n.cluster_id = o.cluster_id AND n.accelerator_model_id = o.accelerator_model_id
     WHERE o.id = ANY(%(offer_ids)s)
 ),
+devices AS (
+    SELECT d.id, nodes.offer_id, nodes.is_online, nodes.is_flagged, nodes.in_maintenance
+    FROM nodes JOIN inventory_device d ON d.node_id = nodes.id
+),
 busy AS (
-    -- the calendar entries overlapping the window, one row per device;
-    -- 'maintenance' sorts before 'reservation', so min() prefers it
+    -- the calendar entries of these devices overlapping the window, one row per device. PostgreSQL
+    -- picks per-device GiST probes for a few offers, one range scan + hash join for many.
+    -- 'maintenance' sorts before 'reservation', so min() prefers it.
     SELECT a.device_id, min(a.purpose) AS purpose
     FROM inventory_deviceallocation a
+    JOIN devices ON devices.id = a.device_id
     WHERE a.is_active AND a.period && %(window)s
     GROUP BY a.device_id
 )
-SELECT nodes.offer_id,
+SELECT dv.offer_id,
        count(*) AS cards_total,
-       count(*) FILTER (WHERE NOT nodes.is_online) AS cards_not_online,
-       count(*) FILTER (WHERE nodes.is_online AND nodes.is_flagged) AS cards_flagged,
-       count(*) FILTER (WHERE nodes.is_online AND NOT nodes.is_flagged
-                        AND (nodes.in_maintenance OR busy.purpose = 'maintenance')) AS cards_in_maintenance,
-       count(*) FILTER (WHERE nodes.is_online AND NOT nodes.is_flagged AND NOT nodes.in_maintenance
+       count(*) FILTER (WHERE NOT dv.is_online) AS cards_not_online,
+       count(*) FILTER (WHERE dv.is_online AND dv.is_flagged) AS cards_flagged,
+       count(*) FILTER (WHERE dv.is_online AND NOT dv.is_flagged
+                        AND (dv.in_maintenance OR busy.purpose = 'maintenance')) AS cards_in_maintenance,
+       count(*) FILTER (WHERE dv.is_online AND NOT dv.is_flagged AND NOT dv.in_maintenance
                         AND busy.purpose = 'reservation') AS cards_booked,
-       count(*) FILTER (WHERE nodes.is_online AND NOT nodes.is_flagged AND NOT nodes.in_maintenance
+       count(*) FILTER (WHERE dv.is_online AND NOT dv.is_flagged AND NOT dv.in_maintenance
                         AND busy.device_id IS NULL) AS cards_free
-FROM nodes
-JOIN inventory_device d ON d.node_id = nodes.id
-LEFT JOIN busy ON busy.device_id = d.id
-GROUP BY nodes.offer_id
+FROM devices dv
+LEFT JOIN busy ON busy.device_id = dv.id
+GROUP BY dv.offer_id
 """
 
 

@@ -1,0 +1,10 @@
+from celery import shared_task
+
+from marketplace.services import reservations_advance
+
+
+@shared_task(name="marketplace.reservations_advance")
+def reservations_advance_task() -> dict:
+    """Move reservations along with the clock (requested -> provisioning -> active -> completed).
+    Safe to run any number of times: a reservation already moved is left as it is."""
+    return reservations_advance()
