@@ -168,4 +168,6 @@ CELERY_BEAT_SCHEDULE = {
     "network-totals-refresh": {"task": "inventory.network_totals_refresh", "schedule": 60.0},
     # Nodes whose agent went quiet leave the market (NODE_HEARTBEAT_TIMEOUT_SECONDS).
     "nodes-mark-stale": {"task": "inventory.nodes_mark_stale", "schedule": 60.0},
+    # Reservations move requested -> provisioning -> active -> completed as their times come.
+    "reservations-advance": {"task": "marketplace.reservations_advance", "schedule": 30.0},
 }
