@@ -137,6 +137,7 @@ def run(services: LocalServices, *, port: int) -> int:
     services.env.setdefault("DJANGO_DEBUG", "1")
     services.manage("migrate", "--noinput")
     services.manage("seed_demo", "--if-empty")
+    services.manage("seed_demo_market", "--if-empty")
     stripe_port = free_port(8420)
     services.env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
     python = sys.executable
