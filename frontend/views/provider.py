@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can
 from accounts.views import add_service_errors
-from inventory import selectors, services
+from inventory import agent_services, selectors, services
 from inventory.forms import (
     ClusterForm,
     MaintenanceWindowForm,
@@ -376,3 +376,63 @@ def maintenance_cancel(request, pk: int):
     services.maintenance_window_cancel(window=window, actor=request.user)
     messages.success(request, "Maintenance window cancelled; its cards are back on the market.")
     return redirect("frontend:provider-maintenance", cluster_pk=window.cluster_id)
+
+
+# ------------------------------------------------------------------------------ node detail and agent
+
+
+@login_required
+def node_detail(request, pk: int):
+    """A node: its listing, what its agent last reported, the mismatch flag, and its agent keys."""
+    organization = _organization(request)
+    node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
+    return render(
+        request,
+        "provider/node_detail.html",
+        {
+            "node": node,
+            "tokens": agent_services.node_agent_token_list(node=node),
+            "status_changes": node.status_changes.select_related("actor").order_by("-created_at")[:20],
+            "new_key": request.session.pop(f"new-agent-key-{node.pk}", None),
+            "can_change": _can_change(request),
+        },
+    )
+
+
+@login_required
+@require_POST
+def node_agent_key_create(request, pk: int):
+    organization = _organization(request, change=True)
+    node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
+    if node.status == Node.Status.RETIRED:
+        messages.error(request, "A retired node takes no agent keys.")
+        return redirect("frontend:provider-node", pk=node.pk)
+    _, key = agent_services.node_agent_token_create(node=node)
+    # Shown once, on the next page view (post/redirect/get), then gone from the session.
+    request.session[f"new-agent-key-{node.pk}"] = key
+    return redirect("frontend:provider-node", pk=node.pk)
+
+
+@login_required
+@require_POST
+def node_agent_key_revoke(request, pk: int, token_pk: int):
+    organization = _organization(request, change=True)
+    node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
+    token = get_object_or_404(agent_services.node_agent_token_list(node=node), pk=token_pk)
+    agent_services.node_agent_token_revoke(token=token)
+    messages.success(request, f"Agent key {token.prefix}… revoked: the agent using it is refused from now on.")
+    return redirect("frontend:provider-node", pk=node.pk)
+
+
+@login_required
+@require_POST
+def node_mismatch_resolve(request, pk: int):
+    organization = _organization(request, change=True)
+    node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
+    try:
+        agent_services.node_mismatch_resolve(node=node, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "The node matches its listing again and is back on the market.")
+    return redirect("frontend:provider-node", pk=node.pk)
