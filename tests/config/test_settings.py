@@ -80,3 +80,28 @@ def test_the_launcher_starts_an_embedded_redis_when_no_url_is_given(monkeypatch,
         client.close()
     finally:
         services.stop()
+
+
+def test_the_launcher_starts_an_embedded_postgresql_with_btree_gist_when_no_url_is_given(monkeypatch, tmp_path):
+    import psycopg2
+
+    import config.localservices as localservices
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setattr(localservices, "LOCAL_DIR", tmp_path)
+    services = LocalServices()
+    try:
+        services.start_postgres()
+        url = services.env["DATABASE_URL"]
+        assert url.startswith("postgres://postgres@") and url.endswith("/computeflow")
+        import dj_database_url
+
+        config = dj_database_url.parse(url)
+        connection = psycopg2.connect(dbname=config["NAME"], user=config["USER"], host=config["HOST"])
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+            cursor.execute("SHOW server_version")
+            assert int(cursor.fetchone()[0].split(".")[0]) >= 16
+        connection.close()
+    finally:
+        services.stop()
