@@ -60,15 +60,30 @@ def device_allocations_create(
     Raises AllocationConflict (and inserts nothing) when any device is already taken.
     """
     purpose = DeviceAllocation.Purpose.RESERVATION if reservation_id is not None else DeviceAllocation.Purpose.MAINTENANCE
+    wanted = sorted(set(device_ids))
+    # Each row carries its device's node, cluster and model (see DeviceAllocation.node): one
+    # indexed lookup for the whole batch. They never change, so copying them here is safe.
+    placement = {
+        device_id: (node_id, cluster_id, model_id)
+        for device_id, node_id, cluster_id, model_id in Device.objects.filter(pk__in=wanted).values_list(
+            "id", "node_id", "node__cluster_id", "node__accelerator_model_id"
+        )
+    }
+    missing = [device_id for device_id in wanted if device_id not in placement]
+    if missing:
+        raise ValueError(f"Unknown devices: {missing[:10]}")
     rows = [
         DeviceAllocation(
             device_id=device_id,
+            node_id=placement[device_id][0],
+            cluster_id=placement[device_id][1],
+            accelerator_model_id=placement[device_id][2],
             period=period_range(start, end),
             purpose=purpose,
             reservation_id=reservation_id,
             maintenance_window=maintenance_window,
         )
-        for device_id in sorted(set(device_ids))
+        for device_id in wanted
     ]
     try:
         with transaction.atomic():

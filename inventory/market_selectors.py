@@ -1,16 +1,26 @@
 """Reads of the device calendar that the marketplace needs, as set-based SQL.
 
-Availability design (targets: 100,000 devices, 500,000 allocations, search p95 <= 50 ms):
+Availability design (targets: 100,000 devices, 500,000 allocations, search p95 <= 50 ms; see
+bench/README.md for the measurements behind each choice):
 
-* Capacity is counted per offer, i.e. per (cluster, accelerator model), at node level first: the
-  node's status, its agent flag and any maintenance window overlapping the window are decided once
-  per node (12,500 rows at national scale), not per device.
-* Busy devices come from ONE range scan of the allocations overlapping the window (`period && w`,
-  served by the GiST index of the exclusion constraint), reduced to distinct device ids and hashed.
-  The devices of the candidate nodes are then left-joined against that set - no per-device
-  NOT EXISTS probe (that anti-join is the ~150 ms baseline).
-* Everything is aggregated in PostgreSQL with COUNT(...) FILTER (...), one row per offer; Python
-  never loops over devices or allocations.
+* Free cards are counted per offer, i.e. per (cluster, accelerator model), never per device:
+  free = rentable cards - distinct devices of rentable nodes with an active allocation overlapping
+  the window. Both terms are aggregates; no Device row is read.
+* Rentable cards come from the nodes (12,500 rows at national scale, not 100,000 devices):
+  Node.card_count of nodes online, unflagged and not blacked out by a maintenance window that
+  overlaps the window. A node's devices are created with it, one per card, and its card count is
+  fixed at listing, so card_count is the number of its Device rows.
+* Busy devices come from the allocations themselves: every DeviceAllocation carries a copy of its
+  device's node, cluster and model (written by inventory.allocations), and the GiST index
+  allocation_offer_period on (cluster, model, period) WHERE is_active, INCLUDE (device, node,
+  purpose) answers "which active allocations of this offer overlap the window" with one index-only
+  range scan per offer - no per-device probe (the naive NOT EXISTS anti-join over all devices is
+  the bench baseline). The exclusion constraint allows one device several allocations inside a
+  window (back to back, or an extension), so devices are counted DISTINCT.
+* Allocations on nodes that are not rentable (offline, flagged, blacked out) are left out with a
+  hash anti-join against the few such nodes; their cards are reported under their own reason.
+* The cost grows with the number of allocations overlapping the window of the asked offers, so
+  callers ask only for the offers they show (a page) unless a filter or sort needs them all.
 
 Maintenance windows normally materialize as allocations (inventory.allocations); a window that is
 not (yet) materialized still blacks out its cluster or node here, so the answer never promises
@@ -25,47 +35,59 @@ from django.db import connection
 from inventory.allocations import period_range
 
 _CAPACITY_SQL = """
-WITH nodes AS MATERIALIZED (
-    -- node-level facts, decided once per node rather than once per device
-    SELECT n.id, o.id AS offer_id,
-           n.status = 'online' AS is_online,
-           n.mismatch_reason <> '' AS is_flagged,
-           EXISTS (
-               SELECT 1 FROM inventory_maintenancewindow mw
-               WHERE mw.cluster_id = n.cluster_id AND (mw.node_id IS NULL OR mw.node_id = n.id)
-                 AND mw.cancelled_at IS NULL AND mw.period && %(window)s
-           ) AS in_maintenance
-    FROM inventory_offer o
-    JOIN inventory_node n ON n.cluster_id = o.cluster_id AND n.accelerator_model_id = o.accelerator_model_id
-    WHERE o.id = ANY(%(offer_ids)s)
+WITH offers AS MATERIALIZED (
+    SELECT id, cluster_id, accelerator_model_id FROM inventory_offer WHERE id = ANY(%(offer_ids)s)
 ),
-devices AS (
-    SELECT d.id, nodes.offer_id, nodes.is_online, nodes.is_flagged, nodes.in_maintenance
-    FROM nodes JOIN inventory_device d ON d.node_id = nodes.id
+blackouts AS MATERIALIZED (
+    -- maintenance windows overlapping the window: a handful of rows
+    SELECT cluster_id, node_id FROM inventory_maintenancewindow
+    WHERE cancelled_at IS NULL AND period && %(window)s
+),
+nodes AS MATERIALIZED (
+    -- each node of these offers once, with the one reason (if any) its cards cannot be rented
+    SELECT n.id, o.id AS offer_id, n.card_count,
+           CASE WHEN n.status <> 'online' THEN 'not_online'
+                WHEN n.mismatch_reason <> '' THEN 'flagged'
+                WHEN EXISTS (SELECT 1 FROM blackouts b
+                             WHERE b.cluster_id = n.cluster_id AND (b.node_id IS NULL OR b.node_id = n.id))
+                    THEN 'maintenance'
+                ELSE 'rentable' END AS state
+    FROM offers o
+    JOIN inventory_node n ON n.cluster_id = o.cluster_id AND n.accelerator_model_id = o.accelerator_model_id
+),
+cards AS (
+    SELECT offer_id,
+           sum(card_count) AS total,
+           coalesce(sum(card_count) FILTER (WHERE state = 'not_online'), 0) AS not_online,
+           coalesce(sum(card_count) FILTER (WHERE state = 'flagged'), 0) AS flagged,
+           coalesce(sum(card_count) FILTER (WHERE state = 'maintenance'), 0) AS blacked_out,
+           coalesce(sum(card_count) FILTER (WHERE state = 'rentable'), 0) AS rentable
+    FROM nodes
+    GROUP BY offer_id
 ),
 busy AS (
-    -- the calendar entries of these devices overlapping the window, one row per device. PostgreSQL
-    -- picks per-device GiST probes for a few offers, one range scan + hash join for many.
-    -- 'maintenance' sorts before 'reservation', so min() prefers it.
-    SELECT a.device_id, min(a.purpose) AS purpose
-    FROM inventory_deviceallocation a
-    JOIN devices ON devices.id = a.device_id
-    WHERE a.is_active AND a.period && %(window)s
-    GROUP BY a.device_id
+    -- distinct devices of rentable nodes with an active allocation overlapping the window: one
+    -- index-only scan of allocation_offer_period per offer. A device with both a booking and a
+    -- maintenance blackout in the window counts as in maintenance.
+    SELECT o.id AS offer_id,
+           count(DISTINCT a.device_id) AS busy,
+           count(DISTINCT a.device_id) FILTER (WHERE a.purpose = 'maintenance') AS in_maintenance
+    FROM offers o
+    JOIN inventory_deviceallocation a
+      ON a.cluster_id = o.cluster_id AND a.accelerator_model_id = o.accelerator_model_id
+     AND a.is_active AND a.period && %(window)s
+    WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = a.node_id AND n.state <> 'rentable')
+    GROUP BY o.id
 )
-SELECT dv.offer_id,
-       count(*) AS cards_total,
-       count(*) FILTER (WHERE NOT dv.is_online) AS cards_not_online,
-       count(*) FILTER (WHERE dv.is_online AND dv.is_flagged) AS cards_flagged,
-       count(*) FILTER (WHERE dv.is_online AND NOT dv.is_flagged
-                        AND (dv.in_maintenance OR busy.purpose = 'maintenance')) AS cards_in_maintenance,
-       count(*) FILTER (WHERE dv.is_online AND NOT dv.is_flagged AND NOT dv.in_maintenance
-                        AND busy.purpose = 'reservation') AS cards_booked,
-       count(*) FILTER (WHERE dv.is_online AND NOT dv.is_flagged AND NOT dv.in_maintenance
-                        AND busy.device_id IS NULL) AS cards_free
-FROM devices dv
-LEFT JOIN busy ON busy.device_id = dv.id
-GROUP BY dv.offer_id
+SELECT c.offer_id,
+       c.total,
+       c.not_online,
+       c.flagged,
+       c.blacked_out + coalesce(b.in_maintenance, 0),
+       coalesce(b.busy - b.in_maintenance, 0),
+       c.rentable - coalesce(b.busy, 0)
+FROM cards c
+LEFT JOIN busy b ON b.offer_id = c.offer_id
 """
 
 
@@ -104,14 +126,18 @@ WITH nodes AS (
             AND mw.cancelled_at IS NULL AND mw.period && %(window)s
       )
 ),
+busy AS (
+    -- the offer's allocations overlapping the window: one range scan of allocation_offer_period
+    SELECT DISTINCT a.device_id
+    FROM inventory_deviceallocation a
+    WHERE a.cluster_id = %(cluster_id)s AND a.accelerator_model_id = %(model_id)s
+      AND a.is_active AND a.period && %(window)s
+),
 free AS (
     SELECT d.id, d.node_id, d.index
     FROM inventory_device d
     JOIN nodes ON nodes.id = d.node_id
-    WHERE NOT EXISTS (
-        SELECT 1 FROM inventory_deviceallocation a
-        WHERE a.device_id = d.id AND a.is_active AND a.period && %(window)s
-    )
+    WHERE NOT EXISTS (SELECT 1 FROM busy WHERE busy.device_id = d.id)
 )
 SELECT id FROM (
     SELECT id, node_id, index, count(*) OVER (PARTITION BY node_id) AS free_on_node FROM free
@@ -125,8 +151,9 @@ def free_device_ids_for_booking(*, cluster_id: int, accelerator_model_id: int, s
     """Up to `limit` free, rentable devices of one model in one cluster for [start, end).
 
     Packs the booking onto as few nodes as possible (nodes with the most free cards first), so a
-    multi-node job spans few servers and leaves whole nodes free for the next buyer. One cluster
-    is small (hundreds of devices), so the per-device probe is cheap here.
+    multi-node job spans few servers and leaves whole nodes free for the next buyer. The busy
+    devices come from one scan of the offer's allocations (allocation_offer_period), hashed and
+    anti-joined with the cluster's devices.
     """
     with connection.cursor() as cursor:
         cursor.execute(

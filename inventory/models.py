@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import ArrayField, DateTimeRangeField, RangeOperators
+from django.contrib.postgres.indexes import GistIndex
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -337,8 +338,30 @@ class DeviceAllocation(models.Model):
     # False once released (a cancelled booking or window); kept for history, ignored by the constraint.
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Copies of the device's node, and of that node's cluster and model (the offer key), written by
+    # inventory.allocations at insert and never changed: a device never moves, and a node's cluster,
+    # model and card count are fixed at listing (inventory.services.node_update refuses to change them).
+    # They let availability count the allocations of many offers in one index scan
+    # (allocation_offer_period below) instead of probing the calendar device by device.
+    # No FK constraint: `device` already guards integrity, and checking three more keys per
+    # booked card would only slow bookings down.
+    node = models.ForeignKey(Node, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
+    cluster = models.ForeignKey(Cluster, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+")
+    accelerator_model = models.ForeignKey(
+        AcceleratorModel, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
 
     class Meta:
+        indexes = [
+            # Availability per offer: the active allocations of (cluster, model) overlapping a window,
+            # answered from the index alone (device, node and purpose are included).
+            GistIndex(
+                fields=["cluster", "accelerator_model", "period"],
+                include=["device", "node", "purpose"],
+                condition=Q(is_active=True),
+                name="allocation_offer_period",
+            ),
+        ]
         constraints = [
             ExclusionConstraint(
                 name="device_allocation_no_overlap",
