@@ -33,3 +33,14 @@ class ApiTokenForm(forms.Form):
 class MembershipForm(forms.Form):
     email = forms.EmailField(help_text="The person must have signed up already.")
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class OrganizationSwitchForm(forms.Form):
+    """Which of the user's organizations to act for. Any other id (or garbage) is simply not a choice."""
+
+    organization = forms.ModelChoiceField(queryset=Organization.objects.none())
+    next = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args, organizations, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["organization"].queryset = organizations

@@ -5,9 +5,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.forms import ApiTokenForm, MembershipForm, SignInForm, SignUpForm
+from accounts.forms import ApiTokenForm, MembershipForm, OrganizationSwitchForm, SignInForm, SignUpForm
 from accounts.middleware import SESSION_KEY
 from accounts.models import ApiToken
 from accounts.selectors import api_token_list, organization_members, user_can, user_organizations
@@ -46,11 +47,15 @@ def sign_up(request):
 @login_required
 @require_POST
 def switch_organization(request):
-    organization = user_organizations(user=request.user).filter(pk=request.POST.get("organization")).first()
-    if organization is None:
+    form = OrganizationSwitchForm(request.POST, organizations=user_organizations(user=request.user))
+    if not form.is_valid():
+        # Not one of the user's organizations (or not an id at all): as if it did not exist.
         raise Http404
-    request.session[SESSION_KEY] = organization.pk
-    return redirect(request.POST.get("next") or "frontend:home")
+    request.session[SESSION_KEY] = form.cleaned_data["organization"].pk
+    next_url = form.cleaned_data["next"]
+    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        next_url = "frontend:home"  # only ever back to a page of this site
+    return redirect(next_url)
 
 
 @login_required

@@ -38,6 +38,9 @@ from inventory.services import node_set_status
 logger = logging.getLogger(__name__)
 
 AGENT_KEY_PREFIX = "cfa_"  # noqa: S105 - a marker that makes leaked keys easy to spot, not a secret
+# What a key can look like (the prefix, then token_urlsafe's alphabet): anything else is refused
+# before it reaches the database (which cannot store a NUL byte).
+_AGENT_KEY_SHAPE = re.compile(r"[A-Za-z0-9_\-]{20,200}")
 
 # last_used_at is a hint for the provider page, not an audit trail: refreshing it at most this often
 # keeps a heartbeat down to one UPDATE.
@@ -83,7 +86,7 @@ def node_agent_token_revoke(*, token: NodeAgentToken) -> NodeAgentToken:
 
 def node_agent_authenticate(*, key: str) -> NodeAgentToken | None:
     """The active agent token for this key (with its node and the listed model), or None."""
-    if not key.startswith(AGENT_KEY_PREFIX) or len(key) < 20:
+    if not key.startswith(AGENT_KEY_PREFIX) or not _AGENT_KEY_SHAPE.fullmatch(key):
         return None
     token = (
         NodeAgentToken.objects.select_related("node__accelerator_model")

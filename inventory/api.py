@@ -97,7 +97,7 @@ class AcceleratorModelField(serializers.RelatedField):
 
     default_error_messages = {
         "unknown": "Unknown accelerator model '{value}': use a catalog slug (e.g. nvidia-h100-sxm5-80gb) or name.",
-        "invalid": "Give the accelerator model's slug or name as text.",
+        "invalid": "Give the accelerator model's slug or name as text (printable characters).",
     }
 
     def __init__(self, **kwargs):
@@ -105,7 +105,8 @@ class AcceleratorModelField(serializers.RelatedField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        if not isinstance(data, str) or not data.strip():
+        if not isinstance(data, str) or not data.strip() or not data.isprintable():
+            # isprintable(): a NUL byte would reach the database (which refuses it) as a 500.
             self.fail("invalid")
         value = data.strip()
         model = (

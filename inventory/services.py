@@ -35,6 +35,16 @@ from inventory.pricing import (  # noqa: F401 - the money rule, re-exported for 
 )
 from inventory.selectors import NETWORK_TOTALS_CACHE_KEY, NETWORK_TOTALS_CACHE_SECONDS, network_totals
 
+# Nothing goes on the device calendar (bookings, maintenance windows, rentable periods) more than
+# this far ahead: such a date is a typo, and one near year 9999 cannot even be shown in every time
+# zone (or have a duration added to it) without overflowing.
+CALENDAR_HORIZON = timedelta(days=3653)
+CALENDAR_HORIZON_MESSAGE = "Too far ahead: the calendar reaches at most 10 years from now."
+
+
+def beyond_calendar_horizon(moment: datetime | None, *, now: datetime | None = None) -> bool:
+    return moment is not None and moment > (now or timezone.now()) + CALENDAR_HORIZON
+
 # Allowed next states. Anything else is refused by the *_set_* services below.
 NODE_TRANSITIONS: dict[str, set[str]] = {
     Node.Status.REGISTERED: {Node.Status.ONLINE, Node.Status.MAINTENANCE, Node.Status.OFFLINE, Node.Status.RETIRED},
@@ -428,6 +438,11 @@ def _validate_offer(offer: Offer) -> None:
     period = offer.rentable_period
     if period is not None and period.lower is not None and period.upper is not None and period.lower >= period.upper:
         raise ValidationError({"rentable_until": "The rentable period must end after it starts."})
+    if period is not None:
+        far = {name: CALENDAR_HORIZON_MESSAGE for name, bound in (("rentable_from", period.lower), ("rentable_until", period.upper))
+               if beyond_calendar_horizon(bound)}
+        if far:
+            raise ValidationError(far)
     _full_clean(offer, exclude=["price_per_card_hour_minor"])
 
 
@@ -553,6 +568,8 @@ def maintenance_window_create(
         raise ValidationError({"end": "This window is already over."})
     if end - start > timedelta(days=MAX_MAINTENANCE_DAYS):
         raise ValidationError({"end": f"A maintenance window lasts at most {MAX_MAINTENANCE_DAYS} days."})
+    if beyond_calendar_horizon(start):
+        raise ValidationError({"start": CALENDAR_HORIZON_MESSAGE})
     if node is not None and node.cluster_id != cluster.pk:
         raise ValidationError({"node": "This node is not in the cluster."})
     if node is not None and node.status == Node.Status.RETIRED:
