@@ -8,7 +8,8 @@ so a client (and the browser pages) can show the reason next to the field.
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -97,3 +98,25 @@ class ConflictError(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the current state."
     default_code = "conflict"
+
+
+# Django's own error pages, for requests that never reach a DRF view (a URL no route matches, such
+# as /api/reservations/abc/, or a crash outside DRF): under /api/ they answer in the one error shape.
+API_PREFIX = "/api/"
+
+
+def page_not_found(request, exception):
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(
+            {"error": {"code": "not_found", "message": "No such API endpoint or object.", "fields": {}}}, status=404
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(
+            {"error": {"code": "server_error", "message": "Something went wrong on our side; it has been logged.",
+                       "fields": {}}}, status=500,
+        )
+    return defaults.server_error(request)

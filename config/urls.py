@@ -21,3 +21,6 @@ urlpatterns = [
     path("api/", include((api_patterns, "api"))),
     path("", include("frontend.urls")),
 ]
+
+handler404 = "config.api.page_not_found"
+handler500 = "config.api.server_error"

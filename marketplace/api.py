@@ -94,6 +94,8 @@ def _search_parameters():
 
 
 class OfferSearchApi(APIView):
+    pagination_class = Pagination  # read by the OpenAPI schema: the answer is a page, not a bare list
+
     @extend_schema(
         parameters=_search_parameters(),
         responses=MarketOfferSerializer(many=True),
@@ -111,7 +113,7 @@ class OfferSearchApi(APIView):
         if not form.is_valid():
             raise _form_errors(form)
         results = offer_search(**form.search_kwargs())
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(results, request, view=self)
         return paginator.get_paginated_response(MarketOfferSerializer(page, many=True).data)
 
@@ -143,8 +145,9 @@ class QuoteApi(APIView):
         end = serializers.DateTimeField(required=False)
         duration_hours = serializers.IntegerField(required=False, min_value=1)
         currency = serializers.ChoiceField(choices=Currency.choices, default=Currency.CNY)
-        max_total_price_minor = serializers.IntegerField(required=False, min_value=1)
-        max_price_per_ecu_hour_minor = serializers.IntegerField(required=False, min_value=1)
+        # Bounded so a budget always fits a PostgreSQL bigint, wherever it ends up being compared.
+        max_total_price_minor = serializers.IntegerField(required=False, min_value=1, max_value=10**15)
+        max_price_per_ecu_hour_minor = serializers.IntegerField(required=False, min_value=1, max_value=10**15)
 
     class QuoteReasonSerializer(serializers.Serializer):
         code = serializers.ChoiceField(choices=[(code, label) for code, label in Exclusion.LABELS.items()])
@@ -183,6 +186,7 @@ class QuoteApi(APIView):
         # Re-validate with the page's form so both share one set of rules (window, cards xor ECU ...).
         form_data = {k: v for k, v in request.data.items() if k in QuoteForm.base_fields}
         form_data["countries"] = ",".join(data.get("countries", []))
+        form_data["currency"] = data["currency"]  # the serializer's default (CNY) when the body leaves it out
         form = QuoteForm(form_data)
         if not form.is_valid():
             raise _form_errors(form)
@@ -247,6 +251,8 @@ class MarketReservationSerializer(serializers.ModelSerializer):
 
 
 class ReservationListCreateApi(APIView):
+    pagination_class = Pagination  # read by the OpenAPI schema: the list answer is a page, not a bare list
+
     class BookingRequestSerializer(serializers.Serializer):
         offer = serializers.IntegerField()
         card_count = serializers.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING)
@@ -262,7 +268,7 @@ class ReservationListCreateApi(APIView):
     def get(self, request):
         organization = _require_organization(request)
         reservations = reservation_list(organization=organization).prefetch_related("status_changes__actor")
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(reservations, request, view=self)
         return paginator.get_paginated_response(MarketReservationSerializer(page, many=True).data)
 

@@ -12,6 +12,7 @@ from django import forms
 from django.utils import timezone
 
 from inventory.models import Cluster, Currency, NationalHub, Province, SoftwareStack
+from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.selectors import DEFAULT_SORT
 from marketplace.services import MAX_CARDS_PER_BOOKING, START_GRACE
 
@@ -53,6 +54,8 @@ class WindowMixin:
             self.add_error("end", "The end must be after the start.")
         elif start < timezone.now() - START_GRACE:
             self.add_error("start", "The start is in the past.")
+        elif beyond_calendar_horizon(start):
+            self.add_error("start", CALENDAR_HORIZON_MESSAGE)
         elif end - start > MAX_WINDOW:
             self.add_error("end", f"The window may span at most {MAX_WINDOW.days} days.")
 
@@ -162,6 +165,10 @@ class QuoteForm(WindowMixin, forms.Form):
     def clean(self):
         cleaned = super().clean()
         start = cleaned.get("start")
+        if beyond_calendar_horizon(start):
+            # Checked before start + duration is computed: near year 9999 that addition overflows.
+            self.add_error("start", CALENDAR_HORIZON_MESSAGE)
+            return cleaned
         if start and cleaned.get("end") is None and cleaned.get("duration_hours"):
             cleaned["end"] = start + timedelta(hours=cleaned["duration_hours"])
         elif start and cleaned.get("end") is None and "duration_hours" not in self.errors:

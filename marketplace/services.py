@@ -23,6 +23,7 @@ from inventory.allocations import (
 )
 from inventory.market_selectors import free_device_ids_for_booking, maintenance_overlaps
 from inventory.models import Offer, Site
+from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.models import Reservation, ReservationStatusChange
 
 # A sane ceiling for one booking (the largest clusters hold a few thousand cards).
@@ -69,6 +70,8 @@ def _validate_booking(*, offer: Offer, card_count: int, start: datetime, end: da
         errors.setdefault("end", []).append("The end must be after the start.")
     if start < now - START_GRACE:
         errors.setdefault("start", []).append("The start is in the past.")
+    elif beyond_calendar_horizon(start, now=now):
+        errors.setdefault("start", []).append(CALENDAR_HORIZON_MESSAGE)
     if not errors:
         hours = (end - start).total_seconds() / 3600
         if hours < offer.min_duration_hours or hours > offer.max_duration_hours:
@@ -117,6 +120,9 @@ def reservation_create(
     key = (idempotency_key or "").strip()
     if len(key) > 200:
         raise ValidationError({"idempotency_key": ["At most 200 characters."]})
+    if not key.isprintable():
+        # A NUL byte cannot be stored (and control characters have no business in a key): refuse, don't crash.
+        raise ValidationError({"idempotency_key": ["Use printable characters only (a UUID is a good key)."]})
     fingerprint = _fingerprint(offer_id=offer.pk, card_count=card_count, start=start, end=end)
     if key:
         existing = _existing_for_key(organization=organization, key=key, fingerprint=fingerprint)
