@@ -11,7 +11,7 @@ import os
 import sys
 from urllib.parse import urlparse, urlunparse
 
-BENCHMARKS = ["landing", "search"]
+BENCHMARKS = ["landing", "search", "booking"]
 
 
 def _bench_database_url(url: str) -> tuple[str, str]:

@@ -49,3 +49,40 @@ def measure(name: str, fn: Callable[[], object], *, runs: int = 30, warmup: int 
     figure = Figure(name, statistics.median(samples), p95, runs, baseline, target_ms, note)
     print(figure.line(), flush=True)
     return figure
+
+
+@dataclass
+class Rate:
+    """A throughput figure (operations per second), with its ratio to a same-run baseline rate."""
+
+    name: str
+    per_second: float
+    operations: int
+    seconds: float
+    baseline: "Rate | None" = None
+    target_per_second: float | None = None
+    note: str = ""
+
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.baseline.per_second == 0:
+            return None
+        return self.per_second / self.baseline.per_second
+
+    def line(self) -> str:
+        parts = [f"{self.name:<52} {self.per_second:8.1f} /s  ({self.operations} in {self.seconds:.2f} s)"]
+        ratio = self.ratio()
+        if ratio is not None:
+            parts.append(f"  x{ratio:6.2f} of '{self.baseline.name}'")
+        if self.target_per_second is not None:
+            verdict = "meets" if self.per_second >= self.target_per_second else "MISSES"
+            parts.append(f"  target >= {self.target_per_second:.0f}/s: {verdict}")
+        if self.note:
+            parts.append(f"  [{self.note}]")
+        return "".join(parts)
+
+
+def rate(name: str, operations: int, seconds: float, *, baseline: Rate | None = None,
+         target_per_second: float | None = None, note: str = "") -> Rate:
+    figure = Rate(name, operations / seconds if seconds else 0.0, operations, seconds, baseline, target_per_second, note)
+    print(figure.line(), flush=True)
+    return figure

@@ -113,11 +113,20 @@ def offer_capacity(*, offer_ids: list[int], start: datetime, end: datetime) -> d
 
 
 _FREE_DEVICES_SQL = """
-WITH nodes AS (
-    SELECT n.id
+WITH busy AS MATERIALIZED (
+    -- the offer's allocations overlapping the window: one range scan of allocation_offer_period
+    SELECT DISTINCT a.device_id, a.node_id
+    FROM inventory_deviceallocation a
+    WHERE a.cluster_id = %(cluster_id)s AND a.accelerator_model_id = %(model_id)s
+      AND a.is_active AND a.period && %(window)s
+),
+nodes AS (
+    -- rentable nodes of the offer with their free cards (a node's devices are its card_count cards)
+    SELECT n.id, n.card_count - coalesce(b.busy, 0) AS free_on_node
     FROM inventory_node n
     JOIN inventory_cluster c ON c.id = n.cluster_id
     JOIN inventory_site s ON s.id = c.site_id
+    LEFT JOIN (SELECT node_id, count(*) AS busy FROM busy GROUP BY node_id) b ON b.node_id = n.id
     WHERE n.cluster_id = %(cluster_id)s AND n.accelerator_model_id = %(model_id)s
       AND n.status = 'online' AND n.mismatch_reason = '' AND s.lifecycle = 'online'
       AND NOT EXISTS (
@@ -126,23 +135,20 @@ WITH nodes AS (
             AND mw.cancelled_at IS NULL AND mw.period && %(window)s
       )
 ),
-busy AS (
-    -- the offer's allocations overlapping the window: one range scan of allocation_offer_period
-    SELECT DISTINCT a.device_id
-    FROM inventory_deviceallocation a
-    WHERE a.cluster_id = %(cluster_id)s AND a.accelerator_model_id = %(model_id)s
-      AND a.is_active AND a.period && %(window)s
-),
-free AS (
-    SELECT d.id, d.node_id, d.index
-    FROM inventory_device d
-    JOIN nodes ON nodes.id = d.node_id
-    WHERE NOT EXISTS (SELECT 1 FROM busy WHERE busy.device_id = d.id)
+picked AS (
+    -- the fullest nodes first, just enough of them to hold `limit` cards
+    SELECT id, free_on_node FROM (
+        SELECT id, free_on_node,
+               sum(free_on_node) OVER (ORDER BY free_on_node DESC, id ROWS UNBOUNDED PRECEDING) - free_on_node AS before
+        FROM nodes WHERE free_on_node > 0
+    ) ranked
+    WHERE before < %(limit)s
 )
-SELECT id FROM (
-    SELECT id, node_id, index, count(*) OVER (PARTITION BY node_id) AS free_on_node FROM free
-) ranked
-ORDER BY free_on_node DESC, node_id, index
+SELECT d.id
+FROM picked
+JOIN inventory_device d ON d.node_id = picked.id
+WHERE NOT EXISTS (SELECT 1 FROM busy WHERE busy.device_id = d.id)
+ORDER BY picked.free_on_node DESC, d.node_id, d.index
 LIMIT %(limit)s
 """
 
@@ -151,9 +157,9 @@ def free_device_ids_for_booking(*, cluster_id: int, accelerator_model_id: int, s
     """Up to `limit` free, rentable devices of one model in one cluster for [start, end).
 
     Packs the booking onto as few nodes as possible (nodes with the most free cards first), so a
-    multi-node job spans few servers and leaves whole nodes free for the next buyer. The busy
-    devices come from one scan of the offer's allocations (allocation_offer_period), hashed and
-    anti-joined with the cluster's devices.
+    multi-node job spans few servers and leaves whole nodes free for the next buyer. Works at node
+    level: the busy devices come from one scan of the offer's allocations (allocation_offer_period),
+    free cards per node from card_count minus those, and only the devices of the nodes picked are read.
     """
     with connection.cursor() as cursor:
         cursor.execute(
