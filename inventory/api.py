@@ -191,6 +191,16 @@ class SiteInputSerializer(serializers.Serializer):
     certifications = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=30)
 
 
+def _own(selector):
+    """A filter's choices: the caller's own objects only, so another organization's id is refused
+    exactly like an id that does not exist (a 200 with no rows would tell that it exists)."""
+
+    def queryset(request):
+        return selector(organization=getattr(request, "organization", None))
+
+    return queryset
+
+
 class SiteFilter(filters.FilterSet):
     lifecycle = filters.ChoiceFilter(choices=Site.Lifecycle.choices)
     province = filters.CharFilter(field_name="province__code")
@@ -263,6 +273,8 @@ class ClusterInputSerializer(serializers.Serializer):
 
 
 class ClusterFilter(filters.FilterSet):
+    site = filters.ModelChoiceFilter(queryset=_own(selectors.site_list))
+
     class Meta:
         model = Cluster
         fields = ["site", "fabric"]
@@ -346,6 +358,7 @@ class NodeInputSerializer(serializers.Serializer):
 
 
 class NodeFilter(filters.FilterSet):
+    cluster = filters.ModelChoiceFilter(queryset=_own(selectors.cluster_list))
     site = filters.NumberFilter(field_name="cluster__site_id")
     accelerator_model = filters.CharFilter(field_name="accelerator_model__slug")
     hostname = filters.CharFilter(lookup_expr="icontains")
@@ -529,6 +542,7 @@ class OfferInputSerializer(serializers.Serializer):
 
 
 class OfferFilter(filters.FilterSet):
+    cluster = filters.ModelChoiceFilter(queryset=_own(selectors.cluster_list))
     site = filters.NumberFilter(field_name="cluster__site_id")
     accelerator_model = filters.CharFilter(field_name="accelerator_model__slug")
 
@@ -623,6 +637,8 @@ class MaintenanceWindowInputSerializer(serializers.Serializer):
 
 
 class MaintenanceWindowFilter(filters.FilterSet):
+    cluster = filters.ModelChoiceFilter(queryset=_own(selectors.cluster_list))
+    node = filters.ModelChoiceFilter(queryset=_own(selectors.node_list))
     active = filters.BooleanFilter(field_name="cancelled_at", lookup_expr="isnull", label="Not cancelled")
 
     class Meta:

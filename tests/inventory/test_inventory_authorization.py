@@ -72,8 +72,10 @@ def test_lists_show_only_the_callers_inventory(provider, others, api):
         ids = [row["id"] for row in api.get(url).json()["results"]]
         assert ids == [own.pk], url
     assert api.get("/api/maintenance-windows/").json()["count"] == 0
-    # and filtering by another organization's cluster finds nothing
-    assert api.get("/api/nodes/", {"cluster": others.cluster.pk}).json()["count"] == 0
+    # and filtering by another organization's cluster is refused exactly like a cluster that does not exist
+    theirs = api.get("/api/nodes/", {"cluster": others.cluster.pk})
+    assert theirs.status_code == 400
+    assert theirs.json() == api.get("/api/nodes/", {"cluster": 999999}).json()
 
 
 @pytest.mark.parametrize(
@@ -216,3 +218,91 @@ def test_a_finance_viewer_sees_the_pages_but_cannot_change_anything(provider, cl
     assert client.post("/provider/nodes/import/", {}).status_code == 403
     assert client.post(f"/provider/clusters/{provider.cluster.pk}/maintenance/", {"start": "2030-01-01T00:00", "end": "2030-01-02T00:00"}).status_code == 403
     assert snapshot() == before
+
+
+# --- gaps: node page, agent keys, filters --------------------------------------------------------
+
+
+def agent_key_snapshot():
+    from inventory.models import NodeAgentToken
+
+    return list(NodeAgentToken.objects.order_by("pk").values_list("pk", "node_id", "revoked_at"))
+
+
+def test_another_organizations_node_page_and_agent_key_actions_answer_404(provider, others, client):
+    from inventory.agent_services import node_agent_token_create
+
+    # given Bravo's node with an agent key, and Alpha's provider signed in
+    theirs, _ = node_agent_token_create(node=others.node)
+    mine, _ = node_agent_token_create(node=provider.node)
+    client.force_login(provider.user)
+    before = (snapshot(), agent_key_snapshot())
+    # when Alpha aims the node pages at Bravo's node (or at Bravo's key through Alpha's own node)
+    calls = [
+        ("get", f"/provider/nodes/{others.node.pk}/"),
+        ("post", f"/provider/nodes/{others.node.pk}/agent-keys/"),
+        ("post", f"/provider/nodes/{others.node.pk}/agent-keys/{theirs.pk}/revoke/"),
+        ("post", f"/provider/nodes/{provider.node.pk}/agent-keys/{theirs.pk}/revoke/"),
+        ("post", f"/provider/nodes/{others.node.pk}/agent-keys/{mine.pk}/revoke/"),
+        ("post", f"/provider/nodes/{others.node.pk}/mismatch/resolve/"),
+    ]
+    # then each is a 404, and no key or node changed
+    for method, url in calls:
+        assert getattr(client, method)(url).status_code == 404, (method, url)
+    assert (snapshot(), agent_key_snapshot()) == before
+
+
+def test_another_organizations_agent_key_cannot_be_revoked_through_the_api_via_ones_own_node(provider, others, api):
+    from inventory.agent_services import node_agent_token_create
+
+    theirs, _ = node_agent_token_create(node=others.node)
+    assert api.post(f"/api/agent/keys/{theirs.pk}/revoke/").status_code == 404
+    assert api.get(f"/api/agent/nodes/{others.node.pk}/keys/").status_code == 404
+    assert agent_key_snapshot() == [(theirs.pk, others.node.pk, None)]
+
+
+@pytest.mark.parametrize(
+    "url, param, target",
+    [
+        ("/api/clusters/", "site", lambda o: o.site.pk),
+        ("/api/nodes/", "cluster", lambda o: o.cluster.pk),
+        ("/api/offers/", "cluster", lambda o: o.cluster.pk),
+        ("/api/maintenance-windows/", "cluster", lambda o: o.cluster.pk),
+        ("/api/maintenance-windows/", "node", lambda o: o.node.pk),
+    ],
+)
+def test_filtering_by_another_organizations_object_answers_like_a_missing_id(provider, others, api, url, param, target):
+    # given Bravo's object's id, and an id that does not exist
+    theirs = api.get(url, {param: target(others)})
+    missing = api.get(url, {param: 999999})
+    # then the two answers are the same: the filter does not reveal that Bravo's object exists
+    assert theirs.status_code == missing.status_code == 400
+    assert theirs.json() == missing.json()
+    # and one's own object still filters
+    own = {"site": provider.site.pk, "cluster": provider.cluster.pk, "node": provider.node.pk}[param]
+    assert api.get(url, {param: own}).status_code == 200
+
+
+def test_a_maintenance_page_post_naming_another_organizations_node_is_a_field_error(provider, others, client):
+    client.force_login(provider.user)
+    start = timezone.localtime(timezone.now() + timedelta(days=9))
+    response = client.post(f"/provider/clusters/{provider.cluster.pk}/maintenance/", {
+        "node": others.node.pk, "start": start.strftime("%Y-%m-%dT%H:%M"),
+        "end": (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")})
+    assert response.status_code == 400 and "node" in response.context["form"].errors
+    assert not MaintenanceWindow.objects.filter(cluster=provider.cluster).exists()
+
+
+def test_a_colleagues_api_token_cannot_be_revoked_by_another_member(client):
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create
+
+    # given two members of one organization, one holding a key
+    owner = member()
+    organization = owner.memberships.get().organization
+    colleague = member(organization=organization, role="admin")
+    token, _ = api_token_create(user=owner, organization=organization, name="owner's laptop")
+    # when the colleague tries to revoke it, then it does not exist for them
+    client.force_login(colleague)
+    assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
+    assert ApiToken.objects.get(pk=token.pk).revoked_at is None
