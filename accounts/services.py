@@ -36,6 +36,8 @@ def organization_create(*, name: str, kind: str, owner: User) -> Organization:
     name = name.strip()
     if not name:
         raise ValidationError({"organization_name": "Give the organization a name."})
+    if not name.isprintable():
+        raise ValidationError({"organization_name": "Use printable characters only."})
     if kind not in Organization.Kind.values:
         raise ValidationError({"kind": f"Choose one of: {', '.join(Organization.Kind.values)}."})
     if Organization.objects.filter(name__iexact=name).exists():
@@ -55,6 +57,8 @@ def user_sign_up(*, email: str, password: str, full_name: str, organization_name
     email = email.strip().lower()
     if User.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "An account with this email already exists. Sign in instead."})
+    if not full_name.strip().isprintable():
+        raise ValidationError({"full_name": "Use printable characters only."})
     user = User.objects.create_user(email=email, password=password, full_name=full_name.strip())
     organization_create(name=organization_name, kind=kind, owner=user)
     return user

@@ -5,6 +5,7 @@ Every error answers
 so a client (and the browser pages) can show the reason next to the field.
 """
 
+import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -120,3 +121,16 @@ def server_error(request):
                        "fields": {}}}, status=500,
         )
     return defaults.server_error(request)
+
+
+class StrictBooleanFilter(django_filters.TypedChoiceFilter):
+    """A boolean query parameter that refuses anything but true/false/1/0.
+
+    django-filter's BooleanFilter reads an unknown value ("maybe") as "no filter", which would answer
+    every row as if the caller had asked for them; this answers 400 naming the parameter instead.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("choices", [("true", "true"), ("false", "false"), ("1", "1"), ("0", "0")])
+        kwargs.setdefault("coerce", lambda value: value in ("true", "1"))
+        super().__init__(*args, **kwargs)

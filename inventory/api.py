@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can
-from config.api import ConflictError, error_response
+from config.api import ConflictError, StrictBooleanFilter, error_response
 from inventory import selectors, services
 from inventory.importers import NODE_IMPORT_MAX_BYTES, NodeImportInvalid
 from inventory.models import AcceleratorModel, Cluster, Currency, MaintenanceWindow, Node, Offer, Province, Site
@@ -545,6 +545,7 @@ class OfferFilter(filters.FilterSet):
     cluster = filters.ModelChoiceFilter(queryset=_own(selectors.cluster_list))
     site = filters.NumberFilter(field_name="cluster__site_id")
     accelerator_model = filters.CharFilter(field_name="accelerator_model__slug")
+    is_active = StrictBooleanFilter(help_text="true: on the market; false: withdrawn.")
 
     class Meta:
         model = Offer
@@ -639,7 +640,7 @@ class MaintenanceWindowInputSerializer(serializers.Serializer):
 class MaintenanceWindowFilter(filters.FilterSet):
     cluster = filters.ModelChoiceFilter(queryset=_own(selectors.cluster_list))
     node = filters.ModelChoiceFilter(queryset=_own(selectors.node_list))
-    active = filters.BooleanFilter(field_name="cancelled_at", lookup_expr="isnull", label="Not cancelled")
+    active = StrictBooleanFilter(field_name="cancelled_at", lookup_expr="isnull", label="Not cancelled")
 
     class Meta:
         model = MaintenanceWindow

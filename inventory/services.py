@@ -4,9 +4,10 @@ import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.contrib.postgres.fields import ArrayField
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q
 from django.utils import timezone
@@ -136,8 +137,23 @@ def _clean_certifications(certifications) -> list[str]:
     return cleaned
 
 
+def _refuse_control_characters(obj) -> None:
+    """Names, cities, hostnames and reasons end up on pages, in CSV exports and in logs: printable text only."""
+    errors = {}
+    for field in obj._meta.concrete_fields:
+        value = getattr(obj, field.attname, None)
+        values = value if isinstance(value, list) else [value]
+        if isinstance(field, (models.CharField, ArrayField)) and any(
+            isinstance(item, str) and not item.isprintable() for item in values
+        ):
+            errors[field.name] = ["Use printable characters only (no control characters or line breaks)."]
+    if errors:
+        raise ValidationError(errors)
+
+
 def _full_clean(obj, *, exclude: list[str] | None = None) -> None:
     """Model validation (field validators, choices, unique constraints) as a ValidationError by field."""
+    _refuse_control_characters(obj)
     obj.full_clean(exclude=exclude, validate_constraints=True)
 
 

@@ -98,3 +98,35 @@ def test_garbage_in_the_cluster_page_query_string_is_never_a_500(provider, clien
 def test_garbage_cluster_in_the_import_template_link_is_never_a_500(provider, client, cluster):
     client.force_login(provider.user)
     assert client.get("/provider/nodes/import/template.csv", {"cluster": cluster}).status_code in (200, 404)
+
+
+@pytest.mark.django_db
+def test_control_characters_in_site_and_cluster_names_are_refused_and_nothing_is_created(client):
+    from inventory.models import Cluster, Site
+    from tests.factories import SiteFactory, member
+
+    user = member(kind="provider")
+    client.force_login(user)
+    response = client.post("/api/sites/", {"name": "Gui'an\x02 DC", "country": "CN", "lifecycle": "planned"}, content_type="application/json")
+    assert response.status_code == 400
+    assert "name" in response.json()["error"]["fields"]
+    assert not Site.objects.exists()
+    site = SiteFactory(owner=user.memberships.get().organization)
+    response = client.post(
+        "/api/clusters/", {"site": site.pk, "name": "ib\nA", "fabric": "infiniband", "fabric_bandwidth_gbps": 400},
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "name" in response.json()["error"]["fields"]
+    assert not Cluster.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_unknown_boolean_filter_value_is_refused_not_ignored(client):
+    from tests.factories import member
+
+    client.force_login(member(kind="provider"))
+    response = client.get("/api/offers/?is_active=maybe")
+    assert response.status_code == 400
+    assert "is_active" in response.json()["error"]["fields"]
+    assert client.get("/api/offers/?is_active=true").status_code == 200
+    assert client.get("/api/maintenance-windows/?active=perhaps").status_code == 400
