@@ -134,8 +134,12 @@ def _sort_rows(rows: list[OfferRow], sort: str) -> list[OfferRow]:
     return present + missing
 
 
-def _attach_capacity(rows: list[OfferRow], *, start: datetime, end: datetime) -> None:
-    capacity = offer_capacity(offer_ids=[row.offer_id for row in rows if row.capacity is None], start=start, end=end)
+def _attach_capacity(rows: list[OfferRow], *, start: datetime, end: datetime, min_free_cards: int = 0) -> None:
+    """Free cards for the rows that have none yet. With min_free_cards, rows that cannot reach it get
+    an empty capacity without their calendar being read (the caller filters them out)."""
+    capacity = offer_capacity(
+        offer_ids=[row.offer_id for row in rows if row.capacity is None], start=start, end=end, min_free_cards=min_free_cards
+    )
     for row in rows:
         if row.capacity is None:
             row.capacity = capacity.get(row.offer_id, OfferCapacity())
@@ -238,7 +242,7 @@ def offer_search(
     )
     rows = _offer_rows(offers)
     if min_free_cards is not None or sort in SORTS_NEEDING_CAPACITY:
-        _attach_capacity(rows, start=start, end=end)
+        _attach_capacity(rows, start=start, end=end, min_free_cards=min_free_cards or 0)
         if min_free_cards is not None:
             rows = [row for row in rows if row.cards_free >= min_free_cards]
     return OfferSearchResults(_sort_rows(rows, sort), start=start, end=end)
