@@ -140,6 +140,7 @@ class LocalServices:
 
 def run(services: LocalServices, *, port: int) -> int:
     services.env.setdefault("DJANGO_DEBUG", "1")
+    services.env.setdefault("DEMO_AGENTS", "1")  # the demo nodes have no real agents: beat heartbeats for them
     services.manage("migrate", "--noinput")
     services.manage("seed_demo", "--if-empty")
     services.manage("seed_demo_market", "--if-empty")

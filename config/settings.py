@@ -155,6 +155,9 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_computeflow_loca
 
 # A node agent is considered gone after this many seconds without a heartbeat.
 NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 180)
+# The demo network has no real node agents: with this on, a beat task heartbeats for them
+# (`make run` and the compose demo turn it on). Never on in production.
+DEMO_AGENTS = env_bool("DEMO_AGENTS", False)
 
 LOGGING = {
     "version": 1,
@@ -168,6 +171,8 @@ CELERY_BEAT_SCHEDULE = {
     "network-totals-refresh": {"task": "inventory.network_totals_refresh", "schedule": 60.0},
     # Nodes whose agent went quiet leave the market (NODE_HEARTBEAT_TIMEOUT_SECONDS).
     "nodes-mark-stale": {"task": "inventory.nodes_mark_stale", "schedule": 60.0},
+    # Stand-in agents for the demo network (a no-op unless DEMO_AGENTS is on).
+    "nodes-demo-heartbeat": {"task": "inventory.nodes_demo_heartbeat", "schedule": 30.0},
     # Reservations move requested -> provisioning -> active -> completed as their times come.
     "reservations-advance": {"task": "marketplace.reservations_advance", "schedule": 30.0},
 }

@@ -28,11 +28,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization, User
-from inventory.models import AcceleratorModel, Node, NodeAgentToken
+from inventory.models import AcceleratorModel, Node, NodeAgentToken, NodeStatusChange
 from inventory.services import node_set_status
 
 logger = logging.getLogger(__name__)
@@ -393,7 +393,9 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
     now = now or timezone.now()
     timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
     cutoff = now - timedelta(seconds=timeout)
-    stale = Node.objects.filter(status=Node.Status.ONLINE, last_heartbeat_at__lt=cutoff)
+    # A node online without any heartbeat (listed online by hand, or by an older version) is as stale
+    # as one whose agent went quiet.
+    stale = Node.objects.filter(Q(last_heartbeat_at__lt=cutoff) | Q(last_heartbeat_at__isnull=True), status=Node.Status.ONLINE)
     moved = []
     for node_id in stale.values_list("pk", flat=True):
         with transaction.atomic():
@@ -407,3 +409,38 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
     if moved:
         logger.warning("%d node(s) marked offline after %ss without a heartbeat: %s", len(moved), timeout, moved)
     return moved
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo network's stand-in agents
+# ---------------------------------------------------------------------------------------------
+
+DEMO_DOMAIN = "demo.computeflow.test"
+
+
+def nodes_demo_heartbeat(*, now: datetime | None = None) -> int:
+    """Heartbeat for the demo network's nodes, which have no real agents (settings.DEMO_AGENTS).
+
+    Without it the stale sweep would take every demo node off the market minutes after `make run`.
+    Only nodes whose hardware was reported (as by an agent) are kept alive, and an offline node is
+    revived only if the stale sweep took it offline - nodes the demo lists as offline stay offline.
+    Does nothing unless DEMO_AGENTS is on.
+    """
+    if not settings.DEMO_AGENTS:
+        return 0
+    now = now or timezone.now()
+    demo_nodes = Node.objects.filter(
+        cluster__site__owner__memberships__user__email__endswith=DEMO_DOMAIN
+    ).exclude(reported_model_name="")
+    alive = Node.objects.filter(pk__in=demo_nodes.filter(status=Node.Status.ONLINE).values("pk")).update(
+        last_heartbeat_at=now
+    )
+    went_quiet = NodeStatusChange.objects.filter(node=OuterRef("pk")).order_by("-created_at", "-id").values("reason")[:1]
+    revived = 0
+    offline = Node.objects.filter(pk__in=demo_nodes.filter(status=Node.Status.OFFLINE).values("pk"))
+    for node in offline.annotate(last_reason=Subquery(went_quiet)):
+        if (node.last_reason or "").startswith("no agent heartbeat"):
+            Node.objects.filter(pk=node.pk).update(last_heartbeat_at=now)
+            node_set_status(node=node, status=Node.Status.ONLINE, reason="demo agent heartbeats resumed")
+            revived += 1
+    return alive + revived

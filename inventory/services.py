@@ -4,6 +4,7 @@ import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -64,6 +65,17 @@ SITE_TRANSITIONS: dict[str, set[str]] = {
 }
 
 
+def _refuse_online_without_agent(node: Node) -> None:
+    """Only a node whose agent has reported its hardware and is heartbeating may be on the market:
+    the listing is checked against the agent's report, so nobody can rent what no agent has seen."""
+    cutoff = timezone.now() - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_SECONDS)
+    if not node.reported_model_name or node.last_heartbeat_at is None or node.last_heartbeat_at < cutoff:
+        raise ValidationError(
+            {"status": "A node goes online when its node agent reports: create an agent key on the node's page and "
+                       "start the agent on the server (python -m nodeagent ...)."}
+        )
+
+
 @transaction.atomic
 def node_set_status(*, node: Node, status: str, actor: User | None = None, reason: str = "") -> Node:
     """Move a node to `status`: locks the row, checks the move, writes an audit row.
@@ -75,6 +87,8 @@ def node_set_status(*, node: Node, status: str, actor: User | None = None, reaso
         return node
     if status not in NODE_TRANSITIONS.get(node.status, set()):
         raise ValidationError({"status": f"A node cannot go from {node.status} to {status}."})
+    if status == Node.Status.ONLINE:
+        _refuse_online_without_agent(node)
     NodeStatusChange.objects.create(node=node, from_status=node.status, to_status=status, actor=actor, reason=reason[:300])
     node.status = status
     node.save(update_fields=["status", "updated_at"])

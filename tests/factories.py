@@ -3,6 +3,7 @@ transactional tests flush the tables that the data migrations filled)."""
 
 import factory
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from accounts.models import Membership, Organization, User
 from inventory.catalog import load_catalog, load_regions
@@ -108,6 +109,10 @@ class NodeFactory(factory.django.DjangoModelFactory):
     ram_gb = 2048
     disk_gb = 15000
     status = Node.Status.ONLINE
+    # As if its agent had registered the listed hardware and just sent a heartbeat.
+    reported_model_name = factory.LazyAttribute(lambda node: node.accelerator_model.name if node.status != Node.Status.REGISTERED else "")
+    reported_card_count = factory.LazyAttribute(lambda node: node.card_count if node.status != Node.Status.REGISTERED else None)
+    last_heartbeat_at = factory.LazyAttribute(lambda node: timezone.now() if node.status != Node.Status.REGISTERED else None)
 
     @factory.post_generation
     def devices(obj, create, extracted, **kwargs):

@@ -246,7 +246,7 @@ class TestHeartbeat:
 
 class TestStale:
     def test_a_node_without_heartbeats_goes_offline_and_comes_back_with_the_next(self, node, agent_key, settings):
-        # given two online nodes: one heard from long ago, one just now
+        # given three online nodes: one heard from long ago, one just now, one never
         settings.NODE_HEARTBEAT_TIMEOUT_SECONDS = 180
         register(agent_key)
         now = timezone.now()
@@ -258,8 +258,8 @@ class TestStale:
         moved = nodes_mark_stale(now=now)
         again = nodes_mark_stale(now=now)
 
-        # then only the quiet node is offline, with an audit row, and off the market
-        assert moved == [node.pk]
+        # then the quiet node and the never-heard-from one are offline, with an audit row, off the market
+        assert sorted(moved) == sorted([node.pk, never.pk])
         assert again == []
         node.refresh_from_db()
         assert node.status == Node.Status.OFFLINE
@@ -270,7 +270,7 @@ class TestStale:
             .reason.startswith("no agent heartbeat")
         )
         assert Node.objects.get(pk=fresh.pk).status == Node.Status.ONLINE
-        assert Node.objects.get(pk=never.pk).status == Node.Status.ONLINE
+        assert Node.objects.get(pk=never.pk).status == Node.Status.OFFLINE
 
         # when the agent's next heartbeat arrives, then the node is online and rentable again
         response = agent_client(agent_key).post(HEARTBEAT)
