@@ -260,6 +260,8 @@ class NodeAgentKeysApi(ProviderAgentApiView):
     @extend_schema(request=None, responses={201: CreatedSerializer}, summary="Create an agent key (shown once)")
     def post(self, request, node_id: int):
         node = self.node_or_404(request, node_id)
+        if node.status == Node.Status.RETIRED:
+            raise exceptions.ValidationError({"node": ["A retired node takes no agent keys."]})
         token, key = node_agent_token_create(node=node)
         data = AgentKeySerializer(token).data
         data["key"] = key

@@ -221,6 +221,8 @@ def node_rows_parse(*, organization: Organization, data: bytes) -> list[dict]:
         cpu_model = cell.get("cpu_model", "").strip()
         if len(cpu_model) > 120:
             row_errors.append(RowError(row_number, "cpu_model", "at most 120 characters"))
+        elif not cpu_model.isprintable():
+            row_errors.append(RowError(row_number, "cpu_model", "printable characters only (no control characters or line breaks)"))
 
         if cluster is not None and not problem_in(row_errors, "hostname"):
             key = (cluster.pk, hostname)

@@ -10,11 +10,14 @@ def home(request):
 def catalog(request):
     """The accelerator catalog: every model with its ECU rating, and where the figures come from."""
     models = accelerator_model_list()
+    vendors = sorted(set(accelerator_model_list().values_list("vendor", flat=True)))
     vendor = request.GET.get("vendor", "")
+    if vendor not in vendors:
+        vendor = ""  # an unknown vendor (or garbage such as a NUL byte) shows the whole catalog
     if vendor:
         models = models.filter(vendor=vendor)
     return render(
         request,
         "frontend/catalog.html",
-        {"models": models, "vendors": sorted(set(accelerator_model_list().values_list("vendor", flat=True))), "vendor": vendor},
+        {"models": models, "vendors": vendors, "vendor": vendor},
     )

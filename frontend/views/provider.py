@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -269,8 +269,14 @@ def nodes_import(request):
 def nodes_import_template(request):
     organization = _organization(request)
     cluster = None
-    if request.GET.get("cluster", "").isdigit():
-        cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=int(request.GET["cluster"]))
+    raw = request.GET.get("cluster", "")
+    if raw:
+        # isdigit() accepts '²', which int() refuses: parse, and treat anything else as "no such cluster".
+        try:
+            cluster_id = int(raw)
+        except ValueError:
+            raise Http404 from None
+        cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=cluster_id)
     response = HttpResponse(node_import_template(cluster=cluster), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="computeflow-nodes-template.csv"'
     return response

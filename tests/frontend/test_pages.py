@@ -21,3 +21,10 @@ def test_the_landing_page_renders_for_anonymous_visitors_with_an_empty_network(c
     response = client.get("/")
     assert response.status_code == 200
     assert "No capacity is listed yet." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_garbage_catalog_filter_shows_the_whole_catalog(client):
+    response = client.get("/catalog/?vendor=%00")
+    assert response.status_code == 200
+    assert "H100 SXM5 80GB" in response.content.decode()

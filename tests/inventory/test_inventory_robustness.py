@@ -130,3 +130,45 @@ def test_an_unknown_boolean_filter_value_is_refused_not_ignored(client):
     assert "is_active" in response.json()["error"]["fields"]
     assert client.get("/api/offers/?is_active=true").status_code == 200
     assert client.get("/api/maintenance-windows/?active=perhaps").status_code == 400
+
+
+@pytest.mark.django_db
+def test_odd_digits_in_the_template_cluster_id_are_a_404_not_a_crash(client):
+    from tests.factories import member
+
+    client.force_login(member(kind="provider"))
+    assert client.get("/provider/nodes/import/template.csv?cluster=²").status_code == 404
+    assert client.get("/provider/nodes/import/template.csv?cluster=abc").status_code == 404
+    assert client.get("/provider/nodes/import/template.csv").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_control_character_in_an_imported_cpu_model_rejects_the_row(client):
+    from inventory import services
+    from inventory.importers import NodeImportInvalid
+    from tests.factories import ClusterFactory, member
+
+    user = member(kind="provider")
+    organization = user.memberships.get().organization
+    cluster = ClusterFactory(site__owner=organization)
+    data = (
+        "hostname,cluster,accelerator_model,card_count,cpu_cores,ram_gb,disk_gb,cpu_model\n"
+        f'gpu-1,{cluster.pk},H100 SXM5 80GB,8,128,2048,15000,"Xeon\x07 8480"\n'
+    ).encode()
+    with pytest.raises(NodeImportInvalid) as error:
+        services.nodes_import_csv(organization=organization, data=data, actor=user)
+    assert any(e.row == 2 and e.column == "cpu_model" for e in error.value.row_errors)
+    assert not Node.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_api_gives_no_agent_key_to_a_retired_node(client):
+    from inventory.models import NodeAgentToken
+    from tests.factories import ClusterFactory, NodeFactory, member
+
+    user = member(kind="provider")
+    node = NodeFactory(cluster=ClusterFactory(site__owner=user.memberships.get().organization), status=Node.Status.RETIRED)
+    client.force_login(user)
+    response = client.post(f"/api/agent/nodes/{node.pk}/keys/")
+    assert response.status_code == 400
+    assert not NodeAgentToken.objects.filter(node=node).exists()

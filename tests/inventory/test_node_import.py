@@ -1,7 +1,6 @@
 """Bulk import of nodes from CSV: all rows valid or nothing imported, with a per-row report."""
 
 import os
-import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -32,15 +31,13 @@ def test_two_hundred_nodes_import_with_their_devices_in_few_queries(provider, dj
     # Given a CSV of 200 nodes of 8 cards
     data = csv_of(provider.cluster.pk)
     # When it is imported
-    started = time.monotonic()
     with django_assert_max_num_queries(15):
         nodes = services.nodes_import_csv(organization=provider.organization, data=data, actor=provider.user)
-    # Then every node and its 8 devices exist, quickly
+    # Then every node and its 8 devices exist, in a bounded number of queries (speed is bench/'s business)
     assert len(nodes) == 200
     assert provider.cluster.nodes.filter(hostname__startswith="gpu-").count() == 200
     assert Device.objects.filter(node__hostname__startswith="gpu-").count() == 1600
     assert all(node.status == Node.Status.REGISTERED for node in nodes)
-    assert time.monotonic() - started < 3
 
 
 def test_one_bad_row_rejects_the_file_with_its_row_number_and_reason(provider):
