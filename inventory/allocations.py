@@ -12,6 +12,7 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
 
 from inventory.models import Device, DeviceAllocation, MaintenanceWindow, Node, Site
 
@@ -92,6 +93,54 @@ def device_allocations_create(
         if EXCLUSION_CONSTRAINT in str(error):
             raise AllocationConflict("Some of these devices are already booked or in maintenance for that time.") from error
         raise
+
+
+# The offer's free devices, picked as inventory.market_selectors.free_device_ids_for_booking picks them,
+# inserted with their offer key in the same statement. ON CONFLICT DO NOTHING makes the exclusion
+# constraint the arbiter: a device someone else took since the snapshot (or still holds, uncommitted:
+# the insert waits for that transaction) is skipped instead of aborting the transaction.
+_BOOK_FREE_DEVICES_SQL = """
+WITH free AS MATERIALIZED ({free_devices}),
+allocated AS (
+    INSERT INTO inventory_deviceallocation (period, purpose, reservation_id, is_active, created_at,
+                                            device_id, node_id, cluster_id, accelerator_model_id)
+    SELECT %(window)s, %(purpose)s, %(reservation_id)s, true, %(now)s, free.id, free.node_id, %(cluster_id)s, %(model_id)s
+    FROM free
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM free), (SELECT count(*) FROM allocated)
+"""
+
+
+def device_allocations_book(
+    *, cluster_id: int, accelerator_model_id: int, start: datetime, end: datetime, card_count: int, reservation_id: int
+) -> tuple[int, int]:
+    """Allocate up to `card_count` free devices of one offer (cluster, model) for [start, end) to a
+    reservation, in one statement: no device list travels to Python and back.
+
+    Returns (free, allocated): how many free devices were found (at most card_count) and how many of
+    them were allocated. Fewer allocated than found means someone took some of them meanwhile; the
+    caller may call again for the rest (a new statement sees what they committed). Never raises
+    AllocationConflict and never leaves the transaction aborted; run it in the caller's transaction.
+    """
+    from inventory.market_selectors import _FREE_DEVICES_SQL  # imports this module: import here
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BOOK_FREE_DEVICES_SQL.format(free_devices=_FREE_DEVICES_SQL),
+            {
+                "cluster_id": cluster_id,
+                "model_id": accelerator_model_id,
+                "window": period_range(start, end),
+                "limit": card_count,
+                "purpose": DeviceAllocation.Purpose.RESERVATION.value,
+                "reservation_id": reservation_id,
+                "now": timezone.now(),
+            },
+        )
+        free, allocated = cursor.fetchone()
+    return free, allocated
 
 
 def device_allocations_release(*, reservation_id: int | None = None, maintenance_window: MaintenanceWindow | None = None) -> int:

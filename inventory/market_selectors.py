@@ -32,6 +32,7 @@ cards that are in maintenance.
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import connection
 
@@ -182,7 +183,7 @@ picked AS (
     ) ranked
     WHERE before < %(limit)s
 )
-SELECT d.id
+SELECT d.id, d.node_id
 FROM picked
 JOIN inventory_device d ON d.node_id = picked.id
 WHERE NOT EXISTS (SELECT 1 FROM busy WHERE busy.device_id = d.id)
@@ -205,6 +206,45 @@ def free_device_ids_for_booking(*, cluster_id: int, accelerator_model_id: int, s
             {"cluster_id": cluster_id, "model_id": accelerator_model_id, "window": period_range(start, end), "limit": limit},
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class OfferBookingTerms:
+    """What a booking copies from its offer, read under the offer's row lock."""
+
+    offer_id: int
+    cluster_id: int
+    accelerator_model_id: int
+    is_active: bool
+    site_lifecycle: str
+    price_per_card_hour_minor: int
+    currency: str
+    ecu_per_card: Decimal | None
+
+
+def offer_lock_for_booking(*, offer_id: int) -> OfferBookingTerms | None:
+    """Lock an offer for booking (FOR NO KEY UPDATE: bookings of one offer queue here) and read its
+    terms, its site's lifecycle and its model's ECU rating in the same statement. None if it is gone.
+
+    Call inside the booking's transaction. Device picking must run in a later statement, so that it
+    sees every booking committed by whoever held the lock before.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT o.id, o.cluster_id, o.accelerator_model_id, o.is_active, s.lifecycle,
+                   o.price_per_card_hour_minor, o.currency, m.ecu_per_card
+            FROM inventory_offer o
+            JOIN inventory_cluster c ON c.id = o.cluster_id
+            JOIN inventory_site s ON s.id = c.site_id
+            JOIN inventory_acceleratormodel m ON m.id = o.accelerator_model_id
+            WHERE o.id = %s
+            FOR NO KEY UPDATE OF o
+            """,
+            [offer_id],
+        )
+        row = cursor.fetchone()
+    return OfferBookingTerms(*row) if row else None
 
 
 def maintenance_overlaps(*, device_ids: list[int], start: datetime, end: datetime) -> bool:

@@ -16,12 +16,13 @@ from django.utils import timezone
 from accounts.models import Organization, User
 from inventory.allocations import (
     AllocationConflict,
+    device_allocations_book,
     device_allocations_create,
     device_allocations_for_reservation,
     device_allocations_release,
     device_allocations_truncate,
 )
-from inventory.market_selectors import free_device_ids_for_booking, maintenance_overlaps
+from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Offer, Site
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.models import Reservation, ReservationStatusChange
@@ -148,54 +149,58 @@ def reservation_create(
 def _reservation_book(
     *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str
 ) -> Reservation:
-    # Bookings of one offer queue here, so each picks devices after the previous one committed.
-    # (The exclusion constraint stays the real guarantee: maintenance windows and extensions do
-    # not take this lock, and a conflict from them is retried below.)
-    offer = (
-        Offer.objects.select_for_update(no_key=True, of=("self",))
-        .select_related("accelerator_model", "cluster__site")
-        .get(pk=offer.pk)
-    )
-    if not offer.is_active:
+    # Four statements: lock and read the offer, insert the reservation, pick and allocate its
+    # devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
+    # so each picks devices after the previous one committed. The exclusion constraint stays the
+    # real guarantee: maintenance windows and extensions do not take this lock, and devices they
+    # took meanwhile are skipped and replaced below.
+    terms = offer_lock_for_booking(offer_id=offer.pk)
+    if terms is None:
+        raise Offer.DoesNotExist("This offer does not exist.")
+    if not terms.is_active:
         raise ValidationError({"offer": ["This offer has been withdrawn."]})
-    if offer.cluster.site.lifecycle != Site.Lifecycle.ONLINE:
+    if terms.site_lifecycle != Site.Lifecycle.ONLINE:
         raise BookingConflict("This site is not online, so its cards cannot be booked.", cards_free=0)
     reservation = Reservation.objects.create(
         buyer=organization,
         created_by=created_by,
-        offer=offer,
-        cluster=offer.cluster,
-        accelerator_model=offer.accelerator_model,
+        offer_id=terms.offer_id,
+        cluster_id=terms.cluster_id,
+        accelerator_model_id=terms.accelerator_model_id,
         card_count=card_count,
         start=start,
         end=end,
         booked_end=end,
         status=Reservation.Status.REQUESTED,
-        price_per_card_hour_minor=offer.price_per_card_hour_minor,
-        currency=offer.currency,
-        ecu_per_card=offer.accelerator_model.ecu_per_card,
+        # the price and rating as read under the lock: what the buyer pays, whatever the offer says later
+        price_per_card_hour_minor=terms.price_per_card_hour_minor,
+        currency=terms.currency,
+        ecu_per_card=terms.ecu_per_card,
         idempotency_key=key,
         request_fingerprint=fingerprint,
     )
+    allocated = 0
     for _attempt in range(BOOKING_ATTEMPTS):
-        device_ids = free_device_ids_for_booking(
-            cluster_id=offer.cluster_id, accelerator_model_id=offer.accelerator_model_id, start=start, end=end, limit=card_count
+        wanted = card_count - allocated
+        free, taken = device_allocations_book(
+            cluster_id=terms.cluster_id, accelerator_model_id=terms.accelerator_model_id, start=start, end=end,
+            card_count=wanted, reservation_id=reservation.pk,
         )
-        if len(device_ids) < card_count:
+        allocated += taken
+        if allocated == card_count:
+            break
+        if free < wanted:
+            # Not enough free cards: the transaction rolls back, nothing of this booking remains.
             raise BookingConflict(
-                f"{CONFLICT_MESSAGE} Only {len(device_ids)} of the {card_count} cards are free for that period.",
-                cards_free=len(device_ids),
+                f"{CONFLICT_MESSAGE} Only {allocated} of the {card_count} cards are free for that period.",
+                cards_free=allocated,
             )
-        try:
-            device_allocations_create(device_ids=device_ids, start=start, end=end, reservation_id=reservation.pk)
-        except AllocationConflict:
-            continue  # someone took some of these devices a moment ago: look again
-        break
+        # else someone took some of the devices picked a moment ago: pick others for the rest
     else:
         raise BookingConflict()
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status="", to_status=Reservation.Status.REQUESTED, actor=created_by,
-        reason=f"Booked {card_count} cards at {offer.price_per_card_hour_minor} {offer.currency} minor units per card-hour.",
+        reason=f"Booked {card_count} cards at {terms.price_per_card_hour_minor} {terms.currency} minor units per card-hour.",
     )
     return reservation
 
