@@ -306,3 +306,18 @@ def test_a_colleagues_api_token_cannot_be_revoked_by_another_member(client):
     client.force_login(colleague)
     assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
     assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_inventory_but_cannot_change_it(client):
+    from inventory.models import Node
+    from tests.factories import NodeFactory, UserFactory
+
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    node = NodeFactory(card_count=8)
+    client.force_login(operator)
+    assert client.get(f"/admin/inventory/node/{node.pk}/change/").status_code == 200  # the view page
+    response = client.post(f"/admin/inventory/node/{node.pk}/change/", {"card_count": 4, "hostname": "x"})
+    assert response.status_code == 403
+    assert Node.objects.get(pk=node.pk).card_count == 8
+    assert client.get("/admin/inventory/deviceallocation/add/").status_code == 403
