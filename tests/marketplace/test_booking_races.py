@@ -1,0 +1,98 @@
+"""A booking that meets a writer it cannot see yet (a maintenance window or an extension, which do not
+take the offer lock): the exclusion constraint decides, the booking never double-books, and it either
+takes other devices or gives up with nothing left behind."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connections, transaction
+
+from inventory.allocations import device_allocations_create
+from inventory.market_selectors import free_device_ids_for_booking
+from inventory.models import DeviceAllocation
+from marketplace.models import Reservation, ReservationStatusChange
+from marketplace.services import BookingConflict, reservation_create
+from tests.factories import ClusterFactory, NodeFactory, OfferFactory, member
+
+OUTSIDE_RESERVATION_ID = 999_999
+
+
+def _hold_uncommitted(*, device_id: int, start, end, held: threading.Event, release: threading.Event, commit: bool):
+    """On its own connection: allocate one device, wait, then commit or roll back."""
+    try:
+        with transaction.atomic():
+            device_allocations_create(device_ids=[device_id], start=start, end=end, reservation_id=OUTSIDE_RESERVATION_ID)
+            held.set()
+            release.wait(timeout=30)
+            if not commit:
+                transaction.set_rollback(True)
+    finally:
+        connections.close_all()
+
+
+def _book_while_held(offer, *, cards: int, start, end, commit: bool):
+    """The device the booking would pick first is allocated by another, uncommitted transaction,
+    which ends (commit or rollback) while the booking waits on it."""
+    first = free_device_ids_for_booking(cluster_id=offer.cluster_id, accelerator_model_id=offer.accelerator_model_id,
+                                        start=start, end=end, limit=1)[0]
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_uncommitted, kwargs={
+        "device_id": first, "start": start, "end": end, "held": held, "release": release, "commit": commit})
+    holder.start()
+    assert held.wait(timeout=30)
+    # the booking blocks on that device's row until the holder ends, half a second from now
+    threading.Timer(0.5, release.set).start()
+    try:
+        buyer = member(kind="buyer")
+        return first, reservation_create(organization=buyer.memberships.get().organization, created_by=buyer, offer=offer,
+                                         card_count=cards, start=start, end=end)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+
+@pytest.fixture
+def two_node_offer(catalog):
+    cluster = ClusterFactory()
+    NodeFactory(cluster=cluster, hostname="race-a")
+    NodeFactory(cluster=cluster, hostname="race-b")
+    return OfferFactory(cluster=cluster)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_device_taken_by_an_uncommitted_writer_is_replaced_by_another(two_node_offer, soon):
+    # given another transaction holds (not yet committed) the device the booking would pick first
+    # when 8 of the 16 cards are booked and that transaction commits meanwhile
+    taken, (reservation, created) = _book_while_held(two_node_offer, cards=8, start=soon, end=soon + timedelta(hours=4),
+                                                     commit=True)
+
+    # then the booking has 8 other devices, and no device is allocated twice
+    mine = set(DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True).values_list("device_id", flat=True))
+    assert created and len(mine) == 8 and taken not in mine
+    assert DeviceAllocation.objects.filter(is_active=True).count() == 9
+    assert DeviceAllocation.objects.filter(is_active=True, device_id=taken).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_device_released_by_a_rolled_back_writer_is_booked(two_node_offer, soon):
+    # given the other transaction rolls back instead
+    taken, (reservation, _) = _book_while_held(two_node_offer, cards=8, start=soon, end=soon + timedelta(hours=4),
+                                               commit=False)
+
+    # then the booking got the device it picked first
+    mine = set(DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True).values_list("device_id", flat=True))
+    assert len(mine) == 8 and taken in mine
+    assert DeviceAllocation.objects.filter(is_active=True).count() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_booking_short_of_cards_after_a_lost_race_leaves_nothing_behind(two_node_offer, soon):
+    # given the booking wants all 16 cards and another transaction commits one of them meanwhile
+    with pytest.raises(BookingConflict) as conflict:
+        _book_while_held(two_node_offer, cards=16, start=soon, end=soon + timedelta(hours=4), commit=True)
+
+    # then it is a conflict that says how many were free, and only the other writer's row remains
+    assert conflict.value.cards_free == 15
+    assert not Reservation.objects.exists() and not ReservationStatusChange.objects.exists()
+    assert list(DeviceAllocation.objects.values_list("reservation_id", flat=True)) == [OUTSIDE_RESERVATION_ID]
