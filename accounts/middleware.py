@@ -7,6 +7,14 @@ from accounts.selectors import user_organizations
 SESSION_KEY = "organization_id"
 
 
+def activate_user_time_zone(user) -> None:
+    """Show (and read naive) times in the user's zone; UTC if it is unknown."""
+    try:
+        timezone.activate(zoneinfo.ZoneInfo(user.time_zone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        timezone.deactivate()
+
+
 class ActiveOrganizationMiddleware:
     """Sets request.organization (the organization the signed-in user acts for) and their time zone.
 
@@ -24,10 +32,7 @@ class ActiveOrganizationMiddleware:
             organizations = user_organizations(user=user)
             wanted = request.session.get(SESSION_KEY)
             request.organization = (organizations.filter(pk=wanted).first() if wanted else None) or organizations.first()
-            try:
-                timezone.activate(zoneinfo.ZoneInfo(user.time_zone))
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                timezone.deactivate()
+            activate_user_time_zone(user)
         else:
             timezone.deactivate()
         return self.get_response(request)

@@ -90,3 +90,21 @@ def test_nobody_can_revoke_someone_elses_token(client):
     client.force_login(intruder)
     assert client.post(f"/accounts/tokens/{token.pk}/revoke/").status_code == 404
     assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+
+
+@pytest.mark.django_db
+def test_times_without_an_offset_are_read_in_the_key_holders_zone_as_on_the_pages(client):
+    from tests.factories import NodeFactory, OfferFactory
+
+    user = member(kind="buyer")
+    user.time_zone = "Asia/Shanghai"
+    user.save()
+    _, key = api_token_create(user=user, organization=user.memberships.get().organization, name="tz")
+    node = NodeFactory()
+    OfferFactory(cluster=node.cluster, accelerator_model=node.accelerator_model)
+    response = client.post(
+        "/api/quotes/", {"cards": 2, "start": "2030-03-01T10:00", "duration_hours": 2, "currency": "CNY"},
+        content_type="application/json", HTTP_AUTHORIZATION=f"Token {key}",
+    )
+    assert response.status_code == 200
+    assert response.json()["start"] == "2030-03-01T10:00:00+08:00"
