@@ -75,7 +75,7 @@ class Organization(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         OWNER = "owner", "Owner"  # everything, including members and tokens
-        ADMIN = "admin", "Admin"  # everything but removing owners
+        ADMIN = "admin", "Admin"  # everything but making, changing or removing owners
         MEMBER = "member", "Member"  # day-to-day work: list capacity, book, see usage
         FINANCE_VIEWER = "finance_viewer", "Finance viewer"  # reads invoices and spend; changes nothing
 

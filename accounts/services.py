@@ -122,9 +122,18 @@ def membership_add(*, organization: Organization, email: str, role: str, actor: 
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Choose one of: {', '.join(Membership.Role.values)}."})
     current = Membership.objects.select_for_update().filter(organization=organization, user=user).first()
+    touches_owner = role == Membership.Role.OWNER or (current is not None and current.role == Membership.Role.OWNER)
+    if touches_owner:
+        _refuse_unless_owner(organization=organization, actor=actor)
     if current and current.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
         _refuse_losing_last_owner(organization=organization, leaving=current)
     return membership_set(organization=organization, user=user, role=role)
+
+
+def _refuse_unless_owner(*, organization: Organization, actor: User) -> None:
+    """Only owners make or unmake owners: an admin cannot promote themselves and remove the founders."""
+    if not Membership.objects.filter(organization=organization, user=actor, role=Membership.Role.OWNER).exists():
+        raise ValidationError({"role": "Only an owner can make someone owner or change an owner's role."})
 
 
 def _refuse_losing_last_owner(*, organization: Organization, leaving: Membership) -> None:
@@ -136,5 +145,6 @@ def _refuse_losing_last_owner(*, organization: Organization, leaving: Membership
 @transaction.atomic
 def membership_remove(*, membership: Membership, actor: User) -> None:
     if membership.role == Membership.Role.OWNER:
+        _refuse_unless_owner(organization=membership.organization, actor=actor)
         _refuse_losing_last_owner(organization=membership.organization, leaving=membership)
     membership.delete()

@@ -99,3 +99,22 @@ def test_members_of_another_organization_cannot_be_removed(client):
     client.force_login(owner)
     assert client.post(f"/accounts/members/{stranger.memberships.get().pk}/remove/").status_code == 404
     assert stranger.memberships.exists()
+
+
+@pytest.mark.django_db
+def test_an_admin_cannot_make_owners_or_remove_them(client):
+    owner = member(kind="buyer")
+    organization = owner.memberships.get().organization
+    admin = member(organization=organization, role="admin")
+    client.force_login(admin)
+    # promoting themselves is refused, next to the role field
+    response = client.post("/accounts/members/", {"email": admin.email, "role": "owner"})
+    assert "Only an owner" in response.context["form"].errors["role"][0]
+    assert Membership.objects.get(user=admin, organization=organization).role == "admin"
+    # removing the owner is refused
+    client.post(f"/accounts/members/{owner.memberships.get().pk}/remove/")
+    assert Membership.objects.filter(user=owner, organization=organization, role="owner").exists()
+    # but an owner may make the admin an owner
+    client.force_login(owner)
+    client.post("/accounts/members/", {"email": admin.email, "role": "owner"})
+    assert Membership.objects.get(user=admin, organization=organization).role == "owner"
