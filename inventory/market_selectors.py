@@ -19,8 +19,10 @@ bench/README.md for the measurements behind each choice):
   window (back to back, or an extension), so devices are counted DISTINCT. Which of them are in
   maintenance comes from the small partial index allocation_offer_maintenance, so the big index
   does not carry `purpose` (20% smaller, a faster scan).
-* Allocations on nodes that are not rentable (offline, flagged, blacked out) are left out with a
-  hash anti-join against the few such nodes; their cards are reported under their own reason.
+* Allocations on nodes that are not rentable (offline, flagged, blacked out) are left out by testing
+  the node against the offer's few such nodes (an array built in the same pass over the nodes);
+  their cards are reported under their own reason. Blacked-out nodes are found from the handful of
+  windows overlapping the window, not by probing every node.
 * The cost grows with the number of allocations overlapping the window of the asked offers, so
   callers ask only for the offers they show (a page) unless a filter or sort needs them all, and
   a minimum of free cards skips the calendar of offers that do not have that many rentable cards.
@@ -47,67 +49,71 @@ blackouts AS MATERIALIZED (
     SELECT cluster_id, node_id FROM inventory_maintenancewindow
     WHERE cancelled_at IS NULL AND period && %(window)s
 ),
-unrentable_nodes AS MATERIALIZED (
-    -- the nodes of these offers whose cards cannot be rented in the window, each with the one
-    -- reason why: a few per cent of the nodes (hashed lookups, no per-node probe of the blackouts)
-    SELECT n.id, n.cluster_id, n.accelerator_model_id, n.card_count,
-           CASE WHEN n.status <> 'online' THEN 'not_online'
-                WHEN n.mismatch_reason <> '' THEN 'flagged'
-                ELSE 'maintenance' END AS state
-    FROM inventory_node n
-    WHERE (n.cluster_id, n.accelerator_model_id) IN (SELECT cluster_id, accelerator_model_id FROM offers)
-      AND (n.status <> 'online' OR n.mismatch_reason <> ''
-           OR n.cluster_id IN (SELECT cluster_id FROM blackouts WHERE node_id IS NULL)
-           OR (n.cluster_id, n.id) IN (SELECT cluster_id, node_id FROM blackouts))
+blacked_out_nodes AS MATERIALIZED (
+    -- online, unflagged nodes of these offers under one of those windows (found from the windows)
+    SELECT o.id AS offer_id, n.id, n.card_count
+    FROM blackouts b
+    JOIN inventory_node n ON n.cluster_id = b.cluster_id AND (b.node_id IS NULL OR b.node_id = n.id)
+    JOIN offers o ON o.cluster_id = n.cluster_id AND o.accelerator_model_id = n.accelerator_model_id
+    WHERE n.status = 'online' AND n.mismatch_reason = ''
+    GROUP BY o.id, n.id, n.card_count
 ),
-cards AS MATERIALIZED (
-    SELECT o.id AS offer_id, o.cluster_id, o.accelerator_model_id, t.total,
-           coalesce(u.not_online, 0) AS not_online,
-           coalesce(u.flagged, 0) AS flagged,
-           coalesce(u.blacked_out, 0) AS blacked_out,
-           t.total - coalesce(u.not_online + u.flagged + u.blacked_out, 0) AS rentable
+node_cards AS (
+    -- one pass over the offers' nodes, grouped by offer key: cards by reason, and the ids of the
+    -- nodes that are not online or flagged (a few per offer)
+    SELECT o.id AS offer_id, t.total, t.not_online, t.flagged, t.unrentable_nodes
     FROM offers o
     JOIN (
-        SELECT cluster_id, accelerator_model_id, sum(card_count) AS total
-        FROM inventory_node
-        WHERE (cluster_id, accelerator_model_id) IN (SELECT cluster_id, accelerator_model_id FROM offers)
-        GROUP BY cluster_id, accelerator_model_id
+        SELECT n.cluster_id, n.accelerator_model_id,
+               sum(n.card_count) AS total,
+               coalesce(sum(n.card_count) FILTER (WHERE n.status <> 'online'), 0) AS not_online,
+               coalesce(sum(n.card_count) FILTER (WHERE n.status = 'online' AND n.mismatch_reason <> ''), 0) AS flagged,
+               coalesce(array_agg(n.id) FILTER (WHERE n.status <> 'online' OR n.mismatch_reason <> ''), '{}') AS unrentable_nodes
+        FROM inventory_node n
+        WHERE (n.cluster_id, n.accelerator_model_id) IN (SELECT cluster_id, accelerator_model_id FROM offers)
+        GROUP BY n.cluster_id, n.accelerator_model_id
     ) t ON t.cluster_id = o.cluster_id AND t.accelerator_model_id = o.accelerator_model_id
-    LEFT JOIN (
-        SELECT cluster_id, accelerator_model_id,
-               coalesce(sum(card_count) FILTER (WHERE state = 'not_online'), 0) AS not_online,
-               coalesce(sum(card_count) FILTER (WHERE state = 'flagged'), 0) AS flagged,
-               coalesce(sum(card_count) FILTER (WHERE state = 'maintenance'), 0) AS blacked_out
-        FROM unrentable_nodes
-        GROUP BY cluster_id, accelerator_model_id
-    ) u ON u.cluster_id = o.cluster_id AND u.accelerator_model_id = o.accelerator_model_id
-    -- an offer with fewer rentable cards than asked cannot have that many free: its allocations
-    -- are not read, and it is left out of the answer
-    WHERE t.total - coalesce(u.not_online + u.flagged + u.blacked_out, 0) >= %(min_free_cards)s
+),
+cards AS MATERIALIZED (
+    SELECT nc.offer_id, nc.total, nc.not_online, nc.flagged,
+           coalesce(bo.cards, 0) AS blacked_out,
+           nc.total - nc.not_online - nc.flagged - coalesce(bo.cards, 0) AS rentable,
+           nc.unrentable_nodes || coalesce(bo.ids, '{}') AS unrentable_nodes
+    FROM node_cards nc
+    LEFT JOIN (SELECT offer_id, sum(card_count) AS cards, array_agg(id) AS ids FROM blacked_out_nodes GROUP BY offer_id) bo
+      ON bo.offer_id = nc.offer_id
+    -- an offer with fewer rentable cards than asked cannot have that many free: it is left out
+    WHERE nc.total - nc.not_online - nc.flagged - coalesce(bo.cards, 0) >= %(min_free_cards)s
+),
+counted AS MATERIALIZED (
+    -- the offers whose calendar must be read: those with rentable cards at all
+    SELECT c.offer_id, o.cluster_id, o.accelerator_model_id, c.unrentable_nodes
+    FROM cards c JOIN offers o ON o.id = c.offer_id
+    WHERE c.rentable > 0
 ),
 busy AS MATERIALIZED (
     -- distinct devices of rentable nodes with an active allocation overlapping the window: one
-    -- index-only scan of allocation_offer_busy per offer. The row estimates of `cards` are far too
-    -- low (1 for 120), so nothing here may depend on them: MATERIALIZED computes this once whatever
-    -- join the planner picks below, and NOT IN (node ids are never NULL) keeps the node check a
-    -- hashed lookup (as a nested-loop anti-join against unrentable_nodes it took 700 ms).
+    -- index-only scan of allocation_offer_busy per offer; allocations on the offer's few unrentable
+    -- nodes are dropped by an array test. The row estimates of `cards` are far too low (1 for 120),
+    -- so nothing may depend on them: MATERIALIZED computes this once whatever join the planner
+    -- picks below (a re-executed or nested-loop variant of this step once took 700 ms).
     SELECT c.offer_id, count(DISTINCT a.device_id) AS busy
-    FROM cards c
+    FROM counted c
     JOIN inventory_deviceallocation a
       ON a.cluster_id = c.cluster_id AND a.accelerator_model_id = c.accelerator_model_id
      AND a.is_active AND a.period && %(window)s
-    WHERE a.node_id NOT IN (SELECT id FROM unrentable_nodes)
+    WHERE a.node_id <> ALL (c.unrentable_nodes)
     GROUP BY c.offer_id
 ),
 in_maintenance AS MATERIALIZED (
     -- of those, the devices with a maintenance allocation (they count as in maintenance even if
     -- also booked): a scan of the small allocation_offer_maintenance index
     SELECT c.offer_id, count(DISTINCT a.device_id) AS in_maintenance
-    FROM cards c
+    FROM counted c
     JOIN inventory_deviceallocation a
       ON a.cluster_id = c.cluster_id AND a.accelerator_model_id = c.accelerator_model_id
      AND a.is_active AND a.purpose = 'maintenance' AND a.period && %(window)s
-    WHERE a.node_id NOT IN (SELECT id FROM unrentable_nodes)
+    WHERE a.node_id <> ALL (c.unrentable_nodes)
     GROUP BY c.offer_id
 )
 SELECT c.offer_id,
