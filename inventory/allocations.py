@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from inventory.models import Device, DeviceAllocation, MaintenanceWindow, Node, Site
@@ -158,6 +158,26 @@ def device_allocations_release(*, reservation_id: int | None = None, maintenance
 def device_allocations_for_reservation(*, reservation_id: int) -> QuerySet[DeviceAllocation]:
     """A reservation's active calendar rows (one per device per booked segment)."""
     return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by("device_id", "period")
+
+
+def reservation_devices_unhealthy(*, reservation_id: int) -> int:
+    """How many of a reservation's allocated devices cannot be handed over now: their node is not
+    online or is flagged by its agent (mismatch_reason set), or their site is not online.
+
+    One query for the whole reservation (each allocation row carries its node and cluster), never
+    one per device. 0 means every device passes the health check.
+    """
+    return (
+        DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True)
+        .filter(
+            ~Q(node__status=Node.Status.ONLINE)
+            | ~Q(node__mismatch_reason="")
+            | ~Q(cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+        )
+        .values("device_id")
+        .distinct()
+        .count()
+    )
 
 
 def device_allocations_truncate(*, reservation_id: int, end: datetime) -> int:

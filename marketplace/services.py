@@ -21,6 +21,7 @@ from inventory.allocations import (
     device_allocations_for_reservation,
     device_allocations_release,
     device_allocations_truncate,
+    reservation_devices_unhealthy,
 )
 from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Offer, Site
@@ -300,17 +301,49 @@ def reservation_extend(*, reservation: Reservation, end: datetime, actor: User |
     return reservation
 
 
-def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
-    """Move reservations along with the clock (run by Celery beat; safe to run any number of times):
-    requested -> provisioning -> active once the start is reached, active -> completed at the end.
+# Why a reservation fails instead of going active (shown in its timeline).
+NEVER_HANDED_OVER_REASON = (
+    "The booked period ended before the cards were handed over (the scheduler was not running); "
+    "it never became active, so nothing is billed."
+)
+UNHEALTHY_AT_ACTIVATION_REASON = (
+    "{count} of the {cards} cards sit on a node that is not online or is flagged, or on a site that is not "
+    "online; billing starts only after the node passes its health check, so nothing is billed."
+)
 
-    Provisioning itself is a later issue: for now a reservation is active as soon as it starts.
+
+def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
+    """Move reservations along with the clock (run by Celery beat; safe to run any number of times).
+
+    The rules, applied in this order:
+
+    * requested/provisioning whose `end` has passed (beat or the worker was down for the whole
+      window) -> failed. They were never handed over, so nothing is billed; their devices are freed.
+    * requested -> provisioning once the start is reached (start <= now < end).
+    * provisioning -> active only if every allocated device passes the health check at that moment
+      (node online and not flagged, site online: inventory.allocations.reservation_devices_unhealthy,
+      one query per reservation). Otherwise -> failed and the devices are freed: billing starts only
+      after the node passes its health check, never for a boot that failed.
+    * active -> completed once the end is reached.
+
+    Provisioning itself is a later issue: for now a healthy reservation is active as soon as it starts.
     """
     now = now or timezone.now()
-    moved = {"activated": 0, "completed": 0}
-    due = Reservation.objects.filter(
-        status__in=[Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING], start__lte=now, end__gt=now
-    ).values_list("pk", flat=True)
+    moved = {"activated": 0, "completed": 0, "failed": 0}
+    pending = [Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING]
+    missed = Reservation.objects.filter(status__in=pending, end__lte=now).values_list("pk", flat=True)
+    for reservation_id in list(missed):
+        try:
+            with transaction.atomic():
+                reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
+                if reservation.status not in pending or reservation.end > now:
+                    continue  # moved (or extended) by someone else meanwhile
+                device_allocations_release(reservation_id=reservation.pk)
+                reservation_set_status(reservation=reservation, status=Reservation.Status.FAILED, reason=NEVER_HANDED_OVER_REASON)
+                moved["failed"] += 1
+        except ReservationStateError:
+            continue
+    due = Reservation.objects.filter(status__in=pending, start__lte=now, end__gt=now).values_list("pk", flat=True)
     for reservation_id in list(due):
         try:
             with transaction.atomic():
@@ -319,9 +352,19 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                     reservation = reservation_set_status(
                         reservation=reservation, status=Reservation.Status.PROVISIONING, reason="The start time was reached."
                     )
-                if reservation.status == Reservation.Status.PROVISIONING:
-                    reservation_set_status(reservation=reservation, status=Reservation.Status.ACTIVE, reason="Devices handed over.")
-                    moved["activated"] += 1
+                if reservation.status != Reservation.Status.PROVISIONING:
+                    continue
+                unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk)
+                if unhealthy:
+                    device_allocations_release(reservation_id=reservation.pk)
+                    reservation_set_status(
+                        reservation=reservation, status=Reservation.Status.FAILED,
+                        reason=UNHEALTHY_AT_ACTIVATION_REASON.format(count=unhealthy, cards=reservation.card_count),
+                    )
+                    moved["failed"] += 1
+                    continue
+                reservation_set_status(reservation=reservation, status=Reservation.Status.ACTIVE, reason="Devices handed over.")
+                moved["activated"] += 1
         except ReservationStateError:
             continue  # moved by someone else meanwhile (a cancel, a failure): leave it be
     finished = Reservation.objects.filter(status=Reservation.Status.ACTIVE, end__lte=now).values_list("pk", flat=True)

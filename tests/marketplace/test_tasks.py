@@ -33,5 +33,5 @@ def test_the_worker_activates_a_started_reservation_and_a_second_run_changes_not
 
     reservation.refresh_from_db()
     assert reservation.status == "active"
-    assert first == {"activated": 1, "completed": 0} and second == {"activated": 0, "completed": 0}
+    assert first == {"activated": 1, "completed": 0, "failed": 0} and second == {"activated": 0, "completed": 0, "failed": 0}
     assert [c.to_status for c in reservation.status_changes.all()] == ["requested", "provisioning", "active"]
