@@ -75,20 +75,35 @@ def _validate_booking(*, offer: Offer, card_count: int, start: datetime, end: da
     elif beyond_calendar_horizon(start, now=now):
         errors.setdefault("start", []).append(CALENDAR_HORIZON_MESSAGE)
     if not errors:
-        hours = (end - start).total_seconds() / 3600
-        if hours < offer.min_duration_hours or hours > offer.max_duration_hours:
-            errors.setdefault("end", []).append(
-                f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours."
-            )
-        period = offer.rentable_period
-        if period is not None and not (
-            (period.lower is None or period.lower <= start) and (period.upper is None or end <= period.upper)
-        ):
-            errors.setdefault("start", []).append("The capacity is not rentable for that whole period.")
+        for name, messages in _offer_terms_errors(offer=offer, start=start, end=end).items():
+            errors.setdefault(name, []).extend(messages)
     if not offer.is_active:
         errors.setdefault("offer", []).append("This offer has been withdrawn.")
     if errors:
         raise ValidationError(errors)
+
+
+def _offer_terms_errors(
+    *, offer: Offer, start: datetime, end: datetime, rentable_from: datetime | None = None, check_minimum: bool = True
+) -> dict[str, list[str]]:
+    """The offer's terms for a period [start, end): its duration bounds and its rentable period.
+
+    One rule for booking and extending. `rentable_from` (default: start) is where the rentable
+    period must begin covering: an extension only needs the time it adds to be rentable.
+    """
+    errors: dict[str, list[str]] = {}
+    hours = (end - start).total_seconds() / 3600
+    if hours > offer.max_duration_hours or (check_minimum and hours < offer.min_duration_hours):
+        errors.setdefault("end", []).append(
+            f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours in one booking."
+        )
+    period = offer.rentable_period
+    covered_from = start if rentable_from is None else rentable_from
+    if period is not None and not (
+        (period.lower is None or period.lower <= covered_from) and (period.upper is None or end <= period.upper)
+    ):
+        errors.setdefault("start", []).append("The capacity is not rentable for that whole period.")
+    return errors
 
 
 def _existing_for_key(*, organization: Organization, key: str, fingerprint: str) -> Reservation | None:
@@ -267,25 +282,47 @@ def reservation_release(*, reservation: Reservation, actor: User | None, reason:
     )
 
 
+EXTEND_UNHEALTHY_MESSAGE = (
+    "{count} of these cards sit on a node that is not online or is flagged, or on a site that is not online, "
+    "so the booking cannot be extended."
+)
+
+
 @transaction.atomic
 def reservation_extend(*, reservation: Reservation, end: datetime, actor: User | None) -> Reservation:
-    """Keep the same devices until `end`. Refused (BookingConflict) if any of them is taken meanwhile."""
+    """Keep the same devices until `end`, under the same rules as a booking.
+
+    The offer must still be active, its rentable period must cover the added time [old end, end),
+    the whole new length must fit max_duration_hours, and every device must pass the health check
+    (node online and not flagged, site online). Refused with BookingConflict (409) when the offer is
+    withdrawn, the hardware is unhealthy or a device is taken meanwhile; ValidationError (400) when
+    the new end breaks the offer's terms. Asking for the end it already has returns the reservation
+    unchanged (a retried request), not an error.
+    """
+    # select_related + FOR UPDATE locks the offer row too: its terms cannot change under us.
     reservation = Reservation.objects.select_for_update().select_related("offer").get(pk=reservation.pk)
+    if end == reservation.end:
+        return reservation  # already extended to this end: an idempotent retry
     now = timezone.now()
     if reservation.status not in Reservation.HOLDING:
         raise ReservationStateError(f"A {reservation.status} reservation cannot be extended.")
     if now >= reservation.end:
         raise ReservationStateError("This reservation has already ended.")
-    if end <= reservation.end:
-        raise ValidationError({"end": ["The new end must be after the current end."]})
+    if end < reservation.end:
+        raise ValidationError({"end": ["The new end must be after the current end (release early to end sooner)."]})
     offer = reservation.offer
-    hours = (end - reservation.start).total_seconds() / 3600
-    if hours > offer.max_duration_hours:
-        raise ValidationError({"end": [f"This offer rents for at most {offer.max_duration_hours} hours in one booking."]})
-    if offer.rentable_period is not None and offer.rentable_period.upper is not None and end > offer.rentable_period.upper:
-        raise ValidationError({"end": ["The capacity is not rentable until then."]})
-    device_ids = sorted({a.device_id for a in device_allocations_for_reservation(reservation_id=reservation.pk)})
     old_end = reservation.end
+    if not offer.is_active:
+        raise BookingConflict("This offer has been withdrawn, so the booking cannot be extended.", cards_free=0)
+    errors = _offer_terms_errors(
+        offer=offer, start=reservation.start, end=end, rentable_from=old_end, check_minimum=False
+    )
+    if errors:
+        raise ValidationError({"end": [message for messages in errors.values() for message in messages]})
+    unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk)
+    if unhealthy:
+        raise BookingConflict(EXTEND_UNHEALTHY_MESSAGE.format(count=unhealthy), cards_free=0)
+    device_ids = sorted({a.device_id for a in device_allocations_for_reservation(reservation_id=reservation.pk)})
     if maintenance_overlaps(device_ids=device_ids, start=old_end, end=end):
         raise BookingConflict("These cards have maintenance planned before that time, so the booking cannot be extended.")
     try:
