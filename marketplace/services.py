@@ -62,7 +62,7 @@ def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: dateti
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _validate_booking(*, offer: Offer, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
+def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
     errors: dict[str, list[str]] = {}
     if card_count is None or card_count < 1:
         errors.setdefault("card_count", []).append("Book at least one card.")
@@ -74,11 +74,8 @@ def _validate_booking(*, offer: Offer, card_count: int, start: datetime, end: da
         errors.setdefault("start", []).append("The start is in the past.")
     elif beyond_calendar_horizon(start, now=now):
         errors.setdefault("start", []).append(CALENDAR_HORIZON_MESSAGE)
-    if not errors:
-        for name, messages in _offer_terms_errors(offer=offer, start=start, end=end).items():
-            errors.setdefault(name, []).extend(messages)
-    if not offer.is_active:
-        errors.setdefault("offer", []).append("This offer has been withdrawn.")
+    # The offer's own terms (active, duration bounds, rentable period) are checked in
+    # _reservation_book, on the row read under the booking's lock: never on the caller's copy.
     if errors:
         raise ValidationError(errors)
 
@@ -145,7 +142,7 @@ def reservation_create(
         existing = _existing_for_key(organization=organization, key=key, fingerprint=fingerprint)
         if existing is not None:
             return existing, False
-    _validate_booking(offer=offer, card_count=card_count, start=start, end=end, now=timezone.now())
+    _validate_booking(card_count=card_count, start=start, end=end, now=timezone.now())
     try:
         reservation = _reservation_book(
             organization=organization, created_by=created_by, offer=offer, card_count=card_count,
@@ -165,8 +162,8 @@ def reservation_create(
 def _reservation_book(
     *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str
 ) -> Reservation:
-    # Four statements: lock and read the offer, insert the reservation, pick and allocate its
-    # devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
+    # Five statements: lock and read the offer, read its duration terms (under that lock), insert the
+    # reservation, pick and allocate its devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
     # so each picks devices after the previous one committed. The exclusion constraint stays the
     # real guarantee: maintenance windows and extensions do not take this lock, and devices they
     # took meanwhile are skipped and replaced below.
@@ -175,6 +172,12 @@ def _reservation_book(
         raise Offer.DoesNotExist("This offer does not exist.")
     if not terms.is_active:
         raise ValidationError({"offer": ["This offer has been withdrawn."]})
+    # The duration bounds and rentable period of the locked row (same transaction, after the lock:
+    # the committed version nobody can change before we commit), not of the caller's possibly stale copy.
+    locked_offer = Offer.objects.only("min_duration_hours", "max_duration_hours", "rentable_period").get(pk=terms.offer_id)
+    terms_errors = _offer_terms_errors(offer=locked_offer, start=start, end=end)
+    if terms_errors:
+        raise ValidationError(terms_errors)
     if terms.site_lifecycle != Site.Lifecycle.ONLINE:
         raise BookingConflict("This site is not online, so its cards cannot be booked.", cards_free=0)
     reservation = Reservation.objects.create(

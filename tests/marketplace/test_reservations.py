@@ -3,11 +3,12 @@
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
-from inventory.allocations import device_allocations_create, device_allocations_for_reservation
-from inventory.models import DeviceAllocation, MaintenanceWindow
+from inventory.allocations import device_allocations_create, device_allocations_for_reservation, period_range
+from inventory.models import DeviceAllocation, MaintenanceWindow, Offer
 from marketplace.models import Reservation, ReservationStatusChange
 from marketplace.services import (
     BookingConflict,
@@ -139,3 +140,24 @@ def test_an_allocation_conflict_from_outside_is_retried_on_other_devices(small_o
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM inventory_deviceallocation WHERE is_active")
         assert cursor.fetchone()[0] == 16
+
+
+def test_booking_checks_the_offer_terms_read_under_the_lock_not_the_callers_stale_copy(small_offer, buyer, soon):
+    # given the caller holds an offer read before the provider tightened it to at most 2 hours
+    stale = small_offer
+    stale.max_duration_hours = 100
+    Offer.objects.filter(pk=small_offer.pk).update(max_duration_hours=2)
+    # when a 4-hour booking arrives with the stale copy, then the locked row's terms refuse it, nothing written
+    with pytest.raises(ValidationError) as refused:
+        book(stale, buyer, soon, hours=4)
+    assert "to 2 hours" in refused.value.message_dict["end"][0]
+    assert not Reservation.objects.exists() and not DeviceAllocation.objects.exists()
+
+
+def test_booking_accepts_what_the_locked_offer_allows_even_if_the_callers_copy_is_stricter(small_offer, buyer, soon):
+    # given the provider widened the rentable period after the caller read the offer
+    stale = small_offer
+    stale.rentable_period = period_range(soon + timedelta(days=5), soon + timedelta(days=6))
+    Offer.objects.filter(pk=small_offer.pk).update(rentable_period=None)
+    # when the caller books with its stale copy, then the locked row (rentable now) decides: booked
+    assert book(stale, buyer, soon, hours=4)[1]
