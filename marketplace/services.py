@@ -7,7 +7,7 @@ Reservation row, so a lost race (AllocationConflict) rolls everything back: no p
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -56,8 +56,16 @@ class ReservationStateError(Exception):
 
 
 def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: datetime) -> str:
+    """SHA-256 of the request. Times are normalized to UTC first: the same instant sent as +08:00
+    and as Z is the same request (a retry), not a reused key."""
     body = json.dumps(
-        {"offer": offer_id, "cards": card_count, "start": start.isoformat(), "end": end.isoformat()}, sort_keys=True
+        {
+            "offer": offer_id,
+            "cards": card_count,
+            "start": start.astimezone(UTC).isoformat(),
+            "end": end.astimezone(UTC).isoformat(),
+        },
+        sort_keys=True,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 

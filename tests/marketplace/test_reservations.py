@@ -1,6 +1,7 @@
 """Booking, cancelling, releasing and extending reservations through the services and the API."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -161,3 +162,27 @@ def test_booking_accepts_what_the_locked_offer_allows_even_if_the_callers_copy_i
     Offer.objects.filter(pk=small_offer.pk).update(rentable_period=None)
     # when the caller books with its stale copy, then the locked row (rentable now) decides: booked
     assert book(stale, buyer, soon, hours=4)[1]
+
+
+def test_an_idempotent_retry_of_the_same_instants_in_another_time_zone_returns_the_same_reservation(small_offer, buyer, soon):
+    # given a booking sent with times in +08:00
+    beijing = dt_timezone(timedelta(hours=8))
+    first, created = book(small_offer, buyer, soon.astimezone(beijing), key="tz-retry")
+    # when the client retries the same instants written in UTC (Z) with the same key
+    again, created_again = book(small_offer, buyer, soon.astimezone(UTC), key="tz-retry")
+    # then it is the same request: the same reservation, not a 422
+    assert created and not created_again and again.pk == first.pk
+
+
+def test_the_idempotency_api_treats_plus_eight_and_z_as_the_same_request(small_offer, buyer_client, soon):
+    # given a booking through the API with +08:00 times
+    beijing = dt_timezone(timedelta(hours=8))
+    body = {"offer": small_offer.pk, "card_count": 2, "start": soon.astimezone(beijing).isoformat(),
+            "end": (soon + timedelta(hours=4)).astimezone(beijing).isoformat()}
+    assert buyer_client.post("/api/reservations/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-tz").status_code == 201
+    # when it is retried with the same instants in Z, then 200 with the same reservation
+    body.update(start=soon.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                end=(soon + timedelta(hours=4)).astimezone(UTC).isoformat().replace("+00:00", "Z"))
+    retry = buyer_client.post("/api/reservations/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-tz")
+    assert retry.status_code == 200, retry.content
+    assert Reservation.objects.count() == 1
