@@ -1,9 +1,16 @@
-"""Money on offers: the one rule that turns a typed price into integer minor units, and the price per
-ECU-hour shown beside every price per card-hour."""
+"""Money on offers: the one rule that turns a typed amount into integer minor units, and the one rule
+for the price per ECU-hour shown beside every price per card-hour.
+
+Both apps use these functions (marketplace depends on inventory, so inventory owns them): the
+provider pages, /api/offers/, the market search, quotes and reservations all show the same figure,
+and the search filter on price per ECU-hour compares that same rounded figure in SQL.
+"""
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
+from django.db.models import DecimalField, ExpressionWrapper, F, Func
+from django.db.models.functions import NullIf, Round
 
 # A card-hour above this (in major units: yuan / dollars) is a typo, not a price: an H100 rents for
 # tens of yuan an hour. Refused with a message that says so.
@@ -33,7 +40,16 @@ def price_major_to_minor(*, price: str | Decimal | int, field: str = "price_per_
         )
     if value.as_tuple().exponent < -2 and value != value.quantize(Decimal("0.01")):
         raise ValidationError({field: "Use at most 2 decimals (the smallest unit is 0.01)."})
-    return int((value * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return major_to_minor(value)
+
+
+def major_to_minor(amount: Decimal | str | int) -> int:
+    """The one major-to-minor conversion: 25.00 -> 2500, quantized to the minor unit with ROUND_HALF_UP.
+
+    Callers that take user input (prices, price filters, budgets) refuse more than 2 decimals before
+    calling it, so the rounding is a no-op for them; it is kept so there is exactly one rule.
+    """
+    return int((Decimal(str(amount)) * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
 
 
 def price_minor_to_major(minor: int) -> Decimal:
@@ -41,7 +57,19 @@ def price_minor_to_major(minor: int) -> Decimal:
 
 
 def price_per_ecu_hour_minor(*, price_per_card_hour_minor: int, ecu_per_card: Decimal | None) -> int | None:
-    """Price per ECU-hour in minor units (ROUND_HALF_UP); None when the card is not rated."""
+    """THE rule for price per ECU-hour: price per card-hour / ECU per card, rounded once, half up, to a
+    whole minor unit (fen, cent). None when the card is not rated (never a guess).
+
+    price_per_ecu_hour_minor_sql is the same rule in SQL; keep the two together.
+    """
     if ecu_per_card is None or ecu_per_card <= 0:
         return None
-    return int((Decimal(price_per_card_hour_minor) / ecu_per_card).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return int((Decimal(price_per_card_hour_minor) / Decimal(ecu_per_card)).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+
+
+def price_per_ecu_hour_minor_sql(*, price: str = "price_per_card_hour_minor", ecu: str = "accelerator_model__ecu_per_card") -> Func:
+    """price_per_ecu_hour_minor as a database expression, for filters that must agree with the shown
+    figure. PostgreSQL's round(numeric) rounds halves away from zero, which for these positive
+    prices is ROUND_HALF_UP. NULL for a model that is not rated (an ECU of 0 never divides)."""
+    ratio = ExpressionWrapper(F(price) / NullIf(F(ecu), 0), output_field=DecimalField(max_digits=30, decimal_places=10))
+    return Round(ratio, output_field=DecimalField(max_digits=20, decimal_places=0))

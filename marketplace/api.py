@@ -64,8 +64,8 @@ class MarketOfferSerializer(serializers.Serializer):
     stack = serializers.CharField()
     ecu_per_card = serializers.DecimalField(max_digits=9, decimal_places=4, allow_null=True, help_text="null = not rated")
     price_per_card_hour_minor = serializers.IntegerField()
-    price_per_ecu_hour_minor = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True,
-                                                        help_text="null = not rated")
+    price_per_ecu_hour_minor = serializers.IntegerField(
+        allow_null=True, help_text="rounded half up to a whole minor unit (inventory.pricing); null = not rated")
     currency = serializers.CharField()
     min_duration_hours = serializers.IntegerField()
     max_duration_hours = serializers.IntegerField()
@@ -157,7 +157,7 @@ class QuoteApi(APIView):
         offer = MarketOfferSerializer()
         card_count = serializers.IntegerField()
         total_price_minor = serializers.IntegerField()
-        price_per_ecu_hour_minor = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+        price_per_ecu_hour_minor = serializers.IntegerField(allow_null=True)
         total_ecu = serializers.DecimalField(max_digits=14, decimal_places=4, allow_null=True)
 
     class QuoteExcludedSerializer(serializers.Serializer):
@@ -210,7 +210,7 @@ def quote_payload(quote) -> dict:
                 "offer": MarketOfferSerializer(p.offer).data,
                 "card_count": p.card_count,
                 "total_price_minor": p.total_price_minor,
-                "price_per_ecu_hour_minor": str(p.price_per_ecu_hour_minor) if p.price_per_ecu_hour_minor is not None else None,
+                "price_per_ecu_hour_minor": p.price_per_ecu_hour_minor,
                 "total_ecu": str(p.total_ecu) if p.total_ecu is not None else None,
             }
             for p in quote.placements
@@ -238,7 +238,7 @@ class MarketReservationSerializer(serializers.ModelSerializer):
     cluster = serializers.CharField(source="cluster.name")
     site = serializers.CharField(source="cluster.site.name")
     total_price_minor = serializers.IntegerField()
-    price_per_ecu_hour_minor = serializers.DecimalField(max_digits=20, decimal_places=2, allow_null=True)
+    price_per_ecu_hour_minor = serializers.IntegerField(allow_null=True)
     timeline = ReservationStatusChangeSerializer(source="status_changes", many=True)
 
     class Meta:

@@ -12,6 +12,7 @@ from django import forms
 from django.utils import timezone
 
 from inventory.models import Cluster, Currency, NationalHub, Province, SoftwareStack
+from inventory.pricing import major_to_minor
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.selectors import DEFAULT_SORT
 from marketplace.services import MAX_CARDS_PER_BOOKING, START_GRACE
@@ -31,7 +32,9 @@ PAGINATION_PARAMS = {"page", "page_size"}
 
 
 def to_minor(amount: Decimal | None) -> int | None:
-    return None if amount is None else int((amount * 100).to_integral_value())
+    """A filter or budget in major units -> minor units, by inventory's one conversion rule (the
+    fields allow at most 2 decimals, so nothing is rounded away)."""
+    return None if amount is None else major_to_minor(amount)
 
 
 class WindowMixin:

@@ -1,14 +1,18 @@
 """Money arithmetic of the market, in one place.
 
-Prices are integer minor units (fen, cents) per card-hour. Rates derived from them (per ECU-hour)
-are Decimals. A total is rounded once, half up, to a whole minor unit - never per hour or per card.
+Prices are integer minor units (fen, cents) per card-hour. A total is rounded once, half up, to a
+whole minor unit - never per hour or per card. The price per ECU-hour is inventory's one rule
+(inventory.pricing.price_per_ecu_hour_minor: half up to a whole minor unit), re-exported here.
 """
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from inventory.pricing import price_per_ecu_hour_minor
+
+__all__ = ["format_minor", "hours_between", "price_per_ecu_hour_minor", "total_price_minor"]
+
 SECONDS_PER_HOUR = Decimal(3600)
-RATE_QUANTUM = Decimal("0.01")  # per ECU-hour rates are shown to 1/100 of a minor unit
 
 
 def hours_between(start: datetime, end: datetime) -> Decimal:
@@ -22,16 +26,8 @@ def total_price_minor(*, price_per_card_hour_minor: int, card_count: int, start:
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def price_per_ecu_hour_minor(*, price_per_card_hour_minor: int, ecu_per_card: Decimal | None) -> Decimal | None:
-    """Minor units per ECU-hour; None for a model that is not rated (never a guess)."""
-    if ecu_per_card is None or ecu_per_card <= 0:
-        return None
-    return (Decimal(price_per_card_hour_minor) / Decimal(ecu_per_card)).quantize(RATE_QUANTUM, rounding=ROUND_HALF_UP)
-
-
 def format_minor(amount, currency: str) -> str:
-    """12345 CNY -> '123.45 CNY' (Decimals keep their extra digits: 2527.80 -> '25.2780')."""
+    """12345 CNY -> '123.45 CNY'. Every amount shown is a whole number of minor units."""
     if amount is None:
         return "not rated"
-    value = Decimal(amount) / 100
-    return f"{value:,.2f} {currency}" if value == value.quantize(RATE_QUANTUM) else f"{value:,.4f} {currency}"
+    return f"{Decimal(amount) / 100:,.2f} {currency}"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import DecimalField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -17,8 +17,9 @@ from accounts.models import Organization
 from inventory.allocations import period_range
 from inventory.market_selectors import OfferCapacity, offer_capacity
 from inventory.models import Offer, Site
+from inventory.pricing import price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from marketplace.models import Reservation
-from marketplace.pricing import hours_between, price_per_ecu_hour_minor, total_price_minor
+from marketplace.pricing import hours_between, total_price_minor
 
 # Without a window, search shows what is free in the coming hour.
 DEFAULT_WINDOW = timedelta(hours=1)
@@ -100,7 +101,7 @@ class OfferRow:
     memory_gb: int | None
     stack: str
     ecu_per_card: Decimal | None
-    price_per_ecu_hour_minor: Decimal | None = None
+    price_per_ecu_hour_minor: int | None = None  # inventory.pricing's rule: whole minor units
     capacity: OfferCapacity | None = None
 
     @property
@@ -197,7 +198,7 @@ def offer_search(
     fabric: str | None = None,
     currency: str | None = None,
     max_price_per_card_hour_minor: int | None = None,
-    max_price_per_ecu_hour_minor: Decimal | int | None = None,
+    max_price_per_ecu_hour_minor: int | None = None,
     sort: str = DEFAULT_SORT,
 ) -> OfferSearchResults:
     """Active offers on online sites that match every filter, with free cards in [start, end).
@@ -228,12 +229,10 @@ def offer_search(
     if max_price_per_card_hour_minor is not None:
         offers = offers.filter(price_per_card_hour_minor__lte=max_price_per_card_hour_minor)
     if max_price_per_ecu_hour_minor is not None:
-        offers = offers.annotate(
-            _ppe=ExpressionWrapper(
-                F("price_per_card_hour_minor") / F("accelerator_model__ecu_per_card"),
-                output_field=DecimalField(max_digits=20, decimal_places=4),
-            )
-        ).filter(accelerator_model__ecu_per_card__gt=0, _ppe__lte=max_price_per_ecu_hour_minor)
+        # the figure the buyer sees (inventory's one rounding rule, in SQL), not the unrounded ratio
+        offers = offers.filter(accelerator_model__ecu_per_card__gt=0).annotate(_ppe=price_per_ecu_hour_minor_sql()).filter(
+            _ppe__lte=max_price_per_ecu_hour_minor
+        )
     window_hours = (end - start).total_seconds() / 3600
     offers = offers.filter(
         Q(rentable_period__isnull=True) | Q(rentable_period__contains=period_range(start, end)),
