@@ -36,6 +36,8 @@ SORTS = {
     "-ecu": ("ecu_per_card", True),
 }
 DEFAULT_SORT = "price_per_ecu"
+# Sorts on money: ordered by currency first (CNY before USD), then by the price within each currency.
+PRICE_SORT_KEYS = {"price_per_card_hour_minor", "price_per_ecu_hour_minor"}
 # Sorts that need every candidate's free cards before a page can be cut.
 SORTS_NEEDING_CAPACITY = {"free_cards", "-free_cards"}
 
@@ -131,6 +133,9 @@ def _sort_rows(rows: list[OfferRow], sort: str) -> list[OfferRow]:
     missing = [row for row in rows if getattr(row, key_name) is None]  # "not rated" always last
     present.sort(key=lambda row: row.offer_id)
     present.sort(key=lambda row: getattr(row, key_name), reverse=descending)
+    if key_name in PRICE_SORT_KEYS:
+        # fen and cents are never compared: group by currency (A-Z, whatever the direction), then price
+        present.sort(key=lambda row: row.currency)
     missing.sort(key=lambda row: row.offer_id)
     return present + missing
 
