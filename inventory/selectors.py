@@ -185,9 +185,10 @@ def site_clusters(*, site: Site) -> QuerySet[Cluster]:
 # Set-based: one statement over generate_series, whatever the number of devices.
 SITE_UTILIZATION_SQL = f"""
 WITH days AS (
-    SELECT day_start, tstzrange(day_start, day_start + interval '1 day', '[)') AS day
-    FROM generate_series(%(start)s::timestamptz, %(start)s::timestamptz + (%(days)s - 1) * interval '1 day',
-                         interval '1 day') AS day_start
+    -- Local midnights computed in Python (zoneinfo), so a DST change gives a 23- or 25-hour day
+    -- instead of shifting every later day by an hour.
+    SELECT b.day_start, tstzrange(b.day_start, b.day_end, '[)') AS day
+    FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS b(day_start, day_end)
 ),
 site_devices AS (
     SELECT d.id, n.cluster_id, n.accelerator_model_id,
@@ -231,11 +232,15 @@ def site_utilization(*, site: Site, days: int = 14, start: datetime | None = Non
 
     `share` is booked / listed in percent (0 when nothing is listed) for the bar chart.
     """
-    if start is None:
-        today = timezone.localdate()
-        start = timezone.make_aware(datetime.combine(today, time.min), timezone.get_current_timezone())
+    zone = timezone.get_current_timezone()
+    first = timezone.localtime(start).date() if start is not None else timezone.localdate()
+    midnights = [
+        timezone.make_aware(datetime.combine(first + timedelta(days=offset), time.min), zone) for offset in range(days + 1)
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(SITE_UTILIZATION_SQL, {"start": start, "days": days, "site_id": site.pk})
+        cursor.execute(
+            SITE_UTILIZATION_SQL, {"starts": midnights[:-1], "ends": midnights[1:], "site_id": site.pk}
+        )
         rows = cursor.fetchall()
     result = []
     for day_start, listed, booked, maintenance in rows:

@@ -156,3 +156,30 @@ def test_the_site_page_shows_cards_by_model_and_status_and_the_panel(signed_in, 
     body = signed_in.get(f"/provider/sites/{provider.site.pk}/").content.decode()
     assert 'data-testid="cards-by-model"' in body and provider.node.accelerator_model.name in body
     assert body.count('class="pv-util-day"') == 14
+
+
+@pytest.mark.django_db
+def test_utilization_days_start_at_local_midnight_across_a_dst_change():
+    # Given a Berlin viewer and 2 cards booked 00:30-01:00 local on the Monday after the spring DST change
+    import zoneinfo
+    from datetime import datetime
+
+    from django.utils import timezone
+
+    from inventory.allocations import device_allocations_create
+    from inventory.selectors import site_utilization
+    from tests.factories import NodeFactory
+
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    node = NodeFactory(card_count=2)
+    device_ids = list(node.devices.values_list("id", flat=True))
+    device_allocations_create(
+        device_ids=device_ids, reservation_id=1,
+        start=datetime(2027, 3, 29, 0, 30, tzinfo=berlin), end=datetime(2027, 3, 29, 1, 0, tzinfo=berlin),
+    )
+    # When the panel is computed from Saturday (the clocks go forward on Sunday 28 March)
+    with timezone.override(berlin):
+        days = site_utilization(site=node.cluster.site, days=3, start=datetime(2027, 3, 27, 12, 0, tzinfo=berlin))
+    # Then the booking falls on Monday, not on Sunday
+    booked = {str(day["day"]): day["booked"] for day in days}
+    assert booked == {"2027-03-27": 0, "2027-03-28": 0, "2027-03-29": 2}
