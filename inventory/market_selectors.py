@@ -37,8 +37,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from inventory.allocations import period_range
+from inventory.models import Offer, Site
 
 _CAPACITY_SQL = """
 WITH offers AS MATERIALIZED (
@@ -268,3 +270,19 @@ def maintenance_overlaps(*, device_ids: list[int], start: datetime, end: datetim
             {"ids": list(device_ids), "window": period_range(start, end)},
         )
         return cursor.fetchone()[0]
+
+
+def offers_active() -> QuerySet[Offer]:
+    """Offers not withdrawn, in any site (a planned site's offer can be looked at, not booked)."""
+    return Offer.objects.filter(is_active=True)
+
+
+def offers_listed() -> QuerySet[Offer]:
+    """Offers on the market: active, in an online site. The marketplace filters and prices them."""
+    return offers_active().filter(cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+
+
+def offer_get(*, offer_id: int, active_only: bool = False) -> Offer | None:
+    """One offer by id (any organization's: offers are public), or None."""
+    offers = offers_active() if active_only else Offer.objects.all()
+    return offers.filter(pk=offer_id).first()

@@ -11,7 +11,8 @@ from rest_framework.views import APIView
 
 from accounts.selectors import user_can
 from config.api import ConflictError, Pagination, error_response
-from inventory.models import Currency, Offer, SoftwareStack
+from inventory.market_selectors import offer_get
+from inventory.models import Currency, SoftwareStack
 from marketplace.forms import OfferSearchForm, QuoteForm
 from marketplace.models import Reservation
 from marketplace.selectors import Exclusion, offer_row_get, offer_search, quote_build, reservation_get, reservation_list
@@ -287,7 +288,7 @@ class ReservationListCreateApi(APIView):
         unknown = sorted(set(request.data) - set(serializer.fields)) if hasattr(request.data, "keys") else []
         if unknown:
             raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
-        offer = Offer.objects.filter(pk=data["offer"]).first()
+        offer = offer_get(offer_id=data["offer"])
         if offer is None:
             raise exceptions.ValidationError({"offer": ["No such offer."]})
         try:

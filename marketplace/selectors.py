@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Q, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import Organization
 from inventory.allocations import period_range
-from inventory.market_selectors import OfferCapacity, offer_capacity
+from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
 from inventory.models import Offer, Site
 from inventory.pricing import price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from marketplace.models import Reservation
@@ -212,7 +213,7 @@ def offer_search(
     could not be booked for it). A max price per ECU-hour leaves out "not rated" models.
     """
     start, end = search_window(start=start, end=end)
-    offers = Offer.objects.filter(is_active=True, cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+    offers = offers_listed()
     if vendor:
         offers = offers.filter(accelerator_model__vendor__iexact=vendor)
     if accelerator_model:
@@ -255,9 +256,9 @@ def offer_search(
 def offer_row_get(*, offer_id: int, start: datetime | None = None, end: datetime | None = None) -> OfferRow:
     """One active offer with its free cards in [start, end) (default: the coming hour). 404 if absent."""
     start, end = search_window(start=start, end=end)
-    rows = _offer_rows(Offer.objects.filter(pk=offer_id, is_active=True))
+    rows = _offer_rows(offers_active().filter(pk=offer_id))
     if not rows:
-        get_object_or_404(Offer.objects.none())
+        raise Http404("No such offer on the market.")
     _attach_capacity(rows, start=start, end=end)
     return rows[0]
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from accounts.selectors import user_can
 from accounts.views import add_service_errors
 from config.api import MAX_PAGE_SIZE
-from inventory.models import Offer
+from inventory.market_selectors import offer_get
 from marketplace.forms import BookingForm, ExtendForm, OfferSearchForm, QuoteForm
 from marketplace.selectors import offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
@@ -107,7 +107,7 @@ def offer_detail(request, offer_id: int):
             form.add_error(None, "Only members of a buyer organization with booking rights can book.")
             status = 403
         elif form.is_valid():
-            offer = Offer.objects.filter(pk=offer_id).first()
+            offer = offer_get(offer_id=offer_id)
             if offer is None:
                 raise Http404
             try:
