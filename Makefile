@@ -7,10 +7,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format install install-dev browser bench clean
+.PHONY: run run-production smoke test lint format install install-dev browser bench lock clean
 
+# PORT=8001 make run serves on another port (default 8000).
 run: $(VENV)/.runtime
 	$(PY) -m config.localservices run
+
+# The same services with docker-compose's web process: gunicorn, DJANGO_DEBUG off, collected static files.
+run-production: $(VENV)/.runtime
+	$(PY) -m config.localservices run --production
+
+# Run smoke test: a fresh clone of HEAD with a runtime-only venv must come up (`make run`, then
+# `run-production`), stay up 30 s with a live worker and beat, and leave no process behind on Ctrl-C.
+smoke:
+	$(PYTHON) scripts/smoke_run.py
 
 test: $(VENV)/.dev browser
 	$(PY) -m ruff check .
@@ -44,6 +54,13 @@ $(VENV)/.runtime: requirements.txt requirements-local.txt | $(VENV)/bin/python
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# Recompile the pinned locks from the *.in files (every transitive dependency pinned). Edit the .in files,
+# then run this; never edit requirements*.txt by hand.
+lock: $(VENV)/.dev
+	$(VENV)/bin/uv pip compile requirements.in --universal --python-version 3.11 --quiet -o requirements.txt
+	$(VENV)/bin/uv pip compile requirements-local.in -c requirements.txt --universal --python-version 3.11 --quiet -o requirements-local.txt
+	$(VENV)/bin/uv pip compile requirements-dev.in -c requirements.txt -c requirements-local.txt --universal --python-version 3.11 --quiet -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache

