@@ -111,6 +111,8 @@ def site_edit(request, pk: int):
             services.site_update(site=site, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
             add_service_errors(form, error)
+        except services.InventoryConflict as conflict:
+            form.add_error(conflict.field if conflict.field in form.fields else None, conflict.message)
         else:
             messages.success(request, "Site saved.")
             return redirect("frontend:provider-site", pk=site.pk)
@@ -126,6 +128,8 @@ def site_retire(request, pk: int):
         services.site_retire(site=site, actor=request.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
+    except services.InventoryConflict as conflict:
+        messages.error(request, conflict.message)
     else:
         messages.success(request, f"Site '{site.name}' retired.")
     return redirect("frontend:provider-site", pk=site.pk)
@@ -215,6 +219,8 @@ def node_edit(request, pk: int):
             services.node_update(node=node, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
             add_service_errors(form, error)
+        except services.InventoryConflict as conflict:
+            form.add_error(conflict.field if conflict.field in form.fields else None, conflict.message)
         else:
             messages.success(request, "Node saved.")
             return redirect("frontend:provider-cluster", pk=node.cluster_id)
@@ -227,8 +233,14 @@ def node_edit(request, pk: int):
 def node_retire(request, pk: int):
     organization = _organization(request, change=True)
     node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
-    services.node_retire(node=node, actor=request.user)
-    messages.success(request, f"Node '{node.hostname}' retired.")
+    try:
+        services.node_retire(node=node, actor=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    except services.InventoryConflict as conflict:
+        messages.error(request, conflict.message)
+    else:
+        messages.success(request, f"Node '{node.hostname}' retired.")
     return redirect("frontend:provider-cluster", pk=node.cluster_id)
 
 
@@ -337,7 +349,11 @@ def offer_edit(request, pk: int):
 def offer_retire(request, pk: int):
     organization = _organization(request, change=True)
     offer = get_object_or_404(selectors.offer_list(organization=organization), pk=pk)
-    services.offer_retire(offer=offer, actor=request.user)
+    try:
+        services.offer_retire(offer=offer, actor=request.user)
+    except services.InventoryConflict as conflict:
+        messages.error(request, conflict.message)
+        return redirect("frontend:provider-cluster", pk=offer.cluster_id)
     messages.success(request, f"Offer for {offer.accelerator_model.name} withdrawn.")
     return redirect("frontend:provider-cluster", pk=offer.cluster_id)
 
