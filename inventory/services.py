@@ -609,8 +609,8 @@ def offer_create(
         raise ValidationError(
             {"accelerator_model": "This cluster already has an active offer for this model: edit or retire it."}
         )
-    _refuse_offer_without_cards(offer)
     _validate_offer(offer)
+    _refuse_offer_without_cards(offer)
     offer.save()
     return offer
 
@@ -640,8 +640,8 @@ def offer_update(
         start = (current.lower if current else None) if rentable_from is ... else rentable_from
         end = (current.upper if current else None) if rentable_until is ... else rentable_until
         offer.rentable_period = _rentable_period(start, end)
-    _refuse_offer_without_cards(offer)
     _validate_offer(offer)
+    _refuse_offer_without_cards(offer)
     offer.save()
     return offer
 

@@ -167,8 +167,9 @@ def test_an_overlapping_maintenance_window_answers_409_and_changes_nothing(api, 
     response = api.post("/api/maintenance-windows/", {"cluster": provider.cluster.pk, "start": (start + timedelta(hours=1)).isoformat(),
                                                       "end": (start + timedelta(hours=8)).isoformat()}, format="json")
     error = error_of(response, 409)
-    assert error["code"] == "conflict"
-    assert error["message"] == "This period overlaps an existing maintenance window or booking."
+    assert error["code"] == "capacity_booked"
+    assert error["message"].startswith("1 confirmed reservation uses this cluster's cards during that window")
+    assert error["fields"] == {"start": [error["message"]]}
     assert not MaintenanceWindow.objects.exists() and not DeviceAllocation.objects.filter(purpose="maintenance").exists()
 
 
