@@ -415,23 +415,22 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
 # The demo network's stand-in agents
 # ---------------------------------------------------------------------------------------------
 
-DEMO_DOMAIN = "demo.computeflow.test"
-
 
 def nodes_demo_heartbeat(*, now: datetime | None = None) -> int:
     """Heartbeat for the demo network's nodes, which have no real agents (settings.DEMO_AGENTS).
 
     Without it the stale sweep would take every demo node off the market minutes after `make run`.
-    Only nodes whose hardware was reported (as by an agent) are kept alive, and an offline node is
-    revived only if the stale sweep took it offline - nodes the demo lists as offline stay offline.
+    Only the nodes of the demo organizations (Organization.is_demo, set by seed_demo alone) are
+    kept alive - never a real provider's node, whose stopped agent must take it offline, even when
+    that provider invited a demo user or signed up with an address of the demo mail domain. Of
+    those, only nodes whose hardware was reported (as by an agent), and an offline node is revived
+    only if the stale sweep took it offline - nodes the demo lists as offline stay offline.
     Does nothing unless DEMO_AGENTS is on.
     """
     if not settings.DEMO_AGENTS:
         return 0
     now = now or timezone.now()
-    demo_nodes = Node.objects.filter(
-        cluster__site__owner__memberships__user__email__endswith=DEMO_DOMAIN
-    ).exclude(reported_model_name="")
+    demo_nodes = Node.objects.filter(cluster__site__owner__is_demo=True).exclude(reported_model_name="")
     alive = Node.objects.filter(pk__in=demo_nodes.filter(status=Node.Status.ONLINE).values("pk")).update(
         last_heartbeat_at=now
     )
