@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from accounts.selectors import user_can
 from config.api import error_response
 from inventory.agent_services import (
+    MAX_BIGINT,
     MAX_BULK_AGENT_KEYS,
     NodeAgentRefused,
     node_agent_authenticate,
@@ -283,11 +284,11 @@ class AgentKeysBulkApi(ProviderAgentApiView):
     @extend_schema_serializer(component_name="AgentKeysBulkRequest")
     class InputSerializer(StrictSerializer):
         nodes = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), required=False, max_length=MAX_BULK_AGENT_KEYS, allow_empty=False,
+            child=serializers.IntegerField(min_value=1, max_value=MAX_BIGINT), required=False, max_length=MAX_BULK_AGENT_KEYS, allow_empty=False,
             help_text="Node ids of your organization.",
         )
-        cluster = serializers.IntegerField(min_value=1, required=False, help_text="Every node of this cluster without a working key.")
-        site = serializers.IntegerField(min_value=1, required=False, help_text="Every node of this site without a working key.")
+        cluster = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False, help_text="Every node of this cluster without a working key.")
+        site = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False, help_text="Every node of this site without a working key.")
 
         def validate(self, data):
             if len([name for name in ("nodes", "cluster", "site") if name in data]) != 1:

@@ -83,6 +83,7 @@ def node_agent_token_create(*, node: Node) -> tuple[NodeAgentToken, str]:
 # (one INSERT, but each key is hashed and shown once, so the file stays one a person can handle).
 MAX_BULK_AGENT_KEYS = 2000
 AGENT_KEYS_CSV_HEADER = ("hostname", "node_id", "token")
+MAX_BIGINT = 2**63 - 1
 
 
 @transaction.atomic
@@ -99,10 +100,12 @@ def node_agent_tokens_create_bulk(*, organization: Organization, node_ids: list[
         raise ValidationError({"nodes": "Choose at least one node."})
     if len(wanted) > MAX_BULK_AGENT_KEYS:
         raise ValidationError({"nodes": f"At most {MAX_BULK_AGENT_KEYS} nodes per request (got {len(wanted)})."})
+    # An id beyond bigint is unknown, not a database error ("IN" has no overflow guard in Django).
+    in_range = [node_id for node_id in wanted if 0 < node_id <= MAX_BIGINT]
     nodes = list(
         Node.objects.select_for_update(of=("self",))
         .select_related("cluster__site")
-        .filter(pk__in=wanted, cluster__site__owner=organization)
+        .filter(pk__in=in_range, cluster__site__owner=organization)
         .order_by("cluster__site__name", "cluster__name", "hostname")
     )
     unknown = sorted(set(wanted) - {node.pk for node in nodes})

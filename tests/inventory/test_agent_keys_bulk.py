@@ -75,7 +75,10 @@ def test_another_organizations_node_reads_as_unknown_and_nothing_is_created(api,
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"nodes": []}, {"nodes": ["x"]}, {"nodes": [1], "cluster": 1}, {"nodes": [1], "colour": "blue"}],
+    [
+        {}, {"nodes": []}, {"nodes": ["x"]}, {"nodes": [1], "cluster": 1}, {"nodes": [1], "colour": "blue"},
+        {"nodes": [2**63]}, {"cluster": 2**63}, {"nodes": [1] * 2001},
+    ],
 )
 def test_bad_requests_are_400_in_the_one_error_shape(api, provider, body):
     response = api.post(BULK, body, format="json")
@@ -128,6 +131,14 @@ def test_the_site_page_downloads_keys_for_every_node_without_one(client, provide
     assert again.redirect_chain[-1][0] == f"/provider/sites/{provider.site.pk}/"
     assert "already has a working agent key" in again.content.decode()
     assert NodeAgentToken.objects.count() == 52
+
+
+def test_an_id_beyond_bigint_on_the_page_is_an_unknown_node_not_a_crash(client, provider):
+    client.force_login(provider.user)
+    response = client.post("/provider/agent-keys/", {"cluster": provider.cluster.pk, "scope": "selected", "node": [str(2**64)]}, follow=True)
+    assert response.status_code == 200
+    assert f"No such node in your organization: {2**64}." in response.content.decode()
+    assert client.post("/provider/agent-keys/", {"site": str(2**64), "scope": "missing"}).status_code == 404
 
 
 def test_a_refused_page_request_creates_nothing_and_says_why(client, provider, imported, other_provider):
