@@ -53,6 +53,7 @@ CALENDAR_HORIZON_MESSAGE = "Too far ahead: the calendar reaches at most 10 years
 def beyond_calendar_horizon(moment: datetime | None, *, now: datetime | None = None) -> bool:
     return moment is not None and moment > (now or timezone.now()) + CALENDAR_HORIZON
 
+
 class InventoryConflict(Exception):
     """A write refused because of the current state of the calendar (the API answers 409, with the
     message under `field`; the pages show it next to that field or action)."""
@@ -563,7 +564,7 @@ def _refuse_offer_without_cards(offer: Offer) -> None:
         AcceleratorModel.objects.filter(pk__in=live.values("accelerator_model_id")).order_by("name").values_list("name", flat=True)
     )
     model = AcceleratorModel.objects.get(pk=offer.accelerator_model_id).name
-    has = f"it has {', '.join(present)}" if present else "it has no nodes yet"
+    has = f"it has {', '.join(present)}" if present else "it has no nodes listed"
     raise ValidationError(
         {"accelerator_model": f"This cluster has no {model} cards ({has}): list or import the nodes first, then offer them."}
     )

@@ -48,13 +48,13 @@ def test_cards_on_retired_nodes_do_not_count_and_registered_ones_do(provider):
     assert offer.is_active
 
 
-def test_an_empty_cluster_says_it_has_no_nodes_yet(api, provider):
+def test_an_empty_cluster_says_it_has_no_nodes(api, provider):
     empty = ClusterFactory(site=provider.site, name="empty")
     response = api.post(
         "/api/offers/", {"cluster": empty.pk, "accelerator_model": "nvidia-h100-sxm5-80gb", "price_per_card_hour": "10"}, format="json"
     )
     assert response.status_code == 400
-    assert "(it has no nodes yet)" in response.json()["error"]["fields"]["accelerator_model"][0]
+    assert "(it has no nodes listed)" in response.json()["error"]["fields"]["accelerator_model"][0]
 
 
 def test_editing_an_offer_whose_cards_are_all_retired_is_refused(api, provider):
