@@ -26,8 +26,9 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "created_at"]
-    list_filter = ["kind"]
+    list_display = ["name", "kind", "is_demo", "created_at"]
+    list_filter = ["kind", "is_demo"]
+    readonly_fields = ["is_demo"]  # set by seed_demo only
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
 

@@ -32,7 +32,7 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def organization_create(*, name: str, kind: str, owner: User) -> Organization:
+def organization_create(*, name: str, kind: str, owner: User, is_demo: bool = False) -> Organization:
     name = name.strip()
     if not name:
         raise ValidationError({"organization_name": "Give the organization a name."})
@@ -44,7 +44,7 @@ def organization_create(*, name: str, kind: str, owner: User) -> Organization:
         raise ValidationError({"organization_name": "An organization with this name already exists."})
     try:
         with transaction.atomic():
-            organization = Organization.objects.create(name=name, kind=kind, slug=_unique_slug(name))
+            organization = Organization.objects.create(name=name, kind=kind, slug=_unique_slug(name), is_demo=is_demo)
     except IntegrityError:
         raise ValidationError({"organization_name": "An organization with this name already exists."}) from None
     Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)

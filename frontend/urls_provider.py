@@ -19,6 +19,7 @@ urlpatterns = [
     path("nodes/import/", provider.nodes_import, name="provider-nodes-import"),
     path("nodes/import/template.csv", provider.nodes_import_template, name="provider-nodes-import-template"),
     path("nodes/<int:pk>/", provider.node_detail, name="provider-node"),
+    path("agent-keys/", provider.agent_keys_bulk, name="provider-agent-keys-bulk"),
     path("nodes/<int:pk>/agent-keys/", provider.node_agent_key_create, name="provider-node-agent-key-create"),
     path("nodes/<int:pk>/agent-keys/<int:token_pk>/revoke/", provider.node_agent_key_revoke, name="provider-node-agent-key-revoke"),
     path("nodes/<int:pk>/mismatch/resolve/", provider.node_mismatch_resolve, name="provider-node-mismatch-resolve"),

@@ -24,6 +24,8 @@ from rest_framework.views import APIView
 from accounts.selectors import user_can
 from config.api import error_response
 from inventory.agent_services import (
+    MAX_BIGINT,
+    MAX_BULK_AGENT_KEYS,
     NodeAgentRefused,
     node_agent_authenticate,
     node_agent_heartbeat,
@@ -31,7 +33,9 @@ from inventory.agent_services import (
     node_agent_token_create,
     node_agent_token_list,
     node_agent_token_revoke,
+    node_agent_tokens_create_bulk,
     node_mismatch_resolve,
+    nodes_without_agent_key,
     organization_agent_token_get,
     organization_node_get,
 )
@@ -266,6 +270,57 @@ class NodeAgentKeysApi(ProviderAgentApiView):
         data = AgentKeySerializer(token).data
         data["key"] = key
         return Response(data, status=status.HTTP_201_CREATED)
+
+
+class AgentKeyIssuedSerializer(serializers.Serializer):
+    node = serializers.IntegerField(help_text="The node's id.")
+    hostname = serializers.CharField()
+    token = serializers.CharField(help_text="The agent key, shown once; only a hash is stored.")
+
+
+class AgentKeysBulkApi(ProviderAgentApiView):
+    """Agent keys for many nodes at once (a provider who imported 50 nodes clicks once)."""
+
+    @extend_schema_serializer(component_name="AgentKeysBulkRequest")
+    class InputSerializer(StrictSerializer):
+        nodes = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=MAX_BIGINT), required=False, max_length=MAX_BULK_AGENT_KEYS, allow_empty=False,
+            help_text="Node ids of your organization.",
+        )
+        cluster = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False, help_text="Every node of this cluster without a working key.")
+        site = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False, help_text="Every node of this site without a working key.")
+
+        def validate(self, data):
+            if len([name for name in ("nodes", "cluster", "site") if name in data]) != 1:
+                raise serializers.ValidationError({"nodes": ["Give exactly one of nodes, cluster or site."]})
+            return data
+
+    @extend_schema_serializer(component_name="AgentKeysBulkCreated")
+    class OutputSerializer(serializers.Serializer):
+        count = serializers.IntegerField()
+        keys = AgentKeyIssuedSerializer(many=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer, 400: OpenApiResponse(description="unknown or retired nodes, or nothing to do; nothing created")},
+        summary="Create agent keys for many nodes at once (all or nothing; shown once)",
+    )
+    def post(self, request):
+        organization = self.organization_for_inventory(request)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        scope = data.validated_data
+        if "nodes" in scope:
+            node_ids = scope["nodes"]
+        else:
+            where = {"cluster_id": scope["cluster"]} if "cluster" in scope else {"site_id": scope["site"]}
+            node_ids = list(nodes_without_agent_key(organization=organization, **where).values_list("pk", flat=True))
+            if not node_ids:
+                field = "cluster" if "cluster" in scope else "site"
+                raise exceptions.ValidationError({field: [f"No node of this {field} in your organization lacks an agent key."]})
+        keys = node_agent_tokens_create_bulk(organization=organization, node_ids=node_ids)
+        payload = {"count": len(keys), "keys": [{"node": node.pk, "hostname": node.hostname, "token": key} for node, key in keys]}
+        return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
 
 
 class AgentKeyRevokeApi(ProviderAgentApiView):

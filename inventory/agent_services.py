@@ -18,7 +18,9 @@ corrects the listing (node_mismatch_check / node_mismatch_resolve). Statuses the
 operator set (maintenance, unhealthy) are never changed by the agent.
 """
 
+import csv
 import hashlib
+import io
 import logging
 import re
 import secrets
@@ -28,7 +30,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Organization, User
@@ -77,6 +79,60 @@ def node_agent_token_create(*, node: Node) -> tuple[NodeAgentToken, str]:
     return token, key
 
 
+# A provider imports up to 10,000 nodes at once; keys are made for at most this many per request
+# (one INSERT, but each key is hashed and shown once, so the file stays one a person can handle).
+MAX_BULK_AGENT_KEYS = 2000
+AGENT_KEYS_CSV_HEADER = ("hostname", "node_id", "token")
+MAX_BIGINT = 2**63 - 1
+
+
+@transaction.atomic
+def node_agent_tokens_create_bulk(*, organization: Organization, node_ids: list[int]) -> list[tuple[Node, str]]:
+    """A new agent key for each of these nodes of `organization`, all or nothing.
+
+    Refused (ValidationError on "nodes", nothing created) when the list is empty or too long, when
+    an id is not a node of the organization (another organization's node reads as unknown), or
+    when a node is retired. Returns (node, key) pairs ordered by site, cluster and hostname; the keys
+    are shown once (agent_keys_csv) - only their hashes are stored.
+    """
+    wanted = sorted(set(node_ids))
+    if not wanted:
+        raise ValidationError({"nodes": "Choose at least one node."})
+    if len(wanted) > MAX_BULK_AGENT_KEYS:
+        raise ValidationError({"nodes": f"At most {MAX_BULK_AGENT_KEYS} nodes per request (got {len(wanted)})."})
+    # An id beyond bigint is unknown, not a database error ("IN" has no overflow guard in Django).
+    in_range = [node_id for node_id in wanted if 0 < node_id <= MAX_BIGINT]
+    nodes = list(
+        Node.objects.select_for_update(of=("self",))
+        .select_related("cluster__site")
+        .filter(pk__in=in_range, cluster__site__owner=organization)
+        .order_by("cluster__site__name", "cluster__name", "hostname")
+    )
+    unknown = sorted(set(wanted) - {node.pk for node in nodes})
+    if unknown:
+        shown = ", ".join(str(node_id) for node_id in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
+        raise ValidationError({"nodes": f"No such node in your organization: {shown}."})
+    retired = [node.hostname for node in nodes if node.status == Node.Status.RETIRED]
+    if retired:
+        shown = ", ".join(retired[:10]) + (" ..." if len(retired) > 10 else "")
+        raise ValidationError({"nodes": f"Retired nodes take no agent keys: {shown}."})
+    keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _ in nodes]
+    NodeAgentToken.objects.bulk_create(
+        [NodeAgentToken(node=node, prefix=key[:12], key_hash=_hash_key(key)) for node, key in zip(nodes, keys, strict=True)]
+    )
+    return list(zip(nodes, keys, strict=True))
+
+
+def agent_keys_csv(*, keys: list[tuple[Node, str]]) -> str:
+    """The keys as the downloadable file: hostname,node_id,token - one line per node."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(AGENT_KEYS_CSV_HEADER)
+    for node, key in keys:
+        writer.writerow([node.hostname, node.pk, key])
+    return out.getvalue()
+
+
 def node_agent_token_revoke(*, token: NodeAgentToken) -> NodeAgentToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
@@ -121,6 +177,22 @@ def organization_agent_token_get(*, organization: Organization | None, token_id:
 
 def node_agent_token_list(*, node: Node) -> QuerySet[NodeAgentToken]:
     return NodeAgentToken.objects.filter(node=node).order_by("-created_at", "-id")
+
+
+def nodes_without_agent_key(
+    *, organization: Organization | None, cluster_id: int | None = None, site_id: int | None = None
+) -> QuerySet[Node]:
+    """The organization's nodes (optionally of one cluster or site) that are not retired and have
+    no agent key that still works (none, or all revoked): the ones a bulk key request is for."""
+    if organization is None:
+        return Node.objects.none()
+    nodes = Node.objects.filter(cluster__site__owner=organization).exclude(status=Node.Status.RETIRED)
+    if cluster_id is not None:
+        nodes = nodes.filter(cluster_id=cluster_id)
+    if site_id is not None:
+        nodes = nodes.filter(cluster__site_id=site_id)
+    working = NodeAgentToken.objects.filter(node=OuterRef("pk"), revoked_at__isnull=True)
+    return nodes.filter(~Exists(working))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,23 +487,22 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
 # The demo network's stand-in agents
 # ---------------------------------------------------------------------------------------------
 
-DEMO_DOMAIN = "demo.computeflow.test"
-
 
 def nodes_demo_heartbeat(*, now: datetime | None = None) -> int:
     """Heartbeat for the demo network's nodes, which have no real agents (settings.DEMO_AGENTS).
 
     Without it the stale sweep would take every demo node off the market minutes after `make run`.
-    Only nodes whose hardware was reported (as by an agent) are kept alive, and an offline node is
-    revived only if the stale sweep took it offline - nodes the demo lists as offline stay offline.
+    Only the nodes of the demo organizations (Organization.is_demo, set by seed_demo alone) are
+    kept alive - never a real provider's node, whose stopped agent must take it offline, even when
+    that provider invited a demo user or signed up with an address of the demo mail domain. Of
+    those, only nodes whose hardware was reported (as by an agent), and an offline node is revived
+    only if the stale sweep took it offline - nodes the demo lists as offline stay offline.
     Does nothing unless DEMO_AGENTS is on.
     """
     if not settings.DEMO_AGENTS:
         return 0
     now = now or timezone.now()
-    demo_nodes = Node.objects.filter(
-        cluster__site__owner__memberships__user__email__endswith=DEMO_DOMAIN
-    ).exclude(reported_model_name="")
+    demo_nodes = Node.objects.filter(cluster__site__owner__is_demo=True).exclude(reported_model_name="")
     alive = Node.objects.filter(pk__in=demo_nodes.filter(status=Node.Status.ONLINE).values("pk")).update(
         last_heartbeat_at=now
     )

@@ -7,11 +7,12 @@ double booking. Callers (marketplace reservations, maintenance windows) run thes
 own transaction so that a conflict leaves nothing behind.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, DateTimeField, Exists, F, Func, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from inventory.models import Device, DeviceAllocation, MaintenanceWindow, Node, Site
@@ -46,6 +47,51 @@ def devices_free(*, start: datetime, end: datetime, devices: QuerySet[Device] | 
     devices = rentable_devices() if devices is None else devices
     busy = overlapping_allocations(start=start, end=end).filter(device=OuterRef("pk"))
     return devices.filter(~Exists(busy))
+
+
+@dataclass(frozen=True)
+class BookingsAhead:
+    """Reservations that still hold some cards: how many, and when the last of them ends."""
+
+    reservations: int
+    last_end: datetime | None
+
+    def __bool__(self) -> bool:
+        return self.reservations > 0
+
+
+def bookings_ahead(
+    *,
+    cluster_ids: list[int],
+    accelerator_model_id: int | None = None,
+    node_id: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> BookingsAhead:
+    """The confirmed reservations (active booking allocations) on these clusters' cards - optionally
+    only one model's (an offer) or one node's - that are not over yet, or with start/end only those
+    overlapping [start, end).
+
+    Cancelled and failed reservations have released their allocations and a reservation released
+    early was truncated, so an active allocation whose period has not ended is a buyer's promise.
+    One aggregate over the allocation_offer_busy index (its leading columns are cluster and model).
+    """
+    allocations = DeviceAllocation.objects.filter(
+        is_active=True, purpose=DeviceAllocation.Purpose.RESERVATION, cluster_id__in=cluster_ids,
+        period__endswith__gt=now or timezone.now(),
+    )
+    if accelerator_model_id is not None:
+        allocations = allocations.filter(accelerator_model_id=accelerator_model_id)
+    if node_id is not None:
+        allocations = allocations.filter(node_id=node_id)
+    if start is not None and end is not None:
+        allocations = allocations.filter(period__overlap=period_range(start, end))
+    totals = allocations.aggregate(
+        reservations=Count("reservation_id", distinct=True),
+        last_end=Max(Func(F("period"), function="upper", output_field=DateTimeField())),
+    )
+    return BookingsAhead(reservations=totals["reservations"], last_end=totals["last_end"])
 
 
 def device_allocations_create(

@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can
-from config.api import ConflictError, StrictBooleanFilter, error_response
+from config.api import StrictBooleanFilter, error_response
 from inventory import selectors, services
 from inventory.importers import NODE_IMPORT_MAX_BYTES, NodeImportInvalid
 from inventory.models import AcceleratorModel, Cluster, Currency, MaintenanceWindow, Node, Offer, Province, Site
@@ -75,7 +75,11 @@ class InventoryApiMixin:
                 code="too_large", message="The request body is too large.", status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
             )
         if isinstance(exc, services.InventoryConflict):
-            exc = ConflictError(detail=exc.message)
+            # 409 like every refusal caused by the calendar's state (a lost booking race, an
+            # overlapping window), with the reason under the field it concerns.
+            return error_response(
+                code=exc.code, message=exc.message, fields={exc.field: [exc.message]}, status_code=status.HTTP_409_CONFLICT
+            )
         return super().handle_exception(exc)
 
 
@@ -143,6 +147,12 @@ extend_schema_field_datetime = extend_schema_field(serializers.DateTimeField(all
 
 def _iso(value):
     return None if value is None else _DATETIME.to_representation(value)
+
+
+# Retiring (or blacking out) capacity that confirmed reservations still use is refused.
+CAPACITY_BOOKED = OpenApiResponse(
+    description="Confirmed reservations still use these cards (code capacity_booked): the message says how many and until when."
+)
 
 
 def _range_bounds(period: DateTimeTZRange | None):
@@ -215,7 +225,7 @@ class SiteFilter(filters.FilterSet):
     retrieve=extend_schema(summary="One of your sites", responses=SiteOutputSerializer),
     create=extend_schema(summary="List a site", request=SiteInputSerializer, responses={201: SiteOutputSerializer}),
     partial_update=extend_schema(summary="Change a site (a lifecycle change is audited)", request=SiteInputSerializer, responses=SiteOutputSerializer),
-    retire=extend_schema(summary="Retire a site (never deleted)", request=None, responses=SiteOutputSerializer),
+    retire=extend_schema(summary="Retire a site (never deleted)", request=None, responses={200: SiteOutputSerializer, 409: CAPACITY_BOOKED}),
 )
 class SiteViewSet(InventoryApiMixin, viewsets.GenericViewSet):
     serializer_class = SiteOutputSerializer
@@ -285,7 +295,10 @@ class ClusterFilter(filters.FilterSet):
     retrieve=extend_schema(summary="One of your clusters", responses=ClusterOutputSerializer),
     create=extend_schema(summary="Add a cluster to a site", request=ClusterInputSerializer, responses={201: ClusterOutputSerializer}),
     partial_update=extend_schema(summary="Change a cluster", request=ClusterInputSerializer, responses=ClusterOutputSerializer),
-    retire=extend_schema(summary="Retire a cluster: retires its nodes and withdraws its offers", request=None, responses=ClusterOutputSerializer),
+    retire=extend_schema(
+        summary="Retire a cluster: retires its nodes and withdraws its offers", request=None,
+        responses={200: ClusterOutputSerializer, 409: CAPACITY_BOOKED},
+    ),
 )
 class ClusterViewSet(InventoryApiMixin, viewsets.GenericViewSet):
     serializer_class = ClusterOutputSerializer
@@ -373,7 +386,7 @@ class NodeFilter(filters.FilterSet):
     retrieve=extend_schema(summary="One of your nodes", responses=NodeOutputSerializer),
     create=extend_schema(summary="List a node (its devices are created with it)", request=NodeInputSerializer, responses={201: NodeOutputSerializer}),
     partial_update=extend_schema(summary="Change a node (model and card count are fixed)", request=NodeInputSerializer, responses=NodeOutputSerializer),
-    retire=extend_schema(summary="Retire a node (never deleted)", request=None, responses=NodeOutputSerializer),
+    retire=extend_schema(summary="Retire a node (never deleted)", request=None, responses={200: NodeOutputSerializer, 409: CAPACITY_BOOKED}),
 )
 class NodeViewSet(InventoryApiMixin, viewsets.GenericViewSet):
     serializer_class = NodeOutputSerializer
@@ -564,7 +577,7 @@ def _offer_fields(validated: dict) -> dict:
     retrieve=extend_schema(summary="One of your offers", responses=OfferOutputSerializer),
     create=extend_schema(summary="Offer cards of one model in one cluster at a price", request=OfferInputSerializer, responses={201: OfferOutputSerializer}),
     partial_update=extend_schema(summary="Change an offer's price, durations or rentable period", request=OfferInputSerializer, responses=OfferOutputSerializer),
-    retire=extend_schema(summary="Withdraw an offer (kept for history)", request=None, responses=OfferOutputSerializer),
+    retire=extend_schema(summary="Withdraw an offer (kept for history)", request=None, responses={200: OfferOutputSerializer, 409: CAPACITY_BOOKED}),
 )
 class OfferViewSet(InventoryApiMixin, viewsets.GenericViewSet):
     serializer_class = OfferOutputSerializer

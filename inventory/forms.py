@@ -94,7 +94,10 @@ class OfferForm(forms.Form):
     min_duration_hours = forms.IntegerField(label="Minimum rental (hours)", min_value=1, max_value=MAX_DURATION_HOURS, initial=1)
     max_duration_hours = forms.IntegerField(label="Maximum rental (hours)", min_value=1, max_value=MAX_DURATION_HOURS, initial=24 * 90)
     rentable_from = forms.DateTimeField(required=False, widget=DATETIME_LOCAL, help_text="Empty: from now.")
-    rentable_until = forms.DateTimeField(required=False, widget=DATETIME_LOCAL, help_text="Empty: open-ended.")
+    rentable_until = forms.DateTimeField(
+        required=False, widget=DATETIME_LOCAL,
+        help_text="Empty: open-ended. Ending it stops new bookings; bookings already made keep their cards.",
+    )
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)

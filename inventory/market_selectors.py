@@ -37,10 +37,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from inventory.allocations import period_range
-from inventory.models import Offer, Site
+from inventory.models import Node, Offer, Site
 
 _CAPACITY_SQL = """
 WITH offers AS MATERIALIZED (
@@ -73,6 +73,7 @@ node_cards AS (
                coalesce(array_agg(n.id) FILTER (WHERE n.status <> 'online' OR n.mismatch_reason <> ''), '{}') AS unrentable_nodes
         FROM inventory_node n
         WHERE (n.cluster_id, n.accelerator_model_id) IN (SELECT cluster_id, accelerator_model_id FROM offers)
+          AND n.status <> 'retired'  -- a retired node's cards are gone, not "not online"
         GROUP BY n.cluster_id, n.accelerator_model_id
     ) t ON t.cluster_id = o.cluster_id AND t.accelerator_model_id = o.accelerator_model_id
 ),
@@ -146,7 +147,7 @@ class OfferCapacity:
 def offer_capacity(
     *, offer_ids: list[int], start: datetime, end: datetime, min_free_cards: int = 0
 ) -> dict[int, OfferCapacity]:
-    """Per offer id: its cards in [start, end), split by why they are not free. Offers with no node are absent.
+    """Per offer id: its cards in [start, end), split by why they are not free. Offers with no live (unretired) node are absent.
 
     With min_free_cards, offers whose rentable cards are fewer than that (so that cannot have that
     many free) are absent too, and their calendar is not read at all.
@@ -278,8 +279,16 @@ def offers_active() -> QuerySet[Offer]:
 
 
 def offers_listed() -> QuerySet[Offer]:
-    """Offers on the market: active, in an online site. The marketplace filters and prices them."""
-    return offers_active().filter(cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+    """Offers on the market: active, in an online site, with cards of their model listed in their
+    cluster (rentable or not; retired nodes are gone). The marketplace filters and prices them.
+
+    offer_create refuses an offer without cards, but its nodes can be retired later: such an offer
+    would show as "0 / 0", so it is left out here rather than trusted to have been withdrawn.
+    """
+    has_cards = Node.objects.filter(
+        cluster_id=OuterRef("cluster_id"), accelerator_model_id=OuterRef("accelerator_model_id")
+    ).exclude(status=Node.Status.RETIRED)
+    return offers_active().filter(Exists(has_cards), cluster__site__lifecycle=Site.Lifecycle.ONLINE)
 
 
 def offer_get(*, offer_id: int, active_only: bool = False) -> Offer | None:

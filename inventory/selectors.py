@@ -9,6 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Organization
+from inventory.market_selectors import offers_listed
 from inventory.models import (
     AcceleratorModel,
     Cluster,
@@ -26,23 +27,37 @@ NETWORK_TOTALS_CACHE_KEY = "inventory:network_totals"
 NETWORK_TOTALS_CACHE_SECONDS = 300
 
 
+# Capacity an agent has vouched for: the node's agent reported its hardware and the report matches
+# the listing (not flagged), in a site that is online. A listing nobody has verified - an imported
+# node whose agent never reported, a site declared online by hand with no reporting node - is the
+# pipeline, shown apart and never added to the network's headline figures.
+VERIFIED_NODE = ~Q(reported_model_name="") & Q(mismatch_reason="", cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+
+
 def network_totals() -> dict:
-    """Live totals for the landing page: sites, cards by vendor, listed ECU."""
-    sites = Site.objects.aggregate(
-        total=Count("id"),
-        online=Count("id", filter=Q(lifecycle=Site.Lifecycle.ONLINE)),
-        pipeline=Count("id", filter=Q(lifecycle__in=[Site.Lifecycle.PLANNED, Site.Lifecycle.UNDER_CONSTRUCTION])),
-    )
-    live_nodes = Node.objects.exclude(status=Node.Status.RETIRED)
+    """Live totals for the landing page: verified capacity (sites, cards by vendor, architectures,
+    listed ECU) and, apart, the pipeline (sites being built or awaiting their agents, unverified cards).
+
+    A handful of aggregate statements whatever the size of the network.
+    """
+    live_nodes = Node.objects.exclude(status=Node.Status.RETIRED).exclude(cluster__site__lifecycle=Site.Lifecycle.RETIRED)
+    verified = live_nodes.filter(VERIFIED_NODE)
     cards_by_vendor = list(
-        live_nodes.values(vendor=F("accelerator_model__vendor"))
-        .annotate(cards=Sum("card_count"))
-        .order_by("-cards", "vendor")
+        verified.values(vendor=F("accelerator_model__vendor")).annotate(cards=Sum("card_count")).order_by("-cards", "vendor")
     )
-    listed = live_nodes.filter(
-        cluster__site__lifecycle=Site.Lifecycle.ONLINE,
-        cluster__offers__is_active=True,
-        cluster__offers__accelerator_model=F("accelerator_model"),
+    nodes = live_nodes.aggregate(
+        nodes_unverified=Count("id", filter=~VERIFIED_NODE),
+        cards_unverified=Coalesce(Sum("card_count", filter=~VERIFIED_NODE), 0),
+    )
+    verified_sites = verified.values("cluster__site_id")
+    sites = Site.objects.aggregate(
+        online=Count("id", filter=Q(lifecycle=Site.Lifecycle.ONLINE, id__in=verified_sites)),
+        awaiting_agents=Count("id", filter=Q(lifecycle=Site.Lifecycle.ONLINE) & ~Q(id__in=verified_sites)),
+        planned=Count("id", filter=Q(lifecycle=Site.Lifecycle.PLANNED)),
+        under_construction=Count("id", filter=Q(lifecycle=Site.Lifecycle.UNDER_CONSTRUCTION)),
+    )
+    listed = verified.filter(
+        cluster__offers__is_active=True, cluster__offers__accelerator_model=F("accelerator_model")
     )
     listed_ecu = listed.aggregate(
         ecu=Coalesce(
@@ -51,14 +66,19 @@ def network_totals() -> dict:
         )
     )["ecu"]
     return {
-        "sites": sites["total"],
-        "sites_online": sites["online"],
-        "sites_pipeline": sites["pipeline"],
+        "sites": sites["online"],
         "cards": sum(row["cards"] or 0 for row in cards_by_vendor),
         "cards_by_vendor": cards_by_vendor,
-        "architectures": live_nodes.values("accelerator_model__architecture").distinct().count(),
+        "architectures": verified.values("accelerator_model__architecture").distinct().count(),
         "listed_ecu": listed_ecu,
-        "offers": Offer.objects.filter(is_active=True).count(),
+        "offers": offers_listed().count(),
+        "pipeline": {
+            "sites_planned": sites["planned"],
+            "sites_under_construction": sites["under_construction"],
+            "sites_awaiting_agents": sites["awaiting_agents"],
+            "nodes_unverified": nodes["nodes_unverified"],
+            "cards_unverified": nodes["cards_unverified"],
+        },
         "computed_at": timezone.now(),
     }
 

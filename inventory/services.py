@@ -14,7 +14,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organization, User
-from inventory.allocations import AllocationConflict, device_allocations_create, device_allocations_release
+from inventory.allocations import (
+    AllocationConflict,
+    BookingsAhead,
+    bookings_ahead,
+    device_allocations_create,
+    device_allocations_release,
+)
 from inventory.models import (
     AcceleratorModel,
     Cluster,
@@ -46,6 +52,64 @@ CALENDAR_HORIZON_MESSAGE = "Too far ahead: the calendar reaches at most 10 years
 
 def beyond_calendar_horizon(moment: datetime | None, *, now: datetime | None = None) -> bool:
     return moment is not None and moment > (now or timezone.now()) + CALENDAR_HORIZON
+
+
+class InventoryConflict(Exception):
+    """A write refused because of the current state of the calendar (the API answers 409, with the
+    message under `field`; the pages show it next to that field or action)."""
+
+    def __init__(self, message: str, field: str = "start", code: str = "conflict"):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Capacity under bookings
+# ---------------------------------------------------------------------------------------------
+#
+# A buyer's confirmed reservation holds specific cards. Taking those cards off the market before
+# it ends (retiring the offer, node, cluster or site, or planning maintenance over them) would make
+# it fail at its start - or mid-way - through no fault of the buyer. Such writes are refused,
+# saying how many reservations are in the way and when the last one ends. The provider can stop
+# *new* bookings at once by ending the offer's rentable period: that governs new bookings and
+# extensions only, never a booking already made, so it is always allowed.
+
+CAPACITY_BOOKED_CODE = "capacity_booked"
+
+
+def _when(moment: datetime) -> str:
+    """A moment in the viewer's time zone (the one the request activated), with the zone's name."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _reservations(count: int) -> str:
+    return f"{count} confirmed reservation{'' if count == 1 else 's'} {'uses' if count == 1 else 'use'}"
+
+
+def _lock_offers(*, cluster_ids: list[int], accelerator_model_id: int | None = None) -> None:
+    """Lock the active offers a booking of these cards would go through (bookings and extensions
+    take the offer's row lock first), so none can slip in between the check below and the write."""
+    offers = Offer.objects.select_for_update().filter(cluster_id__in=cluster_ids, is_active=True)
+    if accelerator_model_id is not None:
+        offers = offers.filter(accelerator_model_id=accelerator_model_id)
+    list(offers.values_list("pk", flat=True))
+
+
+def _refuse_retire_under_bookings(
+    *, what: str, field: str, cluster_ids: list[int], accelerator_model_id: int | None = None, node_id: int | None = None,
+    stop_new: str = "ending the rentable period of its offers",
+) -> None:
+    _lock_offers(cluster_ids=cluster_ids, accelerator_model_id=accelerator_model_id)
+    ahead: BookingsAhead = bookings_ahead(cluster_ids=cluster_ids, accelerator_model_id=accelerator_model_id, node_id=node_id)
+    if ahead:
+        raise InventoryConflict(
+            f"{_reservations(ahead.reservations)} {what} until {_when(ahead.last_end)}; retire after they end, "
+            f"or stop new bookings first by {stop_new} (bookings already made keep their cards).",
+            field=field, code=CAPACITY_BOOKED_CODE,
+        )
+
 
 # Allowed next states. Anything else is refused by the *_set_* services below.
 NODE_TRANSITIONS: dict[str, set[str]] = {
@@ -89,6 +153,12 @@ def node_set_status(*, node: Node, status: str, actor: User | None = None, reaso
         raise ValidationError({"status": f"A node cannot go from {node.status} to {status}."})
     if status == Node.Status.ONLINE:
         _refuse_online_without_agent(node)
+    if status == Node.Status.RETIRED:
+        _refuse_retire_under_bookings(
+            what="this node's cards", field="status", cluster_ids=[node.cluster_id],
+            accelerator_model_id=node.accelerator_model_id, node_id=node.pk,
+            stop_new="ending the rentable period of its cluster's offer",
+        )
     NodeStatusChange.objects.create(node=node, from_status=node.status, to_status=status, actor=actor, reason=reason[:300])
     node.status = status
     node.save(update_fields=["status", "updated_at"])
@@ -103,6 +173,10 @@ def site_set_lifecycle(*, site: Site, lifecycle: str, actor: User | None = None,
         return site
     if lifecycle not in SITE_TRANSITIONS.get(site.lifecycle, set()):
         raise ValidationError({"lifecycle": f"A site cannot go from {site.lifecycle} to {lifecycle}."})
+    if lifecycle == Site.Lifecycle.RETIRED:
+        _refuse_retire_under_bookings(
+            what="this site's cards", field="lifecycle", cluster_ids=list(site.clusters.values_list("pk", flat=True))
+        )
     SiteLifecycleChange.objects.create(
         site=site, from_lifecycle=site.lifecycle, to_lifecycle=lifecycle, actor=actor, reason=reason[:300]
     )
@@ -284,7 +358,11 @@ def cluster_update(*, cluster: Cluster, actor: User | None = None, **changes) ->
 
 @transaction.atomic
 def cluster_retire(*, cluster: Cluster, actor: User | None = None) -> Cluster:
-    """Retire every node of the cluster (audited, one by one) and withdraw its offers."""
+    """Retire every node of the cluster (audited, one by one) and withdraw its offers.
+
+    Refused (InventoryConflict) while confirmed reservations still hold some of its cards.
+    """
+    _refuse_retire_under_bookings(what="this cluster's cards", field="status", cluster_ids=[cluster.pk])
     for node in cluster.nodes.exclude(status=Node.Status.RETIRED):
         node_set_status(node=node, status=Node.Status.RETIRED, actor=actor, reason="cluster retired")
     cluster.offers.filter(is_active=True).update(is_active=False, updated_at=timezone.now())
@@ -476,6 +554,22 @@ def _validate_offer(offer: Offer) -> None:
     _full_clean(offer, exclude=["price_per_card_hour_minor"])
 
 
+def _refuse_offer_without_cards(offer: Offer) -> None:
+    """An offer sells cards of its model in its cluster: with none listed there (retired nodes are
+    gone) it would be an empty promise on the market ("0 / 0")."""
+    live = Node.objects.filter(cluster_id=offer.cluster_id).exclude(status=Node.Status.RETIRED)
+    if live.filter(accelerator_model_id=offer.accelerator_model_id).exists():
+        return
+    present = list(
+        AcceleratorModel.objects.filter(pk__in=live.values("accelerator_model_id")).order_by("name").values_list("name", flat=True)
+    )
+    model = AcceleratorModel.objects.get(pk=offer.accelerator_model_id).name
+    has = f"it has {', '.join(present)}" if present else "it has no nodes listed"
+    raise ValidationError(
+        {"accelerator_model": f"This cluster has no {model} cards ({has}): list or import the nodes first, then offer them."}
+    )
+
+
 def _offer_active_duplicate(offer: Offer) -> bool:
     return (
         offer.is_active
@@ -517,6 +611,7 @@ def offer_create(
             {"accelerator_model": "This cluster already has an active offer for this model: edit or retire it."}
         )
     _validate_offer(offer)
+    _refuse_offer_without_cards(offer)
     offer.save()
     return offer
 
@@ -528,7 +623,11 @@ OFFER_EDITABLE_FIELDS = ("price_per_card_hour_minor", "currency", "min_duration_
 def offer_update(
     *, offer: Offer, actor: User | None = None, rentable_from=..., rentable_until=..., **changes
 ) -> Offer:
-    """Change an offer's terms. Reservations already made keep the price they locked at booking."""
+    """Change an offer's terms. Reservations already made keep the price they locked at booking.
+
+    The rentable period governs new bookings and extensions only: ending it early (to stop new
+    bookings before withdrawing the offer) never takes cards from a booking already made.
+    """
     unknown = set(changes) - set(OFFER_EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({name: "Fixed once listed: retire the offer and create a new one." for name in unknown})
@@ -543,15 +642,23 @@ def offer_update(
         end = (current.upper if current else None) if rentable_until is ... else rentable_until
         offer.rentable_period = _rentable_period(start, end)
     _validate_offer(offer)
+    _refuse_offer_without_cards(offer)
     offer.save()
     return offer
 
 
 @transaction.atomic
 def offer_retire(*, offer: Offer, actor: User | None = None) -> Offer:
-    """Withdraw an offer (is_active=False, never a delete): reservations keep pointing at it."""
+    """Withdraw an offer (is_active=False, never a delete): reservations keep pointing at it.
+
+    Refused (InventoryConflict) while confirmed reservations still hold cards booked under it.
+    """
     offer = Offer.objects.select_for_update().get(pk=offer.pk)
     if offer.is_active:
+        _refuse_retire_under_bookings(
+            what="this offer's cards", field="is_active", cluster_ids=[offer.cluster_id],
+            accelerator_model_id=offer.accelerator_model_id, stop_new="ending its rentable period",
+        )
         offer.is_active = False
         offer.save(update_fields=["is_active", "updated_at"])
     return offer
@@ -563,15 +670,6 @@ def offer_retire(*, offer: Offer, actor: User | None = None) -> Offer:
 
 MAX_MAINTENANCE_DAYS = 90
 MAINTENANCE_CONFLICT_MESSAGE = "This period overlaps an existing maintenance window or booking."
-
-
-class InventoryConflict(Exception):
-    """A write refused because of the current state of the calendar (the API answers 409)."""
-
-    def __init__(self, message: str, field: str = "start"):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 @transaction.atomic
@@ -613,6 +711,14 @@ def maintenance_window_create(
         overlapping = overlapping.filter(Q(node__isnull=True) | Q(node=node))
     if overlapping.exists():
         raise InventoryConflict("This period overlaps an existing maintenance window.")
+    booked = bookings_ahead(cluster_ids=[cluster.pk], node_id=node.pk if node is not None else None, start=start, end=end)
+    if booked:
+        raise InventoryConflict(
+            f"{_reservations(booked.reservations)} {'this node' if node is not None else 'this cluster'}'s cards "
+            f"during that window (the last of them until {_when(booked.last_end)}); plan it after they end, "
+            "or on nodes without bookings.",
+            field="start", code=CAPACITY_BOOKED_CODE,
+        )
     window = MaintenanceWindow.objects.create(
         cluster=cluster, node=node, period=period, reason=(reason or "").strip()[:300], created_by=actor
     )

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can
@@ -52,6 +53,19 @@ def _form_page(request, *, form, title: str, back: str, submit: str = "Save", in
     return render(
         request, "provider/form.html", {"form": form, "title": title, "back": back, "submit": submit, "intro": intro}
     )
+
+
+def _button_action(request, action, *, done: str) -> None:
+    """Run the service behind a button (retire, withdraw). Its refusal - a rule, or bookings that
+    still hold the cards - is shown on the page the button sends the user back to."""
+    try:
+        action()
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    except services.InventoryConflict as conflict:
+        messages.error(request, conflict.message)
+    else:
+        messages.success(request, done)
 
 
 # --------------------------------------------------------------------------------------------- sites
@@ -111,6 +125,8 @@ def site_edit(request, pk: int):
             services.site_update(site=site, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
             add_service_errors(form, error)
+        except services.InventoryConflict as conflict:
+            form.add_error(conflict.field if conflict.field in form.fields else None, conflict.message)
         else:
             messages.success(request, "Site saved.")
             return redirect("frontend:provider-site", pk=site.pk)
@@ -122,12 +138,7 @@ def site_edit(request, pk: int):
 def site_retire(request, pk: int):
     organization = _organization(request, change=True)
     site = get_object_or_404(selectors.site_list(organization=organization), pk=pk)
-    try:
-        services.site_retire(site=site, actor=request.user)
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-    else:
-        messages.success(request, f"Site '{site.name}' retired.")
+    _button_action(request, lambda: services.site_retire(site=site, actor=request.user), done=f"Site '{site.name}' retired.")
     return redirect("frontend:provider-site", pk=site.pk)
 
 
@@ -215,6 +226,8 @@ def node_edit(request, pk: int):
             services.node_update(node=node, actor=request.user, **form.cleaned_data)
         except ValidationError as error:
             add_service_errors(form, error)
+        except services.InventoryConflict as conflict:
+            form.add_error(conflict.field if conflict.field in form.fields else None, conflict.message)
         else:
             messages.success(request, "Node saved.")
             return redirect("frontend:provider-cluster", pk=node.cluster_id)
@@ -227,8 +240,7 @@ def node_edit(request, pk: int):
 def node_retire(request, pk: int):
     organization = _organization(request, change=True)
     node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
-    services.node_retire(node=node, actor=request.user)
-    messages.success(request, f"Node '{node.hostname}' retired.")
+    _button_action(request, lambda: services.node_retire(node=node, actor=request.user), done=f"Node '{node.hostname}' retired.")
     return redirect("frontend:provider-cluster", pk=node.cluster_id)
 
 
@@ -337,8 +349,10 @@ def offer_edit(request, pk: int):
 def offer_retire(request, pk: int):
     organization = _organization(request, change=True)
     offer = get_object_or_404(selectors.offer_list(organization=organization), pk=pk)
-    services.offer_retire(offer=offer, actor=request.user)
-    messages.success(request, f"Offer for {offer.accelerator_model.name} withdrawn.")
+    _button_action(
+        request, lambda: services.offer_retire(offer=offer, actor=request.user),
+        done=f"Offer for {offer.accelerator_model.name} withdrawn.",
+    )
     return redirect("frontend:provider-cluster", pk=offer.cluster_id)
 
 
@@ -417,6 +431,60 @@ def node_agent_key_create(request, pk: int):
     # Shown once, on the next page view (post/redirect/get), then gone from the session.
     request.session[f"new-agent-key-{node.pk}"] = key
     return redirect("frontend:provider-node", pk=node.pk)
+
+
+@login_required
+@require_POST
+def agent_keys_bulk(request):
+    """Agent keys for many nodes at once: the nodes ticked on a cluster page (scope "selected"), or
+    every node of a cluster or site that has no working key (scope "missing").
+
+    The answer is the keys themselves, as a CSV download (hostname,node_id,token): they are shown
+    once and never stored in clear, not even in the session. A refusal goes back to the page the
+    request came from, with the reason.
+    """
+    organization = _organization(request, change=True)
+    cluster = site = None
+    if request.POST.get("cluster"):
+        cluster = get_object_or_404(selectors.cluster_list(organization=organization), pk=_int_or_404(request.POST["cluster"]))
+    elif request.POST.get("site"):
+        site = get_object_or_404(selectors.site_list(organization=organization), pk=_int_or_404(request.POST["site"]))
+    back = (
+        redirect("frontend:provider-cluster", pk=cluster.pk) if cluster
+        else redirect("frontend:provider-site", pk=site.pk) if site
+        else redirect("frontend:provider-home")
+    )
+    if request.POST.get("scope") == "missing":
+        node_ids = list(
+            agent_services.nodes_without_agent_key(
+                organization=organization, cluster_id=cluster.pk if cluster else None, site_id=site.pk if site else None
+            ).values_list("pk", flat=True)
+        )
+        if not node_ids:
+            messages.error(request, "Every node here already has a working agent key (or is retired).")
+            return back
+    else:
+        try:
+            node_ids = [int(value) for value in request.POST.getlist("node")]
+        except ValueError:
+            messages.error(request, "Choose nodes from the list.")
+            return back
+    try:
+        keys = agent_services.node_agent_tokens_create_bulk(organization=organization, node_ids=node_ids)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return back
+    response = HttpResponse(agent_services.agent_keys_csv(keys=keys), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="computeflow-agent-keys-{timezone.localdate():%Y%m%d}.csv"'
+    response["Cache-Control"] = "no-store"  # the keys exist only in this answer
+    return response
+
+
+def _int_or_404(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise Http404 from None
 
 
 @login_required

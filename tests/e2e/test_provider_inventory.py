@@ -1,10 +1,12 @@
 """In a real browser: a provider signs in, creates a site and a cluster, imports 200 nodes from CSV and
 sees them; a CSV with one bad row is refused with the row number and the reason, and nothing is imported."""
 
+from pathlib import Path
+
 import pytest
 
 from accounts.models import Membership, Organization
-from inventory.models import Cluster, Device, Node, Site
+from inventory.models import Cluster, Device, Node, NodeAgentToken, Site
 from tests.factories import DEFAULT_PASSWORD, OrganizationFactory, catalog_loaded, member
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -73,6 +75,20 @@ def test_a_provider_creates_a_site_and_cluster_and_imports_200_nodes(page, provi
     assert page.locator('[data-testid="nodes"]').get_by_text("gz-gpu-199").is_visible()
     assert Node.objects.filter(cluster=cluster).count() == 200
     assert Device.objects.filter(node__cluster=cluster).count() == 1600
+
+    # When they tick two nodes and ask for their agent keys, the browser downloads them as CSV
+    page.get_by_label("Select gz-gpu-000").check()
+    page.get_by_label("Select gz-gpu-001").check()
+    with page.expect_download() as ticked:
+        page.get_by_role("button", name="Agent keys for the ticked nodes").click()
+    lines = Path(ticked.value.path()).read_text().splitlines()
+    assert lines[0] == "hostname,node_id,token"
+    assert [line.split(",")[0] for line in lines[1:]] == ["gz-gpu-000", "gz-gpu-001"]
+    # and one more click gives a key to every other node, once
+    with page.expect_download() as rest:
+        page.get_by_role("button", name="Agent keys for every node without one").click()
+    assert len(Path(rest.value.path()).read_text().splitlines()) == 1 + 198
+    assert NodeAgentToken.objects.filter(node__cluster=cluster).count() == 200
 
     # and the site page counts the cards by model and status, with the 14-day utilization panel
     page.get_by_role("link", name="← Gui'an Data Center 1").click()

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from inventory.allocations import device_allocations_create
 from inventory.models import Cluster, DeviceAllocation, MaintenanceWindow, Node, Offer, Site
+from tests.factories import NodeFactory, accelerator
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +51,7 @@ def test_lists_are_paginated_and_filterable(api, provider):
 
 
 def test_an_offer_of_an_unrated_card_shows_no_ecu_price(api, provider):
+    NodeFactory(cluster=provider.cluster, accelerator_model=accelerator("huawei-ascend-910b1"), card_count=8)
     response = api.post("/api/offers/", {"cluster": provider.cluster.pk, "accelerator_model": "Ascend 910B1", "price_per_card_hour": "10"}, format="json")
     assert response.status_code == 201, response.content
     assert response.json()["price_per_ecu_hour"] is None
@@ -165,8 +167,9 @@ def test_an_overlapping_maintenance_window_answers_409_and_changes_nothing(api, 
     response = api.post("/api/maintenance-windows/", {"cluster": provider.cluster.pk, "start": (start + timedelta(hours=1)).isoformat(),
                                                       "end": (start + timedelta(hours=8)).isoformat()}, format="json")
     error = error_of(response, 409)
-    assert error["code"] == "conflict"
-    assert error["message"] == "This period overlaps an existing maintenance window or booking."
+    assert error["code"] == "capacity_booked"
+    assert error["message"].startswith("1 confirmed reservation uses this cluster's cards during that window")
+    assert error["fields"] == {"start": [error["message"]]}
     assert not MaintenanceWindow.objects.exists() and not DeviceAllocation.objects.filter(purpose="maintenance").exists()
 
 

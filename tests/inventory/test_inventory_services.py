@@ -197,7 +197,7 @@ def test_a_window_over_a_booking_is_refused_and_leaves_no_window_behind(provider
     device_allocations_create(device_ids=[device.pk], start=start, end=start + timedelta(hours=10), reservation_id=77)
     with pytest.raises(services.InventoryConflict) as error:
         services.maintenance_window_create(cluster=provider.cluster, start=start + timedelta(hours=2), end=start + timedelta(hours=3))
-    assert error.value.message == "This period overlaps an existing maintenance window or booking."
+    assert error.value.message.startswith("1 confirmed reservation uses this cluster's cards during that window")
     assert not MaintenanceWindow.objects.exists()
     assert not DeviceAllocation.objects.filter(purpose="maintenance").exists()
 

@@ -6,10 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from accounts.models import Membership, Organization
 from inventory.agent_services import nodes_demo_heartbeat, nodes_mark_stale
 from inventory.models import Node, NodeStatusChange
 from inventory.services import node_set_status
-from tests.factories import ClusterFactory, NodeFactory, member
+from tests.factories import ClusterFactory, NodeFactory, UserFactory, member
 
 
 @pytest.mark.django_db
@@ -39,7 +40,9 @@ def _demo_node(**kwargs):
     provider = member(kind="provider")
     provider.email = f"owner{provider.pk}@yunhe.demo.computeflow.test"
     provider.save()
-    return NodeFactory(cluster=ClusterFactory(site__owner=provider.memberships.get().organization), **kwargs)
+    organization = provider.memberships.get().organization
+    Organization.objects.filter(pk=organization.pk).update(is_demo=True)  # as seed_demo marks it
+    return NodeFactory(cluster=ClusterFactory(site__owner=organization), **kwargs)
 
 
 @pytest.mark.django_db
@@ -68,3 +71,28 @@ def test_the_demo_agents_revive_nodes_the_sweep_took_offline_but_not_nodes_liste
     nodes_demo_heartbeat()
     assert Node.objects.get(pk=swept.pk).status == Node.Status.ONLINE
     assert Node.objects.get(pk=listed_offline.pk).status == Node.Status.OFFLINE
+
+
+@pytest.mark.django_db
+def test_a_real_providers_stopped_agent_goes_offline_even_with_demo_agents_on(settings):
+    # Given DEMO_AGENTS on, a demo node, and real providers' nodes whose agents stopped 30 minutes
+    # ago: one whose organization invited a demo user, one whose owner signed up with an address
+    # of the demo mail domain (sign-up does not verify addresses)
+    settings.DEMO_AGENTS = True
+    settings.NODE_HEARTBEAT_TIMEOUT_SECONDS = 180
+    old = timezone.now() - timedelta(minutes=30)
+    demo = _demo_node(last_heartbeat_at=old)
+    invited = NodeFactory(last_heartbeat_at=old)
+    guest = UserFactory(email="guest@demo.computeflow.test")
+    Membership.objects.create(organization=invited.cluster.site.owner, user=guest, role=Membership.Role.MEMBER)
+    lookalike_owner = member(kind="provider")
+    lookalike_owner.email = "ops@fake.demo.computeflow.test"
+    lookalike_owner.save()
+    lookalike = NodeFactory(cluster=ClusterFactory(site__owner=lookalike_owner.memberships.get().organization), last_heartbeat_at=old)
+    # When the demo agents beat and the stale sweep runs
+    nodes_demo_heartbeat()
+    moved = nodes_mark_stale()
+    # Then the real nodes go offline and only the demo node stays online
+    assert sorted(moved) == sorted([invited.pk, lookalike.pk])
+    assert Node.objects.get(pk=demo.pk).status == Node.Status.ONLINE
+    assert Node.objects.get(pk=invited.pk).status == Node.Status.OFFLINE

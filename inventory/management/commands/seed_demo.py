@@ -220,7 +220,7 @@ class _NetworkWriter:
         organizations = []
         for org in (*self.plan.providers, *self.plan.buyers):
             try:
-                organization = organization_create(name=org.name, kind=org.kind, owner=by_email[org.people[0].email])
+                organization = organization_create(name=org.name, kind=org.kind, owner=by_email[org.people[0].email], is_demo=True)
             except ValidationError as error:
                 raise CommandError(f"Cannot create the demo organization {org.name!r}: {error}") from error
             for person in org.people[1:]:
