@@ -292,3 +292,26 @@ def test_the_account_navigation_links_to_the_ssh_keys_page_for_signed_in_users(c
     client.force_login(member())
     assert 'href="/accounts/ssh-keys/"' in client.get("/").content.decode()
     assert client.get("/accounts/ssh-keys/").status_code == 200
+
+
+# -- the demo ------------------------------------------------------------------------------------
+
+
+def test_the_demo_buyer_has_one_active_ssh_key_after_seeding_and_after_a_reset(catalog):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from inventory.management.demo_network import DEMO_LOGINS
+
+    def seed(*args):
+        call_command("seed_demo", "--cards", "400", "--no-progress", *args, stdout=StringIO(), stderr=StringIO())
+
+    # given the demo network, seeded and then reset
+    for args in ((), ("--reset",)):
+        seed(*args)
+        # then the demo buyer holds exactly one active key: the fixed ed25519 key (ssh-keygen -lf's fingerprint)
+        keys = list(SshPublicKey.objects.filter(user__email=DEMO_LOGINS["buyer"]))
+        assert [(k.key_type, k.fingerprint, k.is_active) for k in keys] == [
+            ("ssh-ed25519", "SHA256:dw97nFvZ9KApUPB1wecS1jWNDQY5jm2f1sW0nt4cqLI", True)
+        ]
