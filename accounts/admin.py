@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ApiToken, Membership, Organization, User
+from accounts.models import ApiToken, Membership, Organization, SshPublicKey, User
 
 
 @admin.register(User)
@@ -38,3 +38,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "user", "organization", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
     search_fields = ["name", "prefix", "user__email"]
+
+
+@admin.register(SshPublicKey)
+class SshPublicKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "key_type", "bits", "fingerprint", "created_at", "revoked_at"]
+    list_filter = ["key_type"]
+    # The key is never edited (see the model); revoke it and add another instead.
+    readonly_fields = ["user", "key_type", "key_data", "comment", "bits", "fingerprint", "created_at"]
+    search_fields = ["name", "fingerprint", "user__email"]
+
+    def has_add_permission(self, request):
+        return False  # keys are added by their owner (accounts.services.ssh_key_add validates them)

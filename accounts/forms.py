@@ -30,6 +30,22 @@ class ApiTokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="What uses this key, for example 'ci-runner'.")
 
 
+class SshKeyForm(forms.Form):
+    # Lengths are checked by accounts.services.ssh_key_add (it names the reason); the widget only stops
+    # a browser from sending megabytes.
+    name = forms.CharField(
+        max_length=100, required=False, help_text="Where the key lives, e.g. 'work laptop'. Empty: the key's comment."
+    )
+    public_key = forms.CharField(
+        label="Public key",
+        strip=False,
+        max_length=64 * 1024,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off",
+                                     "placeholder": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA... you@laptop"}),
+        help_text="The one line of your .pub file, e.g. ~/.ssh/id_ed25519.pub (never the private key).",
+    )
+
+
 class MembershipForm(forms.Form):
     email = forms.EmailField(help_text="The person must have signed up already.")
     role = forms.ChoiceField(choices=Membership.Role.choices)

@@ -1,4 +1,4 @@
-"""Who is who: users, organizations (buyers, providers or both), memberships with roles, API tokens."""
+"""Who is who: users, organizations (buyers, providers or both), memberships with roles, API tokens, SSH keys."""
 
 import zoneinfo
 
@@ -121,3 +121,47 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class SshPublicKey(models.Model):
+    """A public key its user logs in with on the machines their organization rents.
+
+    Keys are revoked, never deleted: a reservation's history can later show which key was handed to
+    its machines. The key fields are never modified after creation (a changed key would be another
+    key under the old fingerprint); to change a key, revoke it and add the new one.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100)
+    key_type = models.CharField(max_length=64)  # e.g. ssh-ed25519; one of accounts.ssh_keys.ACCEPTED_TYPES
+    key_data = models.TextField()  # the base64 blob, as OpenSSH writes it
+    comment = models.CharField(max_length=255, blank=True)
+    bits = models.PositiveIntegerField()
+    # As `ssh-keygen -lf` prints it (SHA256:<unpadded base64>): what users compare to recognise a key.
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set once; a revoked key is no longer given to new reservations' machines.
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "fingerprint"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="ssh_key_fingerprint_unique_active",
+                violation_error_message="You already added this key.",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.fingerprint})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def authorized_keys_line(self) -> str:
+        """The line provisioning writes to authorized_keys (no options: the platform adds none)."""
+        return f"{self.key_type} {self.key_data} {self.comment}".rstrip()

@@ -1,9 +1,11 @@
-"""Reads about users, organizations and what their roles allow."""
+"""Reads about users, organizations, what their roles allow, and the SSH keys their machines get."""
+
+from collections.abc import Iterable
 
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import QuerySet
 
-from accounts.models import ApiToken, Membership, Organization, User
+from accounts.models import ApiToken, Membership, Organization, SshPublicKey, User
 
 FINANCE_GROUP = "finance"
 OPERATOR_GROUP = "operator"
@@ -63,3 +65,35 @@ def api_token_list(*, user: User, organization: Organization) -> QuerySet[ApiTok
 
 def organization_members(*, organization: Organization) -> QuerySet[Membership]:
     return organization.memberships.select_related("user").order_by("user__email")
+
+
+def ssh_key_list(*, user: User) -> QuerySet[SshPublicKey]:
+    """The user's keys, active and revoked, newest first."""
+    return SshPublicKey.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def _active_ssh_keys() -> QuerySet[SshPublicKey]:
+    # A deactivated account's keys are left out: it can no longer sign in, so it must not log in to machines.
+    return (
+        SshPublicKey.objects.filter(user__is_active=True, revoked_at__isnull=True)
+        .select_related("user")
+        .order_by("user_id", "created_at", "id")
+    )
+
+
+def ssh_keys_for_users(*, user_ids: Iterable[int]) -> QuerySet[SshPublicKey]:
+    """The active keys of these users - what provisioning writes to a reservation's machines."""
+    return _active_ssh_keys().filter(user_id__in=list(user_ids))
+
+
+# Roles whose keys go to the organization's machines. A finance viewer reads invoices and changes
+# nothing, so a shell on a rented machine is more than the role gives.
+SSH_ACCESS_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN, Membership.Role.MEMBER)
+
+
+def ssh_keys_for_organization(*, organization: Organization) -> QuerySet[SshPublicKey]:
+    """The active keys of the organization's members (owners, admins, members; not finance viewers)."""
+    # One membership per (user, organization), so the join cannot repeat a key.
+    return _active_ssh_keys().filter(
+        user__memberships__organization=organization, user__memberships__role__in=SSH_ACCESS_ROLES
+    )

@@ -1,4 +1,4 @@
-"""Writes for accounts: sign-up, organizations, memberships, API tokens."""
+"""Writes for accounts: sign-up, organizations, memberships, API tokens, SSH public keys."""
 
 import hashlib
 import re
@@ -9,7 +9,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import ApiToken, Membership, Organization, User
+from accounts.models import ApiToken, Membership, Organization, SshPublicKey, User
+from accounts.ssh_keys import ssh_public_key_parse
 
 TOKEN_PREFIX = "cf_"  # noqa: S105 - a marker that makes leaked keys easy to spot, not a secret
 # What a key can look like (the prefix, then token_urlsafe's alphabet). Anything else - a NUL byte, a
@@ -148,3 +149,40 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
         _refuse_unless_owner(organization=membership.organization, actor=actor)
         _refuse_losing_last_owner(organization=membership.organization, leaving=membership)
     membership.delete()
+
+
+MAX_ACTIVE_SSH_KEYS = 50  # per user: plenty for every laptop and hardware token, and a bounded authorized_keys
+
+
+@transaction.atomic
+def ssh_key_add(*, user: User, name: str, public_key: str) -> SshPublicKey:
+    """Add a public key the user logs in with. Refusals name the field: `public_key` or `name`."""
+    try:
+        parsed = ssh_public_key_parse(public_key)
+    except ValidationError as error:
+        raise ValidationError({"public_key": error}) from None
+    name = name.strip() or parsed.comment[:100]
+    if not name:
+        raise ValidationError({"name": "Name the key (for example, the laptop it lives on)."})
+    if not name.isprintable() or len(name) > 100:
+        raise ValidationError({"name": "Use at most 100 printable characters."})
+    # The user's row is the lock: two adds of the same key at once queue here, and the second sees the first.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    active = SshPublicKey.objects.filter(user=user, revoked_at__isnull=True)
+    duplicate = active.filter(fingerprint=parsed.fingerprint).first()
+    if duplicate is not None:
+        raise ValidationError({"public_key": f"You already added this key (as '{duplicate.name}', {parsed.fingerprint})."})
+    if active.count() >= MAX_ACTIVE_SSH_KEYS:
+        raise ValidationError({"public_key": f"You have {MAX_ACTIVE_SSH_KEYS} active keys: revoke one you no longer use first."})
+    return SshPublicKey.objects.create(
+        user=user, name=name, key_type=parsed.key_type, key_data=parsed.key_data, comment=parsed.comment,
+        bits=parsed.bits, fingerprint=parsed.fingerprint,
+    )
+
+
+def ssh_key_revoke(*, key: SshPublicKey) -> SshPublicKey:
+    """Stop giving this key to machines. Kept, not deleted, for the history; revoking twice is harmless."""
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key

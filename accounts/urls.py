@@ -13,4 +13,6 @@ urlpatterns = [
     path("members/", views.members, name="members"),
     path("members/<int:pk>/remove/", views.member_remove, name="member-remove"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="token-revoke"),
+    path("ssh-keys/", views.ssh_keys, name="ssh-keys"),
+    path("ssh-keys/<int:pk>/revoke/", views.ssh_key_revoke_view, name="ssh-key-revoke"),
 ]

@@ -8,11 +8,19 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.forms import ApiTokenForm, MembershipForm, OrganizationSwitchForm, SignInForm, SignUpForm
+from accounts.forms import ApiTokenForm, MembershipForm, OrganizationSwitchForm, SignInForm, SignUpForm, SshKeyForm
 from accounts.middleware import SESSION_KEY
-from accounts.models import ApiToken
-from accounts.selectors import api_token_list, organization_members, user_can, user_organizations
-from accounts.services import api_token_create, api_token_revoke, membership_add, membership_remove, user_sign_up
+from accounts.models import ApiToken, SshPublicKey
+from accounts.selectors import api_token_list, organization_members, ssh_key_list, user_can, user_organizations
+from accounts.services import (
+    api_token_create,
+    api_token_revoke,
+    membership_add,
+    membership_remove,
+    ssh_key_add,
+    ssh_key_revoke,
+    user_sign_up,
+)
 
 
 def add_service_errors(form, error: ValidationError) -> None:
@@ -129,3 +137,30 @@ def member_remove(request, pk: int):
     else:
         messages.success(request, f"{membership.user.email} was removed.")
     return redirect("accounts:members")
+
+
+@login_required
+def ssh_keys(request):
+    """The signed-in person's SSH public keys: they are personal, whichever organization is active."""
+    form = SshKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            key = ssh_key_add(user=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+        else:
+            messages.success(request, f"Key '{key.name}' added ({key.fingerprint}).")
+            return redirect("accounts:ssh-keys")
+    return render(request, "accounts/ssh_keys.html", {"form": form, "keys": ssh_key_list(user=request.user)})
+
+
+@login_required
+@require_POST
+def ssh_key_revoke_view(request, pk: int):
+    try:
+        key = ssh_key_list(user=request.user).get(pk=pk)
+    except SshPublicKey.DoesNotExist:
+        raise Http404 from None
+    ssh_key_revoke(key=key)
+    messages.success(request, f"Key '{key.name}' revoked: new machines will no longer accept it.")
+    return redirect("accounts:ssh-keys")

@@ -7,6 +7,7 @@ from config.health import healthz
 
 api_patterns = [
     path("me/", MeApi.as_view(), name="me"),
+    path("", include("accounts.api_urls")),
     path("", include("inventory.urls")),
     path("", include("marketplace.urls")),
 ]

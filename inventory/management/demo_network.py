@@ -23,6 +23,11 @@ DEMO_LOGINS = {
     "finance": f"finance@{DEMO_DOMAIN}",
     "operator": f"operator@{DEMO_DOMAIN}",
 }
+# The demo buyer's SSH public key (ssh-keygen -t ed25519; the private half was never kept, so nobody can
+# log in with it - it only shows the SSH keys page and what provisioning hands to machines).
+DEMO_BUYER_SSH_PUBLIC_KEY = (
+    f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw02CF1JWBYPUvjBnDrzY0Pmo6oqlp8Z7vM86RH0Ccn buyer@{DEMO_DOMAIN}"
+)
 
 SITE_COUNT = 53
 # The demo provider login owns this many sites; the other providers share the rest.

@@ -11,7 +11,7 @@ in one transaction, so a failure leaves nothing behind.
 
 How it writes, and why not everything goes through inventory.services:
 - accounts: organizations and memberships through accounts.services (organization_create,
-  membership_set); users are bulk-inserted with one password hash computed once, because hashing
+  membership_set, ssh_key_add for the demo buyer's key); users are bulk-inserted with one password hash computed once, because hashing
   'computeflow-demo' per user (PBKDF2) would cost ~0.3 s each.
 - sites: created `planned` and moved along their lifecycle by inventory.services.site_set_lifecycle,
   so every site has its audit trail (53 sites: cheap).
@@ -38,11 +38,13 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import Membership, Organization, User
-from accounts.services import membership_set, organization_create
+from accounts.services import membership_set, organization_create, ssh_key_add
 from inventory.allocations import device_allocations_create, period_range
 from inventory.catalog import load_catalog, load_regions
 from inventory.management.demo_network import (
+    DEMO_BUYER_SSH_PUBLIC_KEY,
     DEMO_DOMAIN,
+    DEMO_LOGINS,
     DEMO_PASSWORD,
     DRIVERS,
     NetworkPlan,
@@ -226,6 +228,9 @@ class _NetworkWriter:
             for person in org.people[1:]:
                 membership_set(organization=organization, user=by_email[person.email], role=person.role)
             organizations.append(organization)
+        buyer = by_email.get(DEMO_LOGINS["buyer"])
+        if buyer is not None:
+            ssh_key_add(user=buyer, name="Demo laptop", public_key=DEMO_BUYER_SSH_PUBLIC_KEY)
         self.counts.update(users=len(users), providers=len(self.plan.providers), buyers=len(self.plan.buyers))
         return by_email, organizations[: len(self.plan.providers)]
 
