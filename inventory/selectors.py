@@ -266,18 +266,16 @@ def maintenance_window_upcoming(*, cluster: Cluster) -> QuerySet[MaintenanceWind
 
 
 def offers_priced(*, organization: Organization | None, cluster: Cluster | None = None) -> list[Offer]:
-    """The organization's offers (optionally of one cluster) with `.price_major` and
-    `.price_per_ecu_hour_major` (None = the card is not rated) for display."""
-    from inventory.pricing import price_minor_to_major, price_per_ecu_hour_minor
+    """The organization's offers (optionally of one cluster) with `.price_per_ecu_hour_minor` (None = the
+    card is not rated) for display, by inventory.pricing's one rule."""
+    from inventory.pricing import price_per_ecu_hour_minor
 
     offers = offer_list(organization=organization)
     if cluster is not None:
         offers = offers.filter(cluster=cluster)
     offers = list(offers.order_by("-is_active", "accelerator_model__name", "id"))
     for offer in offers:
-        offer.price_major = price_minor_to_major(offer.price_per_card_hour_minor)
-        per_ecu = price_per_ecu_hour_minor(
+        offer.price_per_ecu_hour_minor = price_per_ecu_hour_minor(
             price_per_card_hour_minor=offer.price_per_card_hour_minor, ecu_per_card=offer.accelerator_model.ecu_per_card
         )
-        offer.price_per_ecu_hour_major = None if per_ecu is None else price_minor_to_major(per_ecu)
     return offers

@@ -231,7 +231,11 @@ class MarketReservationSerializer(serializers.ModelSerializer):
         from_status = serializers.CharField()
         to_status = serializers.CharField()
         actor = serializers.EmailField(source="actor.email", allow_null=True, default=None)
-        reason = serializers.CharField()
+        reason_code = serializers.CharField(help_text="a code of marketplace.reasons (\"\" for free text); stable, for programs")
+        reason_params = serializers.DictField(
+            help_text="the code's parameters, raw: amounts as {minor, currency}, instants as ISO 8601 UTC")
+        reason = serializers.CharField(
+            source="reason_text", help_text="the reason as text: amounts formatted, times in your time zone with the zone named")
         at = serializers.DateTimeField(source="created_at")
 
     buyer = serializers.CharField(source="buyer.name")
