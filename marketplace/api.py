@@ -102,7 +102,9 @@ class OfferSearchApi(APIView):
         responses=MarketOfferSerializer(many=True),
         summary="Search offers, with free cards computed for the window [start, end)",
         description="Unknown parameters are refused (400). Without start/end the window is the coming hour. "
-        "max_price_* are in major units of `currency` (required with them).",
+        "max_price_* are in major units of `currency` (required with them). `vendor` is matched case-insensitively "
+        "against the catalog's vendor names, whole or by part (\"Huawei\" or \"HiSilicon\" find \"Huawei (HiSilicon)\"); "
+        "`model` is a catalog slug or name, case-insensitively. A vendor or model the catalog does not know is a 400.",
     )
     def get(self, request):
         form = OfferSearchForm(request.query_params)

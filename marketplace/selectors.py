@@ -19,6 +19,7 @@ from inventory.allocations import period_range
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
 from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
+from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.models import Reservation
 from marketplace.pricing import hours_between, total_price_minor
 
@@ -215,9 +216,10 @@ def offer_search(
     start, end = search_window(start=start, end=end)
     offers = offers_listed()
     if vendor:
-        offers = offers.filter(accelerator_model__vendor__iexact=vendor)
+        # inventory's one matching rule: case-insensitive, "Huawei" finds "Huawei (HiSilicon)"
+        offers = offers.filter(accelerator_model__vendor__in=vendor_names_for(vendor))
     if accelerator_model:
-        offers = offers.filter(accelerator_model__slug=accelerator_model)
+        offers = offers.filter(accelerator_model__in=accelerator_models_for(accelerator_model))  # slug or name
     if min_memory_gb is not None:
         offers = offers.filter(accelerator_model__memory_gb__gte=min_memory_gb)
     if stacks:
