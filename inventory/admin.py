@@ -16,7 +16,21 @@ from inventory.models import (
 from inventory.pricing import format_money, price_per_ecu_hour_minor
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ViewOnly:
+    """No add, change or delete in the admin: writes go through the apps' services, which keep the
+    calendars, availability and audit trails consistent. Also used by marketplace's admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(ViewOnly, admin.ModelAdmin):
     """View only. Inventory changes go through inventory.services (the provider pages and the API),
     which keep the device calendar, the offers' availability and the audit trails consistent; a raw
     edit here (a node's card count, a window's period, an allocation) would silently break them.
@@ -31,15 +45,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return user_is_operator(user=request.user) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AcceleratorModel)

@@ -14,28 +14,21 @@ from django.template.response import TemplateResponse
 
 from accounts.selectors import user_is_operator
 from accounts.timezones import format_local_time
+from inventory.admin import ViewOnly
 from inventory.pricing import format_money
 from marketplace.models import Reservation, ReservationStatusChange
 from marketplace.services import BookingConflict, ReservationStateError, reservation_cancel, reservation_release
 
 
-class OperatorOnly:
-    """Visible to operators only, and never editable: changes go through the services (actions)."""
+class OperatorOnly(ViewOnly):
+    """Visible to operators only (model permissions do not open it), never editable: changes go through
+    the services (the actions below)."""
 
     def has_module_permission(self, request):
         return user_is_operator(user=request.user)
 
     def has_view_permission(self, request, obj=None):
         return user_is_operator(user=request.user)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ReservationStatusChangeInline(OperatorOnly, admin.TabularInline):
