@@ -27,7 +27,7 @@ from inventory.market_selectors import maintenance_overlaps, offer_lock_for_book
 from inventory.models import Offer, Site
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.models import Reservation, ReservationStatusChange
-from marketplace.reasons import ReasonCode, money_param, time_param
+from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 
 # A sane ceiling for one booking (the largest clusters hold a few thousand cards).
 MAX_CARDS_PER_BOOKING = 4096
@@ -250,6 +250,8 @@ def reservation_set_status(
     is free text, shown only when there is no code. Setting the status it already has is a no-op
     (retried tasks and double clicks are harmless).
     """
+    if reason_code and reason_code not in REASON_TEMPLATES:
+        raise ValueError(f"Unknown reason code {reason_code!r}: add it to marketplace.reasons.REASON_TEMPLATES.")
     reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
     if reservation.status == status:
         return reservation

@@ -14,7 +14,7 @@ from accounts.timezones import format_local_time
 from inventory.pricing import format_money
 from marketplace.models import ReservationStatusChange
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, render_reason
-from marketplace.services import reservation_cancel, reservation_create, reservation_extend
+from marketplace.services import reservation_cancel, reservation_create, reservation_extend, reservation_set_status
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +111,14 @@ def test_an_operator_cancel_needs_a_note_and_records_it_with_the_operator(small_
     event = reservation.status_changes.last()
     assert (event.reason_code, event.actor) == (ReasonCode.OPERATOR_CANCELLED, operator)
     assert event.reason_text.endswith("Note: Duplicate booking (ticket 42)")
+
+
+def test_a_status_change_with_a_code_missing_from_the_map_is_refused_and_writes_nothing(small_offer, buyer, soon):
+    reservation = book(small_offer, buyer, soon)
+    with pytest.raises(ValueError, match="REASON_TEMPLATES"):
+        reservation_set_status(reservation=reservation, status="cancelled", reason_code="cancelled_by_typo")
+    reservation.refresh_from_db()
+    assert reservation.status == "requested" and reservation.status_changes.count() == 1
 
 
 def test_an_unknown_or_broken_code_falls_back_to_the_stored_text():
