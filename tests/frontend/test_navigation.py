@@ -62,6 +62,8 @@ def test_anonymous_pages_say_their_times_are_utc(client, small_offer_for_pages):
     # then the window is shown with its zone, and the page says which zone that is
     assert f"{start:%Y-%m-%d %H:%M} UTC" in count
     assert "Times are shown in UTC" in body
+    # and the window inputs say which zone a typed time is read in
+    assert body.count('data-testid="input-zone">(UTC)') == 2
 
 
 def test_a_signed_in_users_pages_show_their_zone(client, small_offer_for_pages):
@@ -73,6 +75,7 @@ def test_a_signed_in_users_pages_show_their_zone(client, small_offer_for_pages):
     count = body.split('data-testid="result-count"')[1].split("</p>")[0]
     assert f"{start:%Y-%m-%d %H:%M} CST" in count  # typed in their zone, shown in their zone, named
     assert "Times are shown in Asia/Shanghai" in body
+    assert body.count('data-testid="input-zone">(Asia/Shanghai)') == 2
 
 
 @pytest.fixture
