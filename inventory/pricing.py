@@ -56,6 +56,18 @@ def price_minor_to_major(minor: int) -> Decimal:
     return (Decimal(minor) / 100).quantize(Decimal("0.01"))
 
 
+def format_money(amount_minor: int | None, currency: str) -> str:
+    """THE way an amount is shown: 164000 CNY -> 'CNY 1,640.00' (ISO code first, so CNY and USD, which
+    share no symbol a reader can trust - JPY is also '¥' - are never confused). None -> 'not rated'.
+
+    Every page, timeline reason and quote message formats money through this function; amounts are
+    whole minor units, so the two decimals are exact.
+    """
+    if amount_minor is None:
+        return "not rated"
+    return f"{currency} {price_minor_to_major(amount_minor):,.2f}".strip()
+
+
 def price_per_ecu_hour_minor(*, price_per_card_hour_minor: int, ecu_per_card: Decimal | None) -> int | None:
     """THE rule for price per ECU-hour: price per card-hour / ECU per card, rounded once, half up, to a
     whole minor unit (fen, cent). None when the card is not rated (never a guess).

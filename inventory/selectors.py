@@ -87,6 +87,51 @@ def accelerator_model_list():
     return AcceleratorModel.objects.all()
 
 
+def _words(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def vendor_names_for(text: str) -> list[str]:
+    """The catalog vendors a buyer means by `text`. THE vendor-matching rule (search page and API):
+
+    case-insensitive, spaces collapsed; the text matches a vendor when it is its whole name ("huawei
+    (hisilicon)"), the name without the part in parentheses or its leading words ("Huawei", "Iluvatar"
+    for "Iluvatar CoreX"), or the part in parentheses ("HiSilicon", "Baidu" for "Kunlunxin (Baidu)").
+    Never a fragment of a word: "Hua" matches nothing.
+    """
+    wanted = _words(text)
+    if not wanted:
+        return []
+    matches = []
+    for vendor in AcceleratorModel.objects.values_list("vendor", flat=True).distinct().order_by("vendor"):
+        name = _words(vendor)
+        base, _, rest = name.partition("(")
+        words = base.split()
+        aliases = {name, rest.rstrip(") ").strip()} | {" ".join(words[:n]) for n in range(1, len(words) + 1)}
+        if wanted in aliases:
+            matches.append(vendor)
+    return matches
+
+
+def accelerator_models_for(text: str) -> QuerySet[AcceleratorModel]:
+    """The catalog models a buyer means by `text`: the slug or the name, case-insensitively
+    ("nvidia-h100-sxm5-80gb", "H100 SXM5 80GB", "h100 sxm5 80gb")."""
+    wanted = " ".join(text.split())
+    return AcceleratorModel.objects.filter(Q(slug__iexact=wanted) | Q(name__iexact=wanted))
+
+
+def catalog_vendor_choices() -> list[tuple[str, str]]:
+    return [(vendor, vendor) for vendor in AcceleratorModel.objects.values_list("vendor", flat=True).distinct().order_by("vendor")]
+
+
+def accelerator_model_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    """Catalog models grouped by vendor, as (vendor, [(slug, name), ...]) for a select box."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for vendor, slug, name in AcceleratorModel.objects.order_by("vendor", "name").values_list("vendor", "slug", "name"):
+        groups.setdefault(vendor, []).append((slug, name))
+    return list(groups.items())
+
+
 def national_hub_list():
     return NationalHub.objects.all()
 
@@ -286,18 +331,16 @@ def maintenance_window_upcoming(*, cluster: Cluster) -> QuerySet[MaintenanceWind
 
 
 def offers_priced(*, organization: Organization | None, cluster: Cluster | None = None) -> list[Offer]:
-    """The organization's offers (optionally of one cluster) with `.price_major` and
-    `.price_per_ecu_hour_major` (None = the card is not rated) for display."""
-    from inventory.pricing import price_minor_to_major, price_per_ecu_hour_minor
+    """The organization's offers (optionally of one cluster) with `.price_per_ecu_hour_minor` (None = the
+    card is not rated) for display, by inventory.pricing's one rule."""
+    from inventory.pricing import price_per_ecu_hour_minor
 
     offers = offer_list(organization=organization)
     if cluster is not None:
         offers = offers.filter(cluster=cluster)
     offers = list(offers.order_by("-is_active", "accelerator_model__name", "id"))
     for offer in offers:
-        offer.price_major = price_minor_to_major(offer.price_per_card_hour_minor)
-        per_ecu = price_per_ecu_hour_minor(
+        offer.price_per_ecu_hour_minor = price_per_ecu_hour_minor(
             price_per_card_hour_minor=offer.price_per_card_hour_minor, ecu_per_card=offer.accelerator_model.ecu_per_card
         )
-        offer.price_per_ecu_hour_major = None if per_ecu is None else price_minor_to_major(per_ecu)
     return offers

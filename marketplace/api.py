@@ -102,7 +102,9 @@ class OfferSearchApi(APIView):
         responses=MarketOfferSerializer(many=True),
         summary="Search offers, with free cards computed for the window [start, end)",
         description="Unknown parameters are refused (400). Without start/end the window is the coming hour. "
-        "max_price_* are in major units of `currency` (required with them).",
+        "max_price_* are in major units of `currency` (required with them). `vendor` is matched case-insensitively "
+        "against the catalog's vendor names, whole or by part (\"Huawei\" or \"HiSilicon\" find \"Huawei (HiSilicon)\"); "
+        "`model` is a catalog slug or name, case-insensitively. A vendor or model the catalog does not know is a 400.",
     )
     def get(self, request):
         form = OfferSearchForm(request.query_params)
@@ -231,7 +233,11 @@ class MarketReservationSerializer(serializers.ModelSerializer):
         from_status = serializers.CharField()
         to_status = serializers.CharField()
         actor = serializers.EmailField(source="actor.email", allow_null=True, default=None)
-        reason = serializers.CharField()
+        reason_code = serializers.CharField(help_text="a code of marketplace.reasons (\"\" for free text); stable, for programs")
+        reason_params = serializers.DictField(
+            help_text="the code's parameters, raw: amounts as {minor, currency}, instants as ISO 8601 UTC")
+        reason = serializers.CharField(
+            source="reason_text", help_text="the reason as text: amounts formatted, times in your time zone with the zone named")
         at = serializers.DateTimeField(source="created_at")
 
     buyer = serializers.CharField(source="buyer.name")

@@ -13,6 +13,12 @@ from django.utils import timezone
 
 from inventory.models import Cluster, Currency, NationalHub, Province, SoftwareStack
 from inventory.pricing import major_to_minor
+from inventory.selectors import (
+    accelerator_model_choices,
+    accelerator_models_for,
+    catalog_vendor_choices,
+    vendor_names_for,
+)
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.selectors import DEFAULT_SORT
 from marketplace.services import MAX_CARDS_PER_BOOKING, START_GRACE
@@ -67,9 +73,19 @@ def _province_choices():
     return [("", "Any province")] + [(p.code, f"{p.name} ({p.code})") for p in Province.objects.order_by("name")]
 
 
+def _with_current(choices: list, value: str | None) -> list:
+    """Keep a typed value (a shared URL's "huawei") selected in a select box of catalog choices."""
+    known = {key for key, label in choices if not isinstance(label, list | tuple)} | {
+        key for _, group in choices if isinstance(group, list | tuple) for key, _ in group
+    }
+    return choices if not value or value in known else [*choices, (value, value)]
+
+
 class OfferSearchForm(WindowMixin, forms.Form):
-    vendor = forms.CharField(required=False, max_length=64)
-    model = forms.CharField(required=False, max_length=128, label="Accelerator model (slug)")
+    # Text fields shown as select boxes of the catalog: the page offers choices, the API (same form)
+    # also takes typed text, matched by inventory's rules (vendor_names_for, accelerator_models_for).
+    vendor = forms.CharField(required=False, max_length=64, widget=forms.Select)
+    model = forms.CharField(required=False, max_length=128, label="Accelerator model", widget=forms.Select)
     min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="Min memory per card (GB)")
     min_free_cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING, label="Min free cards")
     stack = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label="Software stack",
@@ -92,6 +108,24 @@ class OfferSearchForm(WindowMixin, forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["province"].choices = _province_choices()
+        # Callables: the catalog is read only when a page renders the select boxes, not for an API call.
+        self.fields["vendor"].widget.choices = lambda: [("", "Any vendor"), *_with_current(catalog_vendor_choices(), self.data.get("vendor"))]
+        self.fields["model"].widget.choices = lambda: [("", "Any model"), *_with_current(accelerator_model_choices(), self.data.get("model"))]
+
+    def clean_vendor(self):
+        vendor = " ".join((self.cleaned_data.get("vendor") or "").split())
+        if vendor and not vendor_names_for(vendor):
+            known = ", ".join(name for name, _ in catalog_vendor_choices())
+            raise forms.ValidationError(f'No vendor in the catalog matches "{vendor}". Vendors: {known}.')
+        return vendor
+
+    def clean_model(self):
+        model = " ".join((self.cleaned_data.get("model") or "").split())
+        if model and not accelerator_models_for(model).exists():
+            raise forms.ValidationError(
+                f'No accelerator model in the catalog is called "{model}": give its name (e.g. "H100 SXM5 80GB") or slug.'
+            )
+        return model
 
     def unknown_parameters(self) -> list[str]:
         return sorted(set(self.data) - set(self.fields) - PAGINATION_PARAMS)

@@ -114,6 +114,12 @@ class ReservationStatusChange(models.Model):
     from_status = models.CharField(max_length=16, choices=Reservation.Status.choices, blank=True)  # "" = created
     to_status = models.CharField(max_length=16, choices=Reservation.Status.choices)
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Why, as a code of marketplace.reasons.REASON_TEMPLATES plus its parameters (raw: amounts in minor
+    # units, instants in UTC), so the text is rendered - and can be translated - for each reader.
+    reason_code = models.CharField(max_length=40, blank=True)
+    reason_params = models.JSONField(default=dict, blank=True)
+    # Free text: the fallback shown when reason_code is empty or unknown (rows written before reason
+    # codes existed keep their old sentence here). Never modify.
     reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -122,3 +128,10 @@ class ReservationStatusChange(models.Model):
 
     def __str__(self):
         return f"reservation {self.reservation_id}: {self.from_status or 'new'} -> {self.to_status}"
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in the reader's language and time zone (falls back to the stored free text)."""
+        from marketplace.reasons import render_reason
+
+        return render_reason(self.reason_code, self.reason_params, self.reason)

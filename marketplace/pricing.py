@@ -2,15 +2,16 @@
 
 Prices are integer minor units (fen, cents) per card-hour. A total is rounded once, half up, to a
 whole minor unit - never per hour or per card. The price per ECU-hour is inventory's one rule
-(inventory.pricing.price_per_ecu_hour_minor: half up to a whole minor unit), re-exported here.
+(inventory.pricing.price_per_ecu_hour_minor: half up to a whole minor unit), re-exported here, as is
+inventory.pricing.format_money, the one way an amount is shown.
 """
 
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from inventory.pricing import price_per_ecu_hour_minor
+from inventory.pricing import format_money, price_per_ecu_hour_minor
 
-__all__ = ["format_minor", "hours_between", "price_per_ecu_hour_minor", "total_price_minor"]
+__all__ = ["format_money", "hours_between", "price_per_ecu_hour_minor", "total_price_minor"]
 
 SECONDS_PER_HOUR = Decimal(3600)
 
@@ -24,10 +25,3 @@ def total_price_minor(*, price_per_card_hour_minor: int, card_count: int, start:
     seconds = Decimal(int((end - start).total_seconds()))
     exact = Decimal(price_per_card_hour_minor) * card_count * seconds / SECONDS_PER_HOUR
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def format_minor(amount, currency: str) -> str:
-    """12345 CNY -> '123.45 CNY'. Every amount shown is a whole number of minor units."""
-    if amount is None:
-        return "not rated"
-    return f"{Decimal(amount) / 100:,.2f} {currency}"

@@ -18,7 +18,8 @@ from accounts.models import Organization
 from inventory.allocations import period_range
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
 from inventory.models import Offer, Site
-from inventory.pricing import price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
+from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
+from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.models import Reservation
 from marketplace.pricing import hours_between, total_price_minor
 
@@ -215,9 +216,10 @@ def offer_search(
     start, end = search_window(start=start, end=end)
     offers = offers_listed()
     if vendor:
-        offers = offers.filter(accelerator_model__vendor__iexact=vendor)
+        # inventory's one matching rule: case-insensitive, "Huawei" finds "Huawei (HiSilicon)"
+        offers = offers.filter(accelerator_model__vendor__in=vendor_names_for(vendor))
     if accelerator_model:
-        offers = offers.filter(accelerator_model__slug=accelerator_model)
+        offers = offers.filter(accelerator_model__in=accelerator_models_for(accelerator_model))  # slug or name
     if min_memory_gb is not None:
         offers = offers.filter(accelerator_model__memory_gb__gte=min_memory_gb)
     if stacks:
@@ -340,12 +342,6 @@ class Quote:
     excluded: list[ExcludedOffer] = field(default_factory=list)
 
 
-def _money(amount, currency: str) -> str:
-    from marketplace.pricing import format_minor
-
-    return format_minor(amount, currency)
-
-
 def quote_build(
     *,
     start: datetime,
@@ -431,9 +427,9 @@ def quote_build(
             if row.currency == currency:
                 over = []
                 if max_total_price_minor is not None and total > max_total_price_minor:
-                    over.append(f"costs {_money(total, currency)}, over your {_money(max_total_price_minor, currency)}")
+                    over.append(f"costs {format_money(total, currency)}, over your {format_money(max_total_price_minor, currency)}")
                 if max_price_per_ecu_hour_minor is not None and ppe is not None and ppe > max_price_per_ecu_hour_minor:
-                    over.append(f"{_money(ppe, currency)} per ECU-hour, over your {_money(max_price_per_ecu_hour_minor, currency)}")
+                    over.append(f"{format_money(ppe, currency)} per ECU-hour, over your {format_money(max_price_per_ecu_hour_minor, currency)}")
                 if over:
                     reasons.append(Reason(Exclusion.OVER_BUDGET, "The placement " + " and ".join(over) + "."))
 

@@ -27,6 +27,7 @@ from inventory.market_selectors import maintenance_overlaps, offer_lock_for_book
 from inventory.models import Offer, Site
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.models import Reservation, ReservationStatusChange
+from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 
 # A sane ceiling for one booking (the largest clusters hold a few thousand cards).
 MAX_CARDS_PER_BOOKING = 4096
@@ -227,33 +228,60 @@ def _reservation_book(
         raise BookingConflict()
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status="", to_status=Reservation.Status.REQUESTED, actor=created_by,
-        reason=f"Booked {card_count} cards at {terms.price_per_card_hour_minor} {terms.currency} minor units per card-hour.",
+        reason_code=ReasonCode.BOOKED,
+        reason_params={"cards": card_count, "price": money_param(terms.price_per_card_hour_minor, terms.currency)},
     )
     return reservation
 
 
 @transaction.atomic
-def reservation_set_status(*, reservation: Reservation, status: str, actor: User | None = None, reason: str = "") -> Reservation:
+def reservation_set_status(
+    *,
+    reservation: Reservation,
+    status: str,
+    actor: User | None = None,
+    reason: str = "",
+    reason_code: str = "",
+    reason_params: dict | None = None,
+) -> Reservation:
     """Move a reservation to `status`: locks the row, checks TRANSITIONS, writes the audit row.
 
-    Setting the status it already has is a no-op (retried tasks and double clicks are harmless).
+    The why is `reason_code` + `reason_params` (marketplace.reasons), rendered for each reader; `reason`
+    is free text, shown only when there is no code. Setting the status it already has is a no-op
+    (retried tasks and double clicks are harmless).
     """
+    if reason_code and reason_code not in REASON_TEMPLATES:
+        raise ValueError(f"Unknown reason code {reason_code!r}: add it to marketplace.reasons.REASON_TEMPLATES.")
     reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
     if reservation.status == status:
         return reservation
     if status not in Reservation.TRANSITIONS.get(reservation.status, frozenset()):
         raise ReservationStateError(f"A reservation cannot go from {reservation.status} to {status}.")
     ReservationStatusChange.objects.create(
-        reservation=reservation, from_status=reservation.status, to_status=status, actor=actor, reason=reason[:300]
+        reservation=reservation, from_status=reservation.status, to_status=status, actor=actor, reason=reason[:300],
+        reason_code=reason_code, reason_params=reason_params or {},
     )
     reservation.status = status
     reservation.save(update_fields=["status", "updated_at"])
     return reservation
 
 
+def _operator_note(*, by_operator: bool, reason: str) -> str:
+    """An operator acting on a buyer's reservation must say why (it is shown in the buyer's timeline)."""
+    note = (reason or "").strip()
+    if by_operator and not note:
+        raise ValidationError({"reason": ["Say why: the buyer sees this note in the reservation's timeline."]})
+    return note[:250]
+
+
 @transaction.atomic
-def reservation_cancel(*, reservation: Reservation, actor: User | None, reason: str = "") -> Reservation:
-    """Call a booking off before it starts: its devices are freed and there is nothing to pay."""
+def reservation_cancel(*, reservation: Reservation, actor: User | None, reason: str = "", by_operator: bool = False) -> Reservation:
+    """Call a booking off before it starts: its devices are freed and there is nothing to pay.
+
+    `by_operator`: a platform operator acts for the buyer (`actor` is the operator); `reason` is then
+    required and shown in the timeline as the operator's note.
+    """
+    note = _operator_note(by_operator=by_operator, reason=reason)
     reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
     if reservation.status == Reservation.Status.CANCELLED:
         return reservation
@@ -262,15 +290,20 @@ def reservation_cancel(*, reservation: Reservation, actor: User | None, reason: 
     if reservation.status not in (Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING):
         raise ReservationStateError(f"A {reservation.status} reservation cannot be cancelled.")
     device_allocations_release(reservation_id=reservation.pk)
-    return reservation_set_status(
-        reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor,
-        reason=reason or "Cancelled by the buyer before the start; nothing to pay.",
-    )
+    if by_operator:
+        why = {"reason_code": ReasonCode.OPERATOR_CANCELLED, "reason_params": {"note": note}}
+    else:
+        why = {"reason": note} if note else {"reason_code": ReasonCode.CANCELLED_BY_BUYER}
+    return reservation_set_status(reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor, **why)
 
 
 @transaction.atomic
-def reservation_release(*, reservation: Reservation, actor: User | None, reason: str = "") -> Reservation:
-    """Give the cards back early, after the start: the period (and the bill) ends now."""
+def reservation_release(*, reservation: Reservation, actor: User | None, reason: str = "", by_operator: bool = False) -> Reservation:
+    """Give the cards back early, after the start: the period (and the bill) ends now.
+
+    `by_operator`: as for reservation_cancel (the operator's note is required).
+    """
+    note = _operator_note(by_operator=by_operator, reason=reason)
     reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
     now = timezone.now()
     if reservation.status in (Reservation.Status.COMPLETED, Reservation.Status.CANCELLED) and reservation.released_at:
@@ -284,13 +317,17 @@ def reservation_release(*, reservation: Reservation, actor: User | None, reason:
     reservation.end = now
     reservation.released_at = now
     reservation.save(update_fields=["end", "released_at", "updated_at"])
-    note = reason or f"Released early by the buyer (booked until {booked_end.isoformat()})."
-    if reservation.status == Reservation.Status.ACTIVE:
-        return reservation_set_status(reservation=reservation, status=Reservation.Status.COMPLETED, actor=actor, reason=note)
-    # Never became active (provisioning had not finished): billing never started.
-    return reservation_set_status(
-        reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor, reason=note + " It never became active."
-    )
+    was_active = reservation.status == Reservation.Status.ACTIVE
+    params = {"booked_until": time_param(booked_end)}
+    if by_operator:
+        params["note"] = note
+        code = ReasonCode.OPERATOR_RELEASED if was_active else ReasonCode.OPERATOR_RELEASED_BEFORE_ACTIVE
+    else:
+        code = ReasonCode.RELEASED_EARLY if was_active else ReasonCode.RELEASED_BEFORE_ACTIVE
+    why = {"reason": note} if note and not by_operator else {"reason_code": code, "reason_params": params}
+    # Never became active (provisioning had not finished): billing never started, so it is cancelled.
+    status = Reservation.Status.COMPLETED if was_active else Reservation.Status.CANCELLED
+    return reservation_set_status(reservation=reservation, status=status, actor=actor, **why)
 
 
 EXTEND_UNHEALTHY_MESSAGE = (
@@ -344,20 +381,9 @@ def reservation_extend(*, reservation: Reservation, end: datetime, actor: User |
     reservation.save(update_fields=["end", "updated_at"])
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status=reservation.status, to_status=reservation.status, actor=actor,
-        reason=f"Extended from {old_end.isoformat()} to {end.isoformat()} on the same cards.",
+        reason_code=ReasonCode.EXTENDED, reason_params={"old_end": time_param(old_end), "new_end": time_param(end)},
     )
     return reservation
-
-
-# Why a reservation fails instead of going active (shown in its timeline).
-NEVER_HANDED_OVER_REASON = (
-    "The booked period ended before the cards were handed over (the scheduler was not running); "
-    "it never became active, so nothing is billed."
-)
-UNHEALTHY_AT_ACTIVATION_REASON = (
-    "{count} of the {cards} cards sit on a node that is not online or is flagged, or on a site that is not "
-    "online; billing starts only after the node passes its health check, so nothing is billed."
-)
 
 
 def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
@@ -387,7 +413,9 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                 if reservation.status not in pending or reservation.end > now:
                     continue  # moved (or extended) by someone else meanwhile
                 device_allocations_release(reservation_id=reservation.pk)
-                reservation_set_status(reservation=reservation, status=Reservation.Status.FAILED, reason=NEVER_HANDED_OVER_REASON)
+                reservation_set_status(
+                    reservation=reservation, status=Reservation.Status.FAILED, reason_code=ReasonCode.NEVER_HANDED_OVER
+                )
                 moved["failed"] += 1
         except ReservationStateError:
             continue
@@ -398,7 +426,7 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                 reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
                 if reservation.status == Reservation.Status.REQUESTED:
                     reservation = reservation_set_status(
-                        reservation=reservation, status=Reservation.Status.PROVISIONING, reason="The start time was reached."
+                        reservation=reservation, status=Reservation.Status.PROVISIONING, reason_code=ReasonCode.START_REACHED
                     )
                 if reservation.status != Reservation.Status.PROVISIONING:
                     continue
@@ -407,11 +435,14 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                     device_allocations_release(reservation_id=reservation.pk)
                     reservation_set_status(
                         reservation=reservation, status=Reservation.Status.FAILED,
-                        reason=UNHEALTHY_AT_ACTIVATION_REASON.format(count=unhealthy, cards=reservation.card_count),
+                        reason_code=ReasonCode.UNHEALTHY_AT_ACTIVATION,
+                        reason_params={"count": unhealthy, "cards": reservation.card_count},
                     )
                     moved["failed"] += 1
                     continue
-                reservation_set_status(reservation=reservation, status=Reservation.Status.ACTIVE, reason="Devices handed over.")
+                reservation_set_status(
+                    reservation=reservation, status=Reservation.Status.ACTIVE, reason_code=ReasonCode.HANDED_OVER
+                )
                 moved["activated"] += 1
         except ReservationStateError:
             continue  # moved by someone else meanwhile (a cancel, a failure): leave it be
@@ -419,7 +450,8 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
     for reservation_id in list(finished):
         try:
             reservation_set_status(
-                reservation=Reservation(pk=reservation_id), status=Reservation.Status.COMPLETED, reason="The booked period ended."
+                reservation=Reservation(pk=reservation_id), status=Reservation.Status.COMPLETED,
+                reason_code=ReasonCode.PERIOD_ENDED,
             )
         except ReservationStateError:
             continue

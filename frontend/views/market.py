@@ -71,9 +71,54 @@ def search(request):
     query = request.GET.copy()
     query.pop("page", None)
     window = (form.cleaned_data.get("start"), form.cleaned_data.get("end")) if form.is_bound and form.is_valid() else (None, None)
+    no_results = page is not None and page.paginator.count == 0
     return render(request, "market/search.html", {
         "form": form, "page": page, "errors": errors, "query": query.urlencode(), "window": window,
+        "no_results": no_results, "filters_set": _filters_set(request, form) if no_results else [],
+        "suggested_window": _suggested_window(),
     }, status=status)
+
+
+def _suggested_window():
+    """Tomorrow from the next whole hour, for 24 hours: a window most offers' duration limits admit."""
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(days=1, hours=1)
+    return start, start + timedelta(hours=24)
+
+
+# Filters that are not narrowing the search (dropping them never brings an offer back).
+_NOT_FILTERS = {"page", "page_size", "sort"}
+
+
+def _filters_set(request, form) -> list[dict]:
+    """Each filter the buyer set, with what it is set to and a link to the same search without it - the
+    concrete "try ..." of an empty result. The window (start and end) is one filter."""
+    filters = []
+    names = [name for name in form.fields if name not in _NOT_FILTERS and name not in ("start", "end") and request.GET.getlist(name)]
+    if request.GET.get("start") or request.GET.get("end"):
+        names.append("window")
+    for name in names:
+        query = request.GET.copy()
+        for key in ("start", "end") if name == "window" else (name,):
+            query.pop(key, None)
+        query.pop("page", None)
+        if name == "window":
+            label, shown = "Window", None
+        else:
+            field = form[name]
+            label = str(field.label)
+            values = request.GET.getlist(name)
+            choices = dict(_flat_choices(field.field.widget.choices)) if hasattr(field.field.widget, "choices") else {}
+            shown = ", ".join(str(choices.get(value, value)) for value in values)
+        filters.append({"name": name, "label": label, "value": shown, "url": f"?{query.urlencode()}"})
+    return filters
+
+
+def _flat_choices(choices):
+    for key, label in choices:
+        if isinstance(label, list | tuple):
+            yield from label
+        else:
+            yield key, label
 
 
 def quote(request):

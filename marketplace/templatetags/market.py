@@ -2,15 +2,15 @@
 
 from django import template
 
-from marketplace.pricing import format_minor
+from inventory.pricing import format_money
 
 register = template.Library()
 
 
 @register.filter
 def money(amount, currency=""):
-    """2500|money:"CNY" -> "25.00 CNY"; None -> "not rated"."""
-    return format_minor(amount, currency).strip()
+    """2500|money:"CNY" -> "CNY 25.00"; None -> "not rated" (inventory.pricing.format_money)."""
+    return format_money(amount, currency)
 
 
 @register.filter

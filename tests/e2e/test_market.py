@@ -85,7 +85,7 @@ def test_a_buyer_filters_quotes_and_books_and_a_second_buyer_gets_a_conflict(pag
     placements = page.locator('[data-testid="placements"] tbody tr')
     assert placements.count() == 2
     assert "H100" in placements.first.inner_text()  # cheaper per ECU-hour than the 910B
-    assert "4,800.00 CNY" in placements.first.inner_text()  # 25 CNY x 8 cards x 24 h
+    assert "CNY 4,800.00" in placements.first.inner_text()  # 25 CNY x 8 cards x 24 h
 
     # and books the first placement
     placements.first.get_by_role("button", name="Book").click()
@@ -93,7 +93,7 @@ def test_a_buyer_filters_quotes_and_books_and_a_second_buyer_gets_a_conflict(pag
     # Then the confirmation shows the reservation with its locked price and timeline
     page.wait_for_selector('[data-testid="booking-confirmed"]')
     assert page.get_by_test_id("reservation-status").inner_text() == "Requested"
-    assert page.get_by_test_id("reservation-total").inner_text() == "4,800.00 CNY"
+    assert page.get_by_test_id("reservation-total").inner_text() == "CNY 4,800.00"
     assert "Requested" in page.get_by_test_id("timeline").inner_text()
     page.get_by_role("link", name="My reservations").click()
     assert page.locator('[data-testid="reservations"] tbody tr').count() == 1

@@ -83,7 +83,7 @@ def test_offer_form_price_errors_are_shown_next_to_the_price(signed_in, provider
 
 def test_the_cluster_page_shows_price_per_card_hour_and_per_ecu_hour(signed_in, provider):
     body = signed_in.get(f"/provider/clusters/{provider.cluster.pk}/").content.decode()
-    assert "25.00 CNY" in body and "25.28 CNY" in body  # 25.00 / 0.989 ECU, half up
+    assert "CNY 25.00" in body and "CNY 25.28" in body  # 25.00 / 0.989 ECU, half up
 
 
 def test_the_maintenance_editor_plans_refuses_overlaps_and_cancels(signed_in, provider):

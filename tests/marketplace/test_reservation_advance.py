@@ -29,7 +29,7 @@ def test_a_requested_reservation_whose_whole_window_passed_unseen_fails_and_free
     # then it failed (never handed over, nothing billed) instead of staying requested forever
     reservation.refresh_from_db()
     assert reservation.status == Reservation.Status.FAILED and moved["failed"] == 1
-    assert "never became active" in reservation.status_changes.last().reason
+    assert "never became active" in reservation.status_changes.last().reason_text
     assert not DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True).exists()
     # and a second run changes nothing
     assert reservations_advance(now=soon + timedelta(hours=6)) == {"activated": 0, "completed": 0, "failed": 0}
@@ -67,7 +67,7 @@ def test_a_reservation_on_hardware_that_fails_the_health_check_fails_instead_of_
     # then it failed, never active (billing starts only after the health check), and the cards are freed
     reservation.refresh_from_db()
     assert reservation.status == Reservation.Status.FAILED and moved == {"activated": 0, "completed": 0, "failed": 1}
-    assert "health check" in reservation.status_changes.last().reason
+    assert "health check" in reservation.status_changes.last().reason_text
     assert "active" not in [change.to_status for change in reservation.status_changes.all()]
     assert not DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True).exists()
 
