@@ -39,12 +39,27 @@ CONFLICT_MESSAGE = "Those cards were just booked by someone else - pick another 
 
 
 class BookingConflict(Exception):
-    """The cards are not (or no longer) free for the period. Maps to 409."""
+    """The booking lost to the current state: cards that were free when it picked them were taken by a
+    concurrent writer (a real race), or the offer or its hardware stopped being bookable. Maps to 409."""
 
     def __init__(self, message: str = CONFLICT_MESSAGE, *, cards_free: int | None = None):
         super().__init__(message)
         self.message = message
         self.cards_free = cards_free
+
+
+class InsufficientCapacity(BookingConflict):
+    """Fewer cards are free in the window than asked for - no race, there are just not enough. Maps to 409
+    with its own code and the free count, so the buyer can ask for fewer instead of retrying."""
+
+    def __init__(self, *, cards_free: int, cards_asked: int):
+        if cards_free:
+            message = (f"Only {cards_free} of the {cards_asked} cards are free in that window - "
+                       f"book {cards_free} or fewer, pick another time or another offer.")
+        else:
+            message = f"None of the {cards_asked} cards you asked for is free in that window - pick another time or another offer."
+        super().__init__(message, cards_free=cards_free)
+        self.cards_asked = cards_asked
 
 
 class IdempotencyKeyReused(Exception):
@@ -207,7 +222,7 @@ def _reservation_book(
         request_fingerprint=fingerprint,
     )
     allocated = 0
-    for _attempt in range(BOOKING_ATTEMPTS):
+    for attempt in range(BOOKING_ATTEMPTS):
         wanted = card_count - allocated
         free, taken = device_allocations_book(
             cluster_id=terms.cluster_id, accelerator_model_id=terms.accelerator_model_id, start=start, end=end,
@@ -216,15 +231,19 @@ def _reservation_book(
         allocated += taken
         if allocated == card_count:
             break
+        # Not enough free cards: raising rolls the transaction back, nothing of this booking remains.
+        if free < wanted and attempt == 0:
+            # Short from the first pick: the window never had enough, whoever else is booking. Say how many.
+            raise InsufficientCapacity(cards_free=allocated, cards_asked=card_count)
         if free < wanted:
-            # Not enough free cards: the transaction rolls back, nothing of this booking remains.
+            # Enough were free at the first pick, but a concurrent booking took some and none are left to replace them.
             raise BookingConflict(
-                f"{CONFLICT_MESSAGE} Only {allocated} of the {card_count} cards are free for that period.",
+                f"{CONFLICT_MESSAGE} Only {allocated} of the {card_count} cards are free for that period now.",
                 cards_free=allocated,
             )
         # else someone took some of the devices picked a moment ago: pick others for the rest
     else:
-        raise BookingConflict()
+        raise BookingConflict()  # lost the race every time: how many are free now is unknown
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status="", to_status=Reservation.Status.REQUESTED, actor=created_by,
         reason=f"Booked {card_count} cards at {terms.price_per_card_hour_minor} {terms.currency} minor units per card-hour.",

@@ -13,7 +13,7 @@ from inventory.allocations import device_allocations_create
 from inventory.market_selectors import free_device_ids_for_booking
 from inventory.models import DeviceAllocation
 from marketplace.models import Reservation, ReservationStatusChange
-from marketplace.services import BookingConflict, reservation_create
+from marketplace.services import BookingConflict, InsufficientCapacity, reservation_create
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, member
 
 OUTSIDE_RESERVATION_ID = 999_999
@@ -127,7 +127,9 @@ def test_a_booking_short_of_cards_after_a_lost_race_leaves_nothing_behind(two_no
     with pytest.raises(BookingConflict) as conflict:
         _book_while_held(two_node_offer, cards=16, start=soon, end=soon + timedelta(hours=4), commit=True)
 
-    # then it is a conflict that says how many were free, and only the other writer's row remains
-    assert conflict.value.cards_free == 15
+    # then it is the race's conflict (not "too few cards": all 16 were free when it picked them), it says
+    # how many are free now, and only the other writer's row remains
+    assert not isinstance(conflict.value, InsufficientCapacity)
+    assert "just booked by someone else" in conflict.value.message and conflict.value.cards_free == 15
     assert not Reservation.objects.exists() and not ReservationStatusChange.objects.exists()
     assert list(DeviceAllocation.objects.values_list("reservation_id", flat=True)) == [OUTSIDE_RESERVATION_ID]
