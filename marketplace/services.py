@@ -7,7 +7,7 @@ Reservation row, so a lost race (AllocationConflict) rolls everything back: no p
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -25,13 +25,11 @@ from inventory.allocations import (
 )
 from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Offer, Site
-from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.models import Reservation, ReservationStatusChange
+from marketplace.windows import offer_terms_breach, window_errors
 
 # A sane ceiling for one booking (the largest clusters hold a few thousand cards).
 MAX_CARDS_PER_BOOKING = 4096
-# A start this far in the past still counts as "now" (the form took a moment to submit).
-START_GRACE = timedelta(minutes=5)
 # How often a booking re-picks devices after losing a race for them before giving up with 409.
 BOOKING_ATTEMPTS = 5
 
@@ -86,17 +84,11 @@ def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: dateti
 
 
 def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
-    errors: dict[str, list[str]] = {}
+    errors = window_errors(start=start, end=end, now=now)
     if card_count is None or card_count < 1:
-        errors.setdefault("card_count", []).append("Book at least one card.")
+        errors["card_count"] = ["Book at least one card."]
     elif card_count > MAX_CARDS_PER_BOOKING:
-        errors.setdefault("card_count", []).append(f"At most {MAX_CARDS_PER_BOOKING} cards per booking.")
-    if end <= start:
-        errors.setdefault("end", []).append("The end must be after the start.")
-    if start < now - START_GRACE:
-        errors.setdefault("start", []).append("The start is in the past.")
-    elif beyond_calendar_horizon(start, now=now):
-        errors.setdefault("start", []).append(CALENDAR_HORIZON_MESSAGE)
+        errors["card_count"] = [f"At most {MAX_CARDS_PER_BOOKING} cards per booking."]
     # The offer's own terms (active, duration bounds, rentable period) are checked in
     # _reservation_book, on the row read under the booking's lock: never on the caller's copy.
     if errors:
@@ -106,23 +98,17 @@ def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: d
 def _offer_terms_errors(
     *, offer: Offer, start: datetime, end: datetime, rentable_from: datetime | None = None, check_minimum: bool = True
 ) -> dict[str, list[str]]:
-    """The offer's terms for a period [start, end): its duration bounds and its rentable period.
-
-    One rule for booking and extending. `rentable_from` (default: start) is where the rentable
-    period must begin covering: an extension only needs the time it adds to be rentable.
-    """
+    """marketplace.windows' rule for the offer's terms, as field errors. One rule for booking and extending."""
+    breach = offer_terms_breach(
+        min_duration_hours=offer.min_duration_hours, max_duration_hours=offer.max_duration_hours,
+        rentable_period=offer.rentable_period, start=start, end=end, rentable_from=rentable_from,
+        check_minimum=check_minimum,
+    )
     errors: dict[str, list[str]] = {}
-    hours = (end - start).total_seconds() / 3600
-    if hours > offer.max_duration_hours or (check_minimum and hours < offer.min_duration_hours):
-        errors.setdefault("end", []).append(
-            f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours in one booking."
-        )
-    period = offer.rentable_period
-    covered_from = start if rentable_from is None else rentable_from
-    if period is not None and not (
-        (period.lower is None or period.lower <= covered_from) and (period.upper is None or end <= period.upper)
-    ):
-        errors.setdefault("start", []).append("The capacity is not rentable for that whole period.")
+    if breach.duration:
+        errors["end"] = [f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours in one booking."]
+    if breach.rentable_period:
+        errors["start"] = ["The capacity is not rentable for that whole period."]
     return errors
 
 
