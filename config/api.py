@@ -2,19 +2,30 @@
 
 Every error answers
     {"error": {"code": "invalid", "message": "...", "fields": {"field": ["reason", ...]}}}
-so a client (and the browser pages) can show the reason next to the field.
+so a client (and the browser pages) can show the reason next to the field. A few codes add members
+of their own beside those three (insufficient_capacity: `cards_free`, `cards_asked`).
+
+The apps' domain exceptions (a lost booking race, a move the state machine refuses, ...) are raised
+by their services and reach the client through DOMAIN_ERRORS below: one table, read by the one
+exception handler, so no view translates them and a new app (billing) only adds its rows.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
 
 import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django.utils.module_loading import import_string
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 MAX_PAGE_SIZE = 200
 
@@ -60,11 +71,68 @@ def _flatten(detail):
     return str(detail), {}
 
 
-def error_response(*, code: str, message: str, status_code: int, fields: dict | None = None) -> Response:
-    return Response({"error": {"code": code, "message": message, "fields": fields or {}}}, status=status_code)
+def error_response(*, code: str, message: str, status_code: int, fields: dict | None = None, **members) -> Response:
+    return Response({"error": {"code": code, "message": message, "fields": fields or {}, **members}}, status=status_code)
+
+
+@dataclass(frozen=True)
+class DomainError:
+    """How a domain exception answers: its HTTP status, its error code (None: the exception's own
+    `code`), and optionally field errors and members of its own in the error object."""
+
+    status: int
+    code: str | None
+    fields: Callable[[Exception], dict[str, list[str]]] = field(default=lambda exc: {})
+    members: Callable[[Exception], dict] = field(default=lambda exc: {})
+
+
+def _message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)
+
+
+# Dotted paths, resolved on first use: the apps import this module, so it cannot import them up front.
+# A subclass answers as its nearest listed ancestor unless it has a row of its own.
+DOMAIN_ERRORS: dict[str, DomainError] = {
+    # a real race: cards free at pick time were taken by a concurrent booking (or the offer/hardware changed)
+    "marketplace.services.BookingConflict": DomainError(409, "booking_conflict"),
+    # not enough free cards in the window: says how many are
+    "marketplace.services.InsufficientCapacity": DomainError(
+        409, "insufficient_capacity",
+        fields=lambda exc: {"card_count": [_message(exc)]},
+        members=lambda exc: {"cards_free": exc.cards_free, "cards_asked": exc.cards_asked},
+    ),
+    "marketplace.services.ReservationStateError": DomainError(409, "reservation_state"),
+    "marketplace.services.IdempotencyKeyReused": DomainError(
+        422, "idempotency_key_reused", fields=lambda exc: {"Idempotency-Key": [_message(exc)]}
+    ),
+    # its own code: conflict, or capacity_booked when confirmed reservations hold the cards
+    "inventory.services.InventoryConflict": DomainError(409, None, fields=lambda exc: {exc.field: [_message(exc)]}),
+    "inventory.allocations.AllocationConflict": DomainError(409, "conflict"),
+    "inventory.agent_services.NodeAgentRefused": DomainError(409, None),  # its own code: node_retired, register_first
+    "inventory.importers.NodeImportInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields()),
+}
+
+
+@cache
+def domain_errors() -> dict[type[Exception], DomainError]:
+    return {import_string(path): mapping for path, mapping in DOMAIN_ERRORS.items()}
+
+
+def domain_error_response(exc: Exception) -> Response | None:
+    """The answer for a domain exception, or None if `exc` is not one."""
+    mappings = domain_errors()
+    mapping = next((mappings[cls] for cls in type(exc).__mro__ if cls in mappings), None)
+    if mapping is None:
+        return None
+    set_rollback()  # as DRF does for its own exceptions: nothing of a refused request is committed
+    return error_response(code=mapping.code or exc.code, message=_message(exc), status_code=mapping.status,
+                          fields=mapping.fields(exc), **mapping.members(exc))
 
 
 def exception_handler(exc, context):
+    domain_response = domain_error_response(exc)
+    if domain_response is not None:
+        return domain_response
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -93,12 +161,6 @@ def exception_handler(exc, context):
         fields = {}
     response.data = {"error": {"code": code, "message": message, "fields": fields}}
     return response
-
-
-class ConflictError(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the current state."
-    default_code = "conflict"
 
 
 # Django's own error pages, for requests that never reach a DRF view (a URL no route matches, such

@@ -22,11 +22,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can
-from config.api import error_response
 from inventory.agent_services import (
     MAX_BIGINT,
     MAX_BULK_AGENT_KEYS,
-    NodeAgentRefused,
     node_agent_authenticate,
     node_agent_heartbeat,
     node_agent_register,
@@ -111,11 +109,6 @@ class AgentApiView(APIView):
             declared = 0
         if declared > MAX_AGENT_BODY_BYTES or len(request.body) > MAX_AGENT_BODY_BYTES:
             raise PayloadTooLarge()
-
-    def handle_exception(self, exc):
-        if isinstance(exc, NodeAgentRefused):
-            return error_response(code=exc.code, message=exc.message, status_code=status.HTTP_409_CONFLICT)
-        return super().handle_exception(exc)
 
 
 class PayloadTooLarge(exceptions.APIException):

@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 from accounts.selectors import user_can
 from config.api import StrictBooleanFilter, error_response
 from inventory import selectors, services
-from inventory.importers import NODE_IMPORT_MAX_BYTES, NodeImportInvalid
+from inventory.importers import NODE_IMPORT_MAX_BYTES
 from inventory.models import AcceleratorModel, Cluster, Currency, MaintenanceWindow, Node, Offer, Province, Site
 
 # ---------------------------------------------------------------------------------------------
@@ -67,20 +67,6 @@ class InventoryApiMixin:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no organization
             return self.serializer_class.Meta.model.objects.none()
         return type(self).selector(organization=self.request.organization)
-
-    def handle_exception(self, exc):
-        # A body over DATA_UPLOAD_MAX_MEMORY_SIZE: a clear 413 in the API's error shape, not Django's HTML 400.
-        if isinstance(exc, RequestDataTooBig):
-            return error_response(
-                code="too_large", message="The request body is too large.", status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-            )
-        if isinstance(exc, services.InventoryConflict):
-            # 409 like every refusal caused by the calendar's state (a lost booking race, an
-            # overlapping window), with the reason under the field it concerns.
-            return error_response(
-                code=exc.code, message=exc.message, fields={exc.field: [exc.message]}, status_code=status.HTTP_409_CONFLICT
-            )
-        return super().handle_exception(exc)
 
 
 class OwnedPrimaryKeyField(serializers.PrimaryKeyRelatedField):
@@ -482,10 +468,8 @@ class NodeImportApi(InventoryApiMixin, APIView):
             raise ValidationError({"file": ["Send the CSV as multipart field 'file' or as a text/csv body."]})
         if len(raw) > NODE_IMPORT_MAX_BYTES:
             return self._too_large()
-        try:
-            nodes = services.nodes_import_csv(organization=request.organization, data=raw, actor=request.user)
-        except NodeImportInvalid as invalid:
-            return error_response(code="invalid", message=invalid.message, fields=invalid.fields(), status_code=status.HTTP_400_BAD_REQUEST)
+        # a bad file (NodeImportInvalid) answers 400 with one field per bad row, through config.api's handler
+        nodes = services.nodes_import_csv(organization=request.organization, data=raw, actor=request.user)
         payload = {"imported": len(nodes), "devices": sum(node.card_count for node in nodes)}
         return Response(NodeImportResultSerializer(payload).data, status=status.HTTP_201_CREATED)
 

@@ -1,7 +1,6 @@
 """REST API of the market: search, quotes, reservations. One class per operation; views only
 validate, call one selector or service, and shape the answer (errors in config.api's one shape)."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -10,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can
-from config.api import ConflictError, Pagination, error_response
+from config.api import Pagination
 from inventory.market_selectors import offer_get
 from inventory.models import Currency, SoftwareStack
 from marketplace.forms import OfferSearchForm, QuoteForm
@@ -18,9 +17,6 @@ from marketplace.models import Reservation
 from marketplace.selectors import Exclusion, offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
     MAX_CARDS_PER_BOOKING,
-    BookingConflict,
-    IdempotencyKeyReused,
-    ReservationStateError,
     reservation_cancel,
     reservation_create,
     reservation_extend,
@@ -264,12 +260,7 @@ class ReservationListCreateApi(APIView):
         offer = serializers.IntegerField()
         card_count = serializers.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING)
         start = serializers.DateTimeField()
-        end = serializers.DateTimeField()
-
-        def validate(self, attrs):
-            if attrs["end"] <= attrs["start"]:
-                raise serializers.ValidationError({"end": ["The end must be after the start."]})
-            return attrs
+        end = serializers.DateTimeField()  # the window's rules: marketplace.windows, applied by reservation_create
 
     @extend_schema(responses=MarketReservationSerializer(many=True), summary="My organization's reservations")
     def get(self, request):
@@ -297,18 +288,12 @@ class ReservationListCreateApi(APIView):
         offer = offer_get(offer_id=data["offer"])
         if offer is None:
             raise exceptions.ValidationError({"offer": ["No such offer."]})
-        try:
-            reservation, created = reservation_create(
-                organization=organization, created_by=request.user, offer=offer, card_count=data["card_count"],
-                start=data["start"], end=data["end"], idempotency_key=request.headers.get("Idempotency-Key", ""),
-            )
-        except BookingConflict as conflict:
-            raise ConflictError(conflict.message) from None
-        except IdempotencyKeyReused as error:
-            return error_response(code="idempotency_key_reused", message=str(error), status_code=422,
-                                  fields={"Idempotency-Key": [str(error)]})
-        except DjangoValidationError as error:
-            raise exceptions.ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages) from None
+        # BookingConflict, InsufficientCapacity, IdempotencyKeyReused and ValidationError answer through
+        # config.api's one exception handler (409 / 409 / 422 / 400).
+        reservation, created = reservation_create(
+            organization=organization, created_by=request.user, offer=offer, card_count=data["card_count"],
+            start=data["start"], end=data["end"], idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
         reservation = reservation_get(organization=organization, reservation_id=reservation.pk)
         return Response(MarketReservationSerializer(reservation).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -325,12 +310,7 @@ class _ReservationActionApi(APIView):
     def _run(self, request, reservation_id: int, action):
         organization = _require_booker(request)
         reservation = get_object_or_404(reservation_list(organization=organization), pk=reservation_id)
-        try:
-            action(reservation)
-        except (ReservationStateError, BookingConflict) as error:
-            raise ConflictError(getattr(error, "message", None) or str(error)) from None
-        except DjangoValidationError as error:
-            raise exceptions.ValidationError(error.message_dict if hasattr(error, "error_dict") else error.messages) from None
+        action(reservation)  # its domain errors answer through config.api's exception handler
         return Response(MarketReservationSerializer(reservation_get(organization=organization, reservation_id=reservation_id)).data)
 
 

@@ -9,7 +9,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django import forms
-from django.utils import timezone
 
 from inventory.models import Cluster, Currency, NationalHub, Province, SoftwareStack
 from inventory.pricing import major_to_minor
@@ -21,9 +20,9 @@ from inventory.selectors import (
 )
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.selectors import DEFAULT_SORT
-from marketplace.services import MAX_CARDS_PER_BOOKING, START_GRACE
+from marketplace.services import MAX_CARDS_PER_BOOKING
+from marketplace.windows import window_errors
 
-MAX_WINDOW = timedelta(days=366)
 SORT_LABELS = {
     "price_per_ecu": "Price per ECU-hour (low first)",
     "-price_per_ecu": "Price per ECU-hour (high first)",
@@ -59,14 +58,9 @@ class WindowMixin:
             if self.window_required:
                 self.add_error("start", "This field is required.")
             return
-        if end <= start:
-            self.add_error("end", "The end must be after the start.")
-        elif start < timezone.now() - START_GRACE:
-            self.add_error("start", "The start is in the past.")
-        elif beyond_calendar_horizon(start):
-            self.add_error("start", CALENDAR_HORIZON_MESSAGE)
-        elif end - start > MAX_WINDOW:
-            self.add_error("end", f"The window may span at most {MAX_WINDOW.days} days.")
+        for name, messages in window_errors(start=start, end=end).items():
+            for message in messages:
+                self.add_error(name, message)
 
 
 def _province_choices():

@@ -9,19 +9,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import Organization
-from inventory.allocations import period_range
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
 from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.models import Reservation
 from marketplace.pricing import hours_between, total_price_minor
+from marketplace.windows import offer_terms_breach, offer_terms_q
 
 # Without a window, search shows what is free in the coming hour.
 DEFAULT_WINDOW = timedelta(hours=1)
@@ -241,12 +241,7 @@ def offer_search(
         offers = offers.filter(accelerator_model__ecu_per_card__gt=0).annotate(_ppe=price_per_ecu_hour_minor_sql()).filter(
             _ppe__lte=max_price_per_ecu_hour_minor
         )
-    window_hours = (end - start).total_seconds() / 3600
-    offers = offers.filter(
-        Q(rentable_period__isnull=True) | Q(rentable_period__contains=period_range(start, end)),
-        min_duration_hours__lte=window_hours,
-        max_duration_hours__gte=window_hours,
-    )
+    offers = offers.filter(offer_terms_q(start=start, end=end))
     rows = _offer_rows(offers)
     if min_free_cards is not None or sort in SORTS_NEEDING_CAPACITY:
         _attach_capacity(rows, start=start, end=end, min_free_cards=min_free_cards or 0)
@@ -373,7 +368,6 @@ def quote_build(
     countries_upper = {c.upper() for c in countries or []}
     provinces_upper = {p.upper() for p in provinces or []}
     hubs_set = set(hubs or [])
-    hours_float = float(hours)
 
     for row in rows:
         reasons: list[Reason] = []
@@ -396,12 +390,11 @@ def quote_build(
         needs_rating = total_ecu is not None or max_price_per_ecu_hour_minor is not None
         if needs_rating and not row.is_rated:
             reasons.append(Reason(Exclusion.MODEL_NOT_RATED, f"{row.model_name} has no published dense BF16/FP16 figure, so it has no ECU rating."))
-        if not (row.min_duration_hours <= hours_float <= row.max_duration_hours):
+        breach = offer_terms_breach(min_duration_hours=row.min_duration_hours, max_duration_hours=row.max_duration_hours,
+                                    rentable_period=row.rentable_period, start=start, end=end)
+        if breach.duration:
             reasons.append(Reason(Exclusion.DURATION_OUT_OF_RANGE, f"This offer rents for {row.min_duration_hours} to {row.max_duration_hours} hours; you asked for {hours.normalize():f}."))
-        if row.rentable_period is not None and not (
-            (row.rentable_period.lower is None or row.rentable_period.lower <= start)
-            and (row.rentable_period.upper is None or end <= row.rentable_period.upper)
-        ):
+        if breach.rentable_period:
             reasons.append(Reason(Exclusion.OUTSIDE_RENTABLE_PERIOD, "The window is outside the period in which this capacity may be rented."))
 
         if cards is not None:
@@ -455,8 +448,9 @@ def reservation_list(*, organization: Organization | None) -> QuerySet[Reservati
     """The organization's reservations, newest start first. Nobody else's, ever."""
     if organization is None:
         return Reservation.objects.none()
+    # Every relation the API and the pages show per row, read in the same query (no query per row).
     return Reservation.objects.filter(buyer=organization).select_related(
-        "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer"
+        "buyer", "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer"
     )
 
 

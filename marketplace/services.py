@@ -7,7 +7,7 @@ Reservation row, so a lost race (AllocationConflict) rolls everything back: no p
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -25,14 +25,12 @@ from inventory.allocations import (
 )
 from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Offer, Site
-from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
 from marketplace.models import Reservation, ReservationStatusChange
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
+from marketplace.windows import offer_terms_breach, window_errors
 
 # A sane ceiling for one booking (the largest clusters hold a few thousand cards).
 MAX_CARDS_PER_BOOKING = 4096
-# A start this far in the past still counts as "now" (the form took a moment to submit).
-START_GRACE = timedelta(minutes=5)
 # How often a booking re-picks devices after losing a race for them before giving up with 409.
 BOOKING_ATTEMPTS = 5
 
@@ -40,12 +38,27 @@ CONFLICT_MESSAGE = "Those cards were just booked by someone else - pick another 
 
 
 class BookingConflict(Exception):
-    """The cards are not (or no longer) free for the period. Maps to 409."""
+    """The booking lost to the current state: cards that were free when it picked them were taken by a
+    concurrent writer (a real race), or the offer or its hardware stopped being bookable. Maps to 409."""
 
     def __init__(self, message: str = CONFLICT_MESSAGE, *, cards_free: int | None = None):
         super().__init__(message)
         self.message = message
         self.cards_free = cards_free
+
+
+class InsufficientCapacity(BookingConflict):
+    """Fewer cards are free in the window than asked for - no race, there are just not enough. Maps to 409
+    with its own code and the free count, so the buyer can ask for fewer instead of retrying."""
+
+    def __init__(self, *, cards_free: int, cards_asked: int):
+        if cards_free:
+            message = (f"Only {cards_free} of the {cards_asked} cards are free in that window - "
+                       f"book {cards_free} or fewer, pick another time or another offer.")
+        else:
+            message = f"None of the {cards_asked} cards you asked for is free in that window - pick another time or another offer."
+        super().__init__(message, cards_free=cards_free)
+        self.cards_asked = cards_asked
 
 
 class IdempotencyKeyReused(Exception):
@@ -72,17 +85,11 @@ def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: dateti
 
 
 def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
-    errors: dict[str, list[str]] = {}
+    errors = window_errors(start=start, end=end, now=now)
     if card_count is None or card_count < 1:
-        errors.setdefault("card_count", []).append("Book at least one card.")
+        errors["card_count"] = ["Book at least one card."]
     elif card_count > MAX_CARDS_PER_BOOKING:
-        errors.setdefault("card_count", []).append(f"At most {MAX_CARDS_PER_BOOKING} cards per booking.")
-    if end <= start:
-        errors.setdefault("end", []).append("The end must be after the start.")
-    if start < now - START_GRACE:
-        errors.setdefault("start", []).append("The start is in the past.")
-    elif beyond_calendar_horizon(start, now=now):
-        errors.setdefault("start", []).append(CALENDAR_HORIZON_MESSAGE)
+        errors["card_count"] = [f"At most {MAX_CARDS_PER_BOOKING} cards per booking."]
     # The offer's own terms (active, duration bounds, rentable period) are checked in
     # _reservation_book, on the row read under the booking's lock: never on the caller's copy.
     if errors:
@@ -92,23 +99,17 @@ def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: d
 def _offer_terms_errors(
     *, offer: Offer, start: datetime, end: datetime, rentable_from: datetime | None = None, check_minimum: bool = True
 ) -> dict[str, list[str]]:
-    """The offer's terms for a period [start, end): its duration bounds and its rentable period.
-
-    One rule for booking and extending. `rentable_from` (default: start) is where the rentable
-    period must begin covering: an extension only needs the time it adds to be rentable.
-    """
+    """marketplace.windows' rule for the offer's terms, as field errors. One rule for booking and extending."""
+    breach = offer_terms_breach(
+        min_duration_hours=offer.min_duration_hours, max_duration_hours=offer.max_duration_hours,
+        rentable_period=offer.rentable_period, start=start, end=end, rentable_from=rentable_from,
+        check_minimum=check_minimum,
+    )
     errors: dict[str, list[str]] = {}
-    hours = (end - start).total_seconds() / 3600
-    if hours > offer.max_duration_hours or (check_minimum and hours < offer.min_duration_hours):
-        errors.setdefault("end", []).append(
-            f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours in one booking."
-        )
-    period = offer.rentable_period
-    covered_from = start if rentable_from is None else rentable_from
-    if period is not None and not (
-        (period.lower is None or period.lower <= covered_from) and (period.upper is None or end <= period.upper)
-    ):
-        errors.setdefault("start", []).append("The capacity is not rentable for that whole period.")
+    if breach.duration:
+        errors["end"] = [f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours in one booking."]
+    if breach.rentable_period:
+        errors["start"] = ["The capacity is not rentable for that whole period."]
     return errors
 
 
@@ -208,7 +209,7 @@ def _reservation_book(
         request_fingerprint=fingerprint,
     )
     allocated = 0
-    for _attempt in range(BOOKING_ATTEMPTS):
+    for attempt in range(BOOKING_ATTEMPTS):
         wanted = card_count - allocated
         free, taken = device_allocations_book(
             cluster_id=terms.cluster_id, accelerator_model_id=terms.accelerator_model_id, start=start, end=end,
@@ -217,15 +218,19 @@ def _reservation_book(
         allocated += taken
         if allocated == card_count:
             break
+        # Not enough free cards: raising rolls the transaction back, nothing of this booking remains.
+        if free < wanted and attempt == 0:
+            # Short from the first pick: the window never had enough, whoever else is booking. Say how many.
+            raise InsufficientCapacity(cards_free=allocated, cards_asked=card_count)
         if free < wanted:
-            # Not enough free cards: the transaction rolls back, nothing of this booking remains.
+            # Enough were free at the first pick, but a concurrent booking took some and none are left to replace them.
             raise BookingConflict(
-                f"{CONFLICT_MESSAGE} Only {allocated} of the {card_count} cards are free for that period.",
+                f"{CONFLICT_MESSAGE} Only {allocated} of the {card_count} cards are free for that period now.",
                 cards_free=allocated,
             )
         # else someone took some of the devices picked a moment ago: pick others for the rest
     else:
-        raise BookingConflict()
+        raise BookingConflict()  # lost the race every time: how many are free now is unknown
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status="", to_status=Reservation.Status.REQUESTED, actor=created_by,
         reason_code=ReasonCode.BOOKED,

@@ -24,6 +24,7 @@ from marketplace.selectors import offer_row_get, offer_search, quote_build, rese
 from marketplace.services import (
     BookingConflict,
     IdempotencyKeyReused,
+    InsufficientCapacity,
     ReservationStateError,
     reservation_cancel,
     reservation_create,
@@ -162,7 +163,8 @@ def offer_detail(request, offer_id: int):
                     idempotency_key=form.cleaned_data.get("idempotency_key") or "",
                 )
             except BookingConflict as conflict:
-                form.add_error(None, conflict.message)
+                # too few free cards is about the card count (shown next to it); a lost race is about the booking
+                form.add_error("card_count" if isinstance(conflict, InsufficientCapacity) else None, conflict.message)
                 status = 409
             except IdempotencyKeyReused as error:
                 form.add_error(None, str(error))

@@ -76,3 +76,87 @@ def test_the_schema_documents_the_paginated_lists_as_pages(client):
         page = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]
         assert {"count", "next", "previous", "results"} <= set(page["properties"])
         assert {"page", "page_size"} <= {parameter["name"] for parameter in operation["parameters"]}
+
+
+# One example of each domain exception, with the status and code it must answer.
+DOMAIN_EXAMPLES = {
+    "marketplace.services.BookingConflict": (lambda m: m.BookingConflict(cards_free=3), 409, "booking_conflict"),
+    "marketplace.services.InsufficientCapacity": (
+        lambda m: m.InsufficientCapacity(cards_free=24, cards_asked=40), 409, "insufficient_capacity"),
+    "marketplace.services.ReservationStateError": (
+        lambda m: m.ReservationStateError("A completed reservation cannot be cancelled."), 409, "reservation_state"),
+    "marketplace.services.IdempotencyKeyReused": (
+        lambda m: m.IdempotencyKeyReused("This Idempotency-Key was already used."), 422, "idempotency_key_reused"),
+    "inventory.services.InventoryConflict": (
+        lambda m: m.InventoryConflict("This period overlaps an existing maintenance window."), 409, "conflict"),
+    "inventory.allocations.AllocationConflict": (lambda m: m.AllocationConflict("Some devices are taken."), 409, "conflict"),
+    "inventory.agent_services.NodeAgentRefused": (
+        lambda m: m.NodeAgentRefused("Register first.", code="register_first"), 409, "register_first"),
+    "inventory.importers.NodeImportInvalid": (
+        lambda m: m.NodeImportInvalid(row_errors=[m.RowError(row=7, column="card_count", message="not a number")],
+                                      bad_row_count=1), 400, "invalid"),
+}
+PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
+
+
+def _domain_exceptions_defined_in_the_apps() -> set[str]:
+    """Every exception class a project app defines at module level, other than DRF's own (already mapped by DRF)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from rest_framework.exceptions import APIException
+
+    found = set()
+    for app in PROJECT_APPS:
+        package = importlib.import_module(app)
+        for module_info in pkgutil.walk_packages(package.__path__, prefix=f"{app}."):
+            if ".migrations" in module_info.name or ".management" in module_info.name:
+                continue
+            module = importlib.import_module(module_info.name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == module.__name__ and issubclass(cls, Exception) and not issubclass(cls, APIException):
+                    found.add(f"{cls.__module__}.{cls.__qualname__}")
+    return found
+
+
+@pytest.mark.django_db
+def test_every_domain_exception_of_the_apps_is_mapped_once_centrally():
+    from config.api import DOMAIN_ERRORS
+
+    # given the exceptions the apps' modules define, when the central table is read,
+    # then each has a row (a new exception, say in billing, cannot slip through as a 500) and an example here
+    assert _domain_exceptions_defined_in_the_apps() == set(DOMAIN_ERRORS)
+    assert set(DOMAIN_EXAMPLES) == set(DOMAIN_ERRORS)
+
+
+@pytest.mark.parametrize("path", sorted(DOMAIN_EXAMPLES))
+def test_each_domain_exception_answers_its_status_in_the_one_error_shape(path):
+    import importlib
+
+    from config.api import exception_handler
+
+    # given a domain exception raised by a service under an API view
+    make, status, code = DOMAIN_EXAMPLES[path]
+    exc = make(importlib.import_module(path.rsplit(".", 1)[0]))
+    # when the API's one exception handler answers it
+    response = exception_handler(exc, {})
+    # then it has its status and code, a message, and fields as lists of strings
+    assert response.status_code == status
+    assert set(response.data) == {"error"}
+    error = response.data["error"]
+    assert {"code", "message", "fields"} <= set(error)
+    assert error["code"] == code and error["message"]
+    assert all(isinstance(reasons, list) and all(isinstance(r, str) for r in reasons) for reasons in error["fields"].values())
+
+
+def test_too_few_free_cards_answers_the_free_count_and_a_race_does_not_claim_one():
+    from config.api import exception_handler
+    from marketplace.services import BookingConflict, InsufficientCapacity
+
+    short = exception_handler(InsufficientCapacity(cards_free=24, cards_asked=40), {}).data["error"]
+    assert short["message"].startswith("Only 24 of the 40 cards are free in that window")
+    assert (short["cards_free"], short["cards_asked"]) == (24, 40) and "card_count" in short["fields"]
+    race = exception_handler(BookingConflict(), {}).data["error"]
+    assert race["message"].startswith("Those cards were just booked by someone else")
+    assert set(race) == {"code", "message", "fields"}

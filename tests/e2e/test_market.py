@@ -101,10 +101,11 @@ def test_a_buyer_filters_quotes_and_books_and_a_second_buyer_gets_a_conflict(pag
     # When the second buyer now submits the form for the same cards
     other.get_by_role("button", name="Book").click()
 
-    # Then they see the conflict next to the form, and nothing was double-booked
-    alert = other.locator(".form-errors")
+    # Then they are told, next to the card count, that none of those cards is free any more (the first
+    # booking had committed before theirs picked cards: too few free, not a race), and nothing was double-booked
+    alert = other.locator('.field-error[data-field="card_count"]')
     alert.wait_for()
-    assert "Those cards were just booked by someone else" in alert.inner_text()
+    assert "None of the 8 cards you asked for is free in that window" in alert.inner_text()
     assert Reservation.objects.count() == 1
     assert DeviceAllocation.objects.filter(is_active=True).count() == 8
     # and the second buyer does not see the first buyer's reservation

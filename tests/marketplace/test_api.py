@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from inventory.models import DeviceAllocation
 from marketplace.models import Reservation
-from tests.factories import member
+from tests.factories import ClusterFactory, NodeFactory, OfferFactory, member
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,7 @@ def test_bad_search_input_is_a_400_naming_the_field(buyer_client, small_offer, p
         assert "colour" in error["message"]
 
 
-def test_booking_through_the_api_is_idempotent_and_a_lost_race_is_409(buyer_client, small_offer, soon):
+def test_booking_through_the_api_is_idempotent_and_more_cards_than_are_free_is_409(buyer_client, small_offer, soon):
     first = buyer_client.post("/api/reservations/", booking(small_offer, soon), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert first.status_code == 201, first.json()
     again = buyer_client.post("/api/reservations/", booking(small_offer, soon), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
@@ -72,7 +72,7 @@ def test_booking_through_the_api_is_idempotent_and_a_lost_race_is_409(buyer_clie
     assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
     full = buyer_client.post("/api/reservations/", booking(small_offer, soon, cards=9), format="json")
     assert full.status_code == 409
-    assert "just booked by someone else" in full.json()["error"]["message"]
+    assert full.json()["error"]["code"] == "insufficient_capacity" and full.json()["error"]["cards_free"] == 8
     assert Reservation.objects.count() == 1 and DeviceAllocation.objects.filter(is_active=True).count() == 8
     assert first.json()["total_price_minor"] == 2500 * 8 * 4
     assert [step["to_status"] for step in first.json()["timeline"]] == ["requested"]
@@ -132,7 +132,8 @@ def test_members_see_only_their_organizations_reservations(buyer_client, small_o
 
 def test_cancel_release_and_extend_through_the_api(buyer_client, small_offer, soon):
     rid = buyer_client.post("/api/reservations/", booking(small_offer, soon), format="json").json()["id"]
-    assert buyer_client.post(f"/api/reservations/{rid}/release/").status_code == 409  # not started yet
+    early = buyer_client.post(f"/api/reservations/{rid}/release/")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "reservation_state"  # not started yet
     extended = buyer_client.post(f"/api/reservations/{rid}/extend/", {"end": iso(soon + timedelta(hours=6))}, format="json")
     assert extended.status_code == 200 and parse_datetime(extended.json()["end"]) == soon + timedelta(hours=6)
     assert buyer_client.post(f"/api/reservations/{rid}/extend/", {"end": "bad"}, format="json").status_code == 400
@@ -162,5 +163,44 @@ def test_pages_search_quote_and_reservations(client, small_offer, soon, buyer):
     detail = client.get(booked["Location"])
     assert b"Booked." in detail.content and b"Timeline" in detail.content
     conflict = client.post(f"/market/offers/{small_offer.pk}/", {**form, "card_count": 9, "idempotency_key": "page-2"})
-    assert conflict.status_code == 409 and b"just booked by someone else" in conflict.content
+    assert conflict.status_code == 409 and b"Only 8 of the 9 cards are free in that window" in conflict.content
     assert b"Reservation" in client.get("/market/reservations/").content
+
+
+@pytest.fixture
+def forty_card_offer(catalog):
+    cluster = ClusterFactory()
+    for i in range(5):
+        NodeFactory(cluster=cluster, hostname=f"forty-{i}")
+    return OfferFactory(cluster=cluster)
+
+
+def test_asking_for_more_cards_than_are_free_answers_the_free_count_not_a_race(buyer_client, forty_card_offer, soon):
+    # given 16 of the 40 cards booked for the window, so 24 are free
+    assert buyer_client.post("/api/reservations/", booking(forty_card_offer, soon, cards=16), format="json").status_code == 201
+    # when a buyer asks for 40 of them
+    response = buyer_client.post("/api/reservations/", booking(forty_card_offer, soon, cards=40), format="json")
+    # then a 409 in the one error shape says how many are free - it does not blame someone else's booking
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "insufficient_capacity"
+    assert error["message"].startswith("Only 24 of the 40 cards are free in that window")
+    assert "someone else" not in error["message"]
+    assert (error["cards_free"], error["cards_asked"]) == (24, 40)
+    assert error["fields"] == {"card_count": [error["message"]]}
+    assert Reservation.objects.count() == 1 and DeviceAllocation.objects.filter(is_active=True).count() == 16
+
+
+def test_the_book_button_says_how_many_cards_are_free_next_to_the_card_count(client, buyer, forty_card_offer, soon):
+    # given 16 of the 40 cards booked
+    client.force_login(buyer)
+    window = {"start": soon.strftime("%Y-%m-%dT%H:%M"), "end": (soon + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M")}
+    assert client.post(f"/market/offers/{forty_card_offer.pk}/", {**window, "card_count": 16, "idempotency_key": "a"}).status_code == 302
+    # when the buyer asks the Book button for 40
+    page = client.post(f"/market/offers/{forty_card_offer.pk}/", {**window, "card_count": 40, "idempotency_key": "b"})
+    # then the page answers 409 with the API's message, on the card count field
+    assert page.status_code == 409
+    assert page.context["form"].errors["card_count"] == [
+        "Only 24 of the 40 cards are free in that window - book 24 or fewer, pick another time or another offer."]
+    assert b"Only 24 of the 40 cards are free in that window" in page.content
+    assert Reservation.objects.count() == 1

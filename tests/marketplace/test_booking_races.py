@@ -3,53 +3,88 @@ take the offer lock): the exclusion constraint decides, the booking never double
 takes other devices or gives up with nothing left behind."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 
 from inventory.allocations import device_allocations_create
 from inventory.market_selectors import free_device_ids_for_booking
 from inventory.models import DeviceAllocation
 from marketplace.models import Reservation, ReservationStatusChange
-from marketplace.services import BookingConflict, reservation_create
+from marketplace.services import BookingConflict, InsufficientCapacity, reservation_create
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, member
 
 OUTSIDE_RESERVATION_ID = 999_999
+# Only a bound on a hung test: every wait below ends as soon as the database reaches the state waited for.
+DEADLINE_SECONDS = 30
 
 
-def _hold_uncommitted(*, device_id: int, start, end, held: threading.Event, release: threading.Event, commit: bool):
+def _backend_pid() -> int:
+    connection.ensure_connection()
+    return connection.connection.get_backend_pid()
+
+
+def _hold_uncommitted(*, device_id: int, start, end, holder_pid: list, held: threading.Event, release: threading.Event,
+                      commit: bool):
     """On its own connection: allocate one device, wait, then commit or roll back."""
     try:
         with transaction.atomic():
             device_allocations_create(device_ids=[device_id], start=start, end=end, reservation_id=OUTSIDE_RESERVATION_ID)
+            holder_pid.append(_backend_pid())
             held.set()
-            release.wait(timeout=30)
+            release.wait(timeout=DEADLINE_SECONDS)
             if not commit:
                 transaction.set_rollback(True)
     finally:
         connections.close_all()
 
 
-def _book_while_held(offer, *, cards: int, start, end, commit: bool):
-    """The device the booking would pick first is allocated by another, uncommitted transaction,
-    which ends (commit or rollback) while the booking waits on it."""
-    first = free_device_ids_for_booking(cluster_id=offer.cluster_id, accelerator_model_id=offer.accelerator_model_id,
-                                        start=start, end=end, limit=1)[0]
-    held, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_uncommitted, kwargs={
-        "device_id": first, "start": start, "end": end, "held": held, "release": release, "commit": commit})
-    holder.start()
-    assert held.wait(timeout=30)
-    # the booking blocks on that device's row until the holder ends, half a second from now
-    threading.Timer(0.5, release.set).start()
+def _release_once_blocked(*, waiter_pid: int, holder_pid: int, release: threading.Event, seen_blocked: threading.Event):
+    """On its own connection: wait until PostgreSQL reports the booking's backend waiting for the holder's
+    transaction (pg_blocking_pids), then let the holder end. The race is therefore the same every run:
+    the booking has picked the held device and is inside its INSERT when the holder commits or rolls back."""
     try:
-        buyer = member(kind="buyer")
-        return first, reservation_create(organization=buyer.memberships.get().organization, created_by=buyer, offer=offer,
-                                         card_count=cards, start=start, end=end)
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT %s = ANY(pg_blocking_pids(%s))", [holder_pid, waiter_pid])
+                if cursor.fetchone()[0]:
+                    seen_blocked.set()
+                    break
+                time.sleep(0.005)
     finally:
         release.set()
-        holder.join(timeout=30)
+        connections.close_all()
+
+
+def _book_while_held(offer, *, cards: int, start, end, commit: bool):
+    """The device the booking would pick first is allocated by another, uncommitted transaction, which
+    ends (commit or rollback) exactly while the booking waits on it."""
+    buyer = member(kind="buyer")  # before the race: hashing the password takes longer than anything below
+    organization = buyer.memberships.get().organization
+    first = free_device_ids_for_booking(cluster_id=offer.cluster_id, accelerator_model_id=offer.accelerator_model_id,
+                                        start=start, end=end, limit=1)[0]
+    held, release, seen_blocked = threading.Event(), threading.Event(), threading.Event()
+    holder_pid: list[int] = []
+    holder = threading.Thread(target=_hold_uncommitted, kwargs={
+        "device_id": first, "start": start, "end": end, "holder_pid": holder_pid, "held": held, "release": release,
+        "commit": commit})
+    holder.start()
+    assert held.wait(timeout=DEADLINE_SECONDS)
+    releaser = threading.Thread(target=_release_once_blocked, kwargs={
+        "waiter_pid": _backend_pid(), "holder_pid": holder_pid[0], "release": release, "seen_blocked": seen_blocked})
+    releaser.start()
+    try:
+        return first, reservation_create(organization=organization, created_by=buyer, offer=offer, card_count=cards,
+                                         start=start, end=end)
+    finally:
+        release.set()
+        releaser.join(timeout=DEADLINE_SECONDS)
+        holder.join(timeout=DEADLINE_SECONDS)
+        # the scenario really happened: the booking waited on the holder (otherwise the test proves nothing)
+        assert seen_blocked.is_set(), "the booking never waited for the uncommitted allocation"
 
 
 @pytest.fixture
@@ -92,7 +127,9 @@ def test_a_booking_short_of_cards_after_a_lost_race_leaves_nothing_behind(two_no
     with pytest.raises(BookingConflict) as conflict:
         _book_while_held(two_node_offer, cards=16, start=soon, end=soon + timedelta(hours=4), commit=True)
 
-    # then it is a conflict that says how many were free, and only the other writer's row remains
-    assert conflict.value.cards_free == 15
+    # then it is the race's conflict (not "too few cards": all 16 were free when it picked them), it says
+    # how many are free now, and only the other writer's row remains
+    assert not isinstance(conflict.value, InsufficientCapacity)
+    assert "just booked by someone else" in conflict.value.message and conflict.value.cards_free == 15
     assert not Reservation.objects.exists() and not ReservationStatusChange.objects.exists()
     assert list(DeviceAllocation.objects.values_list("reservation_id", flat=True)) == [OUTSIDE_RESERVATION_ID]

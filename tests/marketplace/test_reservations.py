@@ -14,6 +14,7 @@ from marketplace.models import Reservation, ReservationStatusChange
 from marketplace.services import (
     BookingConflict,
     IdempotencyKeyReused,
+    InsufficientCapacity,
     ReservationStateError,
     reservation_cancel,
     reservation_create,
@@ -49,11 +50,14 @@ def test_a_booking_allocates_devices_on_as_few_nodes_as_possible_and_locks_the_p
     assert reservation.status_changes.get().to_status == "requested"
 
 
-def test_a_booking_larger_than_the_free_cards_is_a_conflict_and_writes_nothing(small_offer, buyer, soon):
+def test_a_booking_larger_than_the_free_cards_says_how_many_are_free_and_writes_nothing(small_offer, buyer, soon):
+    # given 12 of the 16 cards booked
     book(small_offer, buyer, soon, cards=12)
     other = member(kind="buyer")
-    with pytest.raises(BookingConflict, match="just booked by someone else"):
+    # when another buyer asks for 8 in an overlapping window, then the answer is the free count, not a race
+    with pytest.raises(InsufficientCapacity, match="Only 4 of the 8 cards are free in that window") as short:
         book(small_offer, other, soon + timedelta(hours=1), cards=8)
+    assert (short.value.cards_free, short.value.cards_asked) == (4, 8)
     assert Reservation.objects.count() == 1
     assert DeviceAllocation.objects.filter(is_active=True).count() == 12
 

@@ -1,0 +1,170 @@
+"""Every list endpoint of the API costs the same number of queries for one row as for many: no N+1.
+
+The list endpoints are read from the OpenAPI schema (a GET answering a page or an array), so a new
+list endpoint without a row builder here fails test_every_list_endpoint_has_a_query_count_test.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from accounts.models import Membership, Organization, User
+from accounts.services import api_token_create
+from inventory.agent_services import node_agent_token_create
+from inventory.services import maintenance_window_create
+from marketplace.services import reservation_cancel, reservation_create
+from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory, SiteFactory, member
+
+pytestmark = pytest.mark.django_db
+
+FEW, MANY = 1, 6
+
+
+@dataclass
+class World:
+    provider: Organization
+    provider_user: User
+    buyer: Organization
+    buyer_user: User
+    key_node: object  # the node whose agent keys are listed
+    start: object
+
+    def client(self, *, as_buyer: bool) -> APIClient:
+        user, organization = (self.buyer_user, self.buyer) if as_buyer else (self.provider_user, self.provider)
+        _, key = api_token_create(user=user, organization=organization, name="query counts")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        return client
+
+
+def _cluster(world: World):
+    # every row in its own site and cluster, so a relation read per row shows up as a query per row
+    return ClusterFactory(site=SiteFactory(owner=world.provider))
+
+
+def _offer_with_cards(world: World):
+    cluster = _cluster(world)
+    NodeFactory(cluster=cluster, card_count=2)
+    return OfferFactory(cluster=cluster)
+
+
+def add_sites(world, n):
+    for _ in range(n):
+        _cluster(world)
+
+
+def add_clusters(world, n):
+    add_sites(world, n)
+
+
+def add_nodes(world, n):
+    for _ in range(n):
+        NodeFactory(cluster=_cluster(world), card_count=2)
+
+
+def add_offers(world, n):
+    for _ in range(n):
+        _offer_with_cards(world)
+
+
+def add_maintenance_windows(world, n):
+    for i in range(n):
+        node = NodeFactory(cluster=_cluster(world), card_count=2)
+        maintenance_window_create(cluster=node.cluster, node=node if i % 2 else None, start=world.start,
+                                  end=world.start + timedelta(hours=2), reason="firmware", actor=world.provider_user)
+
+
+def add_reservations(world, n):
+    for i in range(n):
+        offer = _offer_with_cards(world)
+        reservation, _ = reservation_create(organization=world.buyer, created_by=world.buyer_user, offer=offer,
+                                            card_count=1, start=world.start, end=world.start + timedelta(hours=2))
+        if i % 2:  # a longer timeline, with an actor
+            reservation_cancel(reservation=reservation, actor=world.buyer_user)
+
+
+def add_agent_keys(world, n):
+    for _ in range(n):
+        node_agent_token_create(node=world.key_node)
+
+
+# schema path -> (rows builder, asked as the buyer?)
+LIST_ENDPOINTS = {
+    "/api/sites/": (add_sites, False),
+    "/api/clusters/": (add_clusters, False),
+    "/api/nodes/": (add_nodes, False),
+    "/api/offers/": (add_offers, False),
+    "/api/maintenance-windows/": (add_maintenance_windows, False),
+    "/api/agent/nodes/{node_id}/keys/": (add_agent_keys, False),
+    "/api/market/offers/": (add_offers, True),
+    "/api/reservations/": (add_reservations, True),
+}
+
+
+def list_endpoints_in_schema() -> set[str]:
+    """GET operations whose answer is a page (count/next/previous/results) or a bare array."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    found = set()
+    for path, operations in schema["paths"].items():
+        answer = operations.get("get", {}).get("responses", {}).get("200", {})
+        body = answer.get("content", {}).get("application/json", {}).get("schema", {})
+        if body.get("type") == "array":
+            found.add(path)
+        elif "$ref" in body:
+            component = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+            if "results" in component.get("properties", {}):
+                found.add(path)
+    return found
+
+
+def test_every_list_endpoint_has_a_query_count_test():
+    # given the API's list endpoints, as the schema documents them
+    # then each has a row builder below (a new list endpoint must come with its query-count test)
+    assert list_endpoints_in_schema() == set(LIST_ENDPOINTS)
+
+
+@pytest.fixture
+def world(catalog):
+    provider = OrganizationFactory(kind=Organization.Kind.PROVIDER)
+    buyer = OrganizationFactory(kind=Organization.Kind.BUYER)
+    key_node = NodeFactory(cluster=ClusterFactory(site=SiteFactory(owner=provider)), card_count=1)
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    return World(provider=provider, provider_user=member(organization=provider, role=Membership.Role.OWNER),
+                 buyer=buyer, buyer_user=member(organization=buyer, role=Membership.Role.OWNER),
+                 key_node=key_node, start=start)
+
+
+def _rows(body) -> list:
+    return body["results"] if isinstance(body, dict) else body
+
+
+@pytest.mark.parametrize("path", sorted(LIST_ENDPOINTS))
+def test_a_list_costs_as_many_queries_for_six_rows_as_for_one(world, path):
+    add_rows, as_buyer = LIST_ENDPOINTS[path]
+    client = world.client(as_buyer=as_buyer)
+    url = path.format(node_id=world.key_node.pk)
+    baseline = len(_rows(client.get(url, {"page_size": 200}).json()))
+
+    def measured():
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url, {"page_size": 200})
+        assert response.status_code == 200, response.content
+        return len(_rows(response.json())) - baseline, [query["sql"] for query in queries.captured_queries]
+
+    # given one row
+    add_rows(world, FEW)
+    # when the list is read
+    few_rows, few_queries = measured()
+    # and given five more, read again
+    add_rows(world, MANY - FEW)
+    many_rows, many_queries = measured()
+
+    # then both answers list the new rows, and the second cost no more queries than the first
+    assert (few_rows, many_rows) == (FEW, MANY)
+    assert len(many_queries) == len(few_queries), "\n".join(many_queries)
