@@ -115,7 +115,9 @@ def _domain_exceptions_defined_in_the_apps() -> set[str]:
                 continue
             module = importlib.import_module(module_info.name)
             for _, cls in inspect.getmembers(module, inspect.isclass):
-                if cls.__module__ == module.__name__ and issubclass(cls, Exception) and not issubclass(cls, APIException):
+                # a private class (`_Truncated`) is raised and caught inside its module and never reaches a view
+                if (cls.__module__ == module.__name__ and issubclass(cls, Exception) and not issubclass(cls, APIException)
+                        and not cls.__name__.startswith("_")):
                     found.add(f"{cls.__module__}.{cls.__qualname__}")
     return found
 

@@ -4,6 +4,8 @@ The list endpoints are read from the OpenAPI schema (a GET answering a page or a
 list endpoint without a row builder here fails test_every_list_endpoint_has_a_query_count_test.
 """
 
+import base64
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,7 +17,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.models import Membership, Organization, User
-from accounts.services import api_token_create
+from accounts.services import api_token_create, ssh_key_add
 from inventory.agent_services import node_agent_token_create
 from inventory.services import maintenance_window_create
 from marketplace.services import reservation_cancel, reservation_create
@@ -94,6 +96,12 @@ def add_agent_keys(world, n):
         node_agent_token_create(node=world.key_node)
 
 
+def add_ssh_keys(world, n):
+    for _ in range(n):
+        blob = b"".join(len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", os.urandom(32)))
+        ssh_key_add(user=world.buyer_user, name="", public_key=f"ssh-ed25519 {base64.b64encode(blob).decode()} k@laptop")
+
+
 # schema path -> (rows builder, asked as the buyer?)
 LIST_ENDPOINTS = {
     "/api/sites/": (add_sites, False),
@@ -104,6 +112,7 @@ LIST_ENDPOINTS = {
     "/api/agent/nodes/{node_id}/keys/": (add_agent_keys, False),
     "/api/market/offers/": (add_offers, True),
     "/api/reservations/": (add_reservations, True),
+    "/api/ssh-keys/": (add_ssh_keys, True),
 }
 
 
