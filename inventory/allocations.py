@@ -200,3 +200,25 @@ def device_allocations_truncate(*, reservation_id: int, end: datetime) -> int:
             [end, reservation_id, end],
         )
         return released + cursor.rowcount
+
+
+def device_reservation_ids_at(*, device_ids: list[int], instants: list[datetime]) -> list[int | None]:
+    """For each (device, instant) pair, the reservation whose active allocation of the device covers
+    the instant, or None (idle or in maintenance). One query for the whole list, in its order.
+
+    Metering attributes each usage sample to a reservation this way (the window's midpoint). The
+    exclusion constraint guarantees at most one active allocation per device and instant.
+    """
+    if len(device_ids) != len(instants):
+        raise ValueError("device_ids and instants must have the same length.")
+    if not device_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.reservation_id FROM unnest(%s::bigint[], %s::timestamptz[]) WITH ORDINALITY AS q(device_id, at, n) "
+            "LEFT JOIN inventory_deviceallocation a ON a.device_id = q.device_id AND a.is_active "
+            "AND a.purpose = 'reservation' AND a.period @> q.at "
+            "ORDER BY q.n",
+            [device_ids, instants],
+        )
+        return [row[0] for row in cursor.fetchall()]

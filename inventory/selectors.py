@@ -281,3 +281,13 @@ def offers_priced(*, organization: Organization | None, cluster: Cluster | None 
         )
         offer.price_per_ecu_hour_major = None if per_ecu is None else price_minor_to_major(per_ecu)
     return offers
+
+
+def node_devices(*, node_id: int) -> QuerySet[Device]:
+    """The node's devices (cards) by index: the agent learns their ids from its register answer."""
+    return Device.objects.filter(node_id=node_id).order_by("index")
+
+
+def node_device_ids(*, node_id: int) -> set[int]:
+    """The ids of the node's devices (a node's cards are fixed at listing)."""
+    return set(Device.objects.filter(node_id=node_id).values_list("id", flat=True))
