@@ -104,6 +104,7 @@ def _parse_batch(*, samples, device_ids: set[int], now: datetime) -> _Columns:
     earliest_start = now - _retention()
     errors: dict[str, list[str]] = {}
     columns = _Columns()
+    seen: set[tuple[int, datetime]] = set()
 
     def refuse(index: int, field: str, reason: str) -> None:
         errors.setdefault(f"samples[{index}].{field}", []).append(reason)
@@ -177,6 +178,11 @@ def _parse_batch(*, samples, device_ids: set[int], now: datetime) -> _Columns:
             power = None
         if errors:
             continue
+        # The same window twice in one batch: the first one counts, as it would across batches
+        # (and one INSERT must not meet its own key twice in an order SQL does not promise).
+        if (device, start) in seen:
+            continue
+        seen.add((device, start))
         columns.device_ids.append(device)
         columns.starts.append(start)
         columns.ends.append(end)
