@@ -67,8 +67,11 @@ def _partition_create(cursor, day: date) -> None:
     cursor.execute(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", [low, high])
 
 
-def usage_partitions_ensure(*, days_ahead: int | None = None, now: datetime | None = None) -> list[date]:
-    """Create the partitions of today and the next `days_ahead` days (UTC) that do not exist yet.
+def usage_partitions_ensure(
+    *, days_ahead: int | None = None, days_back: int = 0, now: datetime | None = None
+) -> list[date]:
+    """Create the partitions of today and the next `days_ahead` days (UTC) that do not exist yet,
+    and of the last `days_back` days (a backfill: their rows waiting in DEFAULT move in).
     Idempotent. Returns the days created."""
     days_ahead = settings.USAGE_SAMPLE_PARTITIONS_AHEAD_DAYS if days_ahead is None else days_ahead
     today = (now or timezone.now()).astimezone(UTC).date()
@@ -76,7 +79,7 @@ def usage_partitions_ensure(*, days_ahead: int | None = None, now: datetime | No
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ADVISORY_LOCK])
         existing = set(usage_partitions_list())
-        for offset in range(days_ahead + 1):
+        for offset in range(-days_back, days_ahead + 1):
             day = today + timedelta(days=offset)
             if day not in existing:
                 _partition_create(cursor, day)
