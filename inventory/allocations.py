@@ -60,7 +60,9 @@ def device_allocations_create(
 
     Raises AllocationConflict (and inserts nothing) when any device is already taken.
     """
-    purpose = DeviceAllocation.Purpose.RESERVATION if reservation_id is not None else DeviceAllocation.Purpose.MAINTENANCE
+    purpose = (
+        DeviceAllocation.Purpose.RESERVATION if reservation_id is not None else DeviceAllocation.Purpose.MAINTENANCE
+    )
     wanted = sorted(set(device_ids))
     # Each row carries its device's node, cluster and model (see DeviceAllocation.node): one
     # indexed lookup for the whole batch. They never change, so copying them here is safe.
@@ -91,7 +93,9 @@ def device_allocations_create(
             return DeviceAllocation.objects.bulk_create(rows)
     except IntegrityError as error:
         if EXCLUSION_CONSTRAINT in str(error):
-            raise AllocationConflict("Some of these devices are already booked or in maintenance for that time.") from error
+            raise AllocationConflict(
+                "Some of these devices are already booked or in maintenance for that time."
+            ) from error
         raise
 
 
@@ -143,7 +147,9 @@ def device_allocations_book(
     return free, allocated
 
 
-def device_allocations_release(*, reservation_id: int | None = None, maintenance_window: MaintenanceWindow | None = None) -> int:
+def device_allocations_release(
+    *, reservation_id: int | None = None, maintenance_window: MaintenanceWindow | None = None
+) -> int:
     """Mark a reservation's or a window's allocations released (kept for history). Idempotent."""
     if (reservation_id is None) == (maintenance_window is None):
         raise ValueError("Give exactly one of reservation_id or maintenance_window.")
@@ -157,7 +163,9 @@ def device_allocations_release(*, reservation_id: int | None = None, maintenance
 
 def device_allocations_for_reservation(*, reservation_id: int) -> QuerySet[DeviceAllocation]:
     """A reservation's active calendar rows (one per device per booked segment)."""
-    return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by("device_id", "period")
+    return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by(
+        "device_id", "period"
+    )
 
 
 def reservation_devices_unhealthy(*, reservation_id: int) -> int:
@@ -202,23 +210,15 @@ def device_allocations_truncate(*, reservation_id: int, end: datetime) -> int:
         return released + cursor.rowcount
 
 
-def device_reservation_ids_at(*, device_ids: list[int], instants: list[datetime]) -> list[int | None]:
-    """For each (device, instant) pair, the reservation whose active allocation of the device covers
-    the instant, or None (idle or in maintenance). One query for the whole list, in its order.
+def reservation_periods_sql(*, device_ids: str, span: str) -> str:
+    """SQL selecting (device_id, period, reservation_id) of the active reservation allocations of the
+    devices in the SQL array expression `device_ids` that overlap the tstzrange expression `span`.
 
-    Metering attributes each usage sample to a reservation this way (the window's midpoint). The
-    exclusion constraint guarantees at most one active allocation per device and instant.
+    For set-based callers that join the calendar inside one statement of their own (metering
+    attributes a whole batch of usage samples in its INSERT); the table's rules stay here. The
+    exclusion constraint guarantees at most one such period per device and instant.
     """
-    if len(device_ids) != len(instants):
-        raise ValueError("device_ids and instants must have the same length.")
-    if not device_ids:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT a.reservation_id FROM unnest(%s::bigint[], %s::timestamptz[]) WITH ORDINALITY AS q(device_id, at, n) "
-            "LEFT JOIN inventory_deviceallocation a ON a.device_id = q.device_id AND a.is_active "
-            "AND a.purpose = 'reservation' AND a.period @> q.at "
-            "ORDER BY q.n",
-            [device_ids, instants],
-        )
-        return [row[0] for row in cursor.fetchall()]
+    return (
+        "SELECT device_id, period, reservation_id FROM inventory_deviceallocation "  # noqa: S608 - the caller's SQL expressions, never input
+        f"WHERE device_id = ANY({device_ids}) AND is_active AND purpose = 'reservation' AND period && {span}"
+    )

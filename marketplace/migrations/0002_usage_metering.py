@@ -22,7 +22,7 @@ CREATE TABLE marketplace_usagesample (
     CONSTRAINT marketplace_usagesample_pkey PRIMARY KEY (device_id, window_start),
     CONSTRAINT usage_sample_window_positive CHECK (window_end > window_start),
     CONSTRAINT usage_sample_busy_within_window
-        CHECK (busy_seconds >= 0 AND busy_seconds <= extract(epoch FROM window_end - window_start)),
+        CHECK (busy_seconds >= 0 AND busy_seconds <= date_part('epoch', window_end - window_start)),
     CONSTRAINT usage_sample_utilization_percent CHECK (utilization_percent >= 0 AND utilization_percent <= 100),
     CONSTRAINT usage_sample_memory_not_negative CHECK (memory_used_mib >= 0),
     CONSTRAINT usage_sample_power_not_negative CHECK (power_watts >= 0)

@@ -165,6 +165,10 @@ MALFORMED = {
     "fractional memory": dict(memory_used_mib=1.5),
     "absurd power": dict(power_watts=1e9),
     "unknown field": dict(temperature=80),
+    "id without hyphens": dict(sample_id="0b6f6c1e3f2a4c2b9a535d8e1c9f7a10"),
+    "time in another format": dict(window_start="2026-12-01 10:00:00+00:00"),
+    "device beyond 64 bits": dict(device=2**70),
+    "memory beyond 32 bits": dict(memory_used_mib=2**40),
 }
 
 
@@ -211,6 +215,14 @@ def test_a_body_that_is_not_json_is_refused(key):
     response = agent_api(key).generic("POST", USAGE, b"{not json", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["samples"]
+
+
+def test_a_body_that_is_not_utf8_is_refused(key):
+    from tests.marketplace.metering_helpers import USAGE, agent_api
+
+    body = '{"samples": []}'.encode("utf-16")
+    response = agent_api(key).generic("POST", USAGE, body, content_type="application/json")
+    assert response.status_code == 400
 
 
 def test_a_batch_over_the_maximum_size_is_refused(node, key):
