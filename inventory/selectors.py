@@ -149,7 +149,12 @@ def sites_with_cards(*, organization: Organization | None) -> list[Site]:
     by_site: dict[int, list[dict]] = {}
     for row in rows:
         by_site.setdefault(row["cluster__site_id"], []).append(
-            {"model": row["accelerator_model__name"], "status": row["status"], "cards": row["cards"], "nodes": row["nodes"]}
+            {
+                "model": row["accelerator_model__name"],
+                "status": row["status"],
+                "cards": row["cards"],
+                "nodes": row["nodes"],
+            }
         )
     for site in sites:
         site.cards = by_site.get(site.pk, [])
@@ -235,12 +240,11 @@ def site_utilization(*, site: Site, days: int = 14, start: datetime | None = Non
     zone = timezone.get_current_timezone()
     first = timezone.localtime(start).date() if start is not None else timezone.localdate()
     midnights = [
-        timezone.make_aware(datetime.combine(first + timedelta(days=offset), time.min), zone) for offset in range(days + 1)
+        timezone.make_aware(datetime.combine(first + timedelta(days=offset), time.min), zone)
+        for offset in range(days + 1)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            SITE_UTILIZATION_SQL, {"starts": midnights[:-1], "ends": midnights[1:], "site_id": site.pk}
-        )
+        cursor.execute(SITE_UTILIZATION_SQL, {"starts": midnights[:-1], "ends": midnights[1:], "site_id": site.pk})
         rows = cursor.fetchall()
     result = []
     for day_start, listed, booked, maintenance in rows:
@@ -286,6 +290,12 @@ def offers_priced(*, organization: Organization | None, cluster: Cluster | None 
 def node_devices(*, node_id: int) -> QuerySet[Device]:
     """The node's devices (cards) by index: the agent learns their ids from its register answer."""
     return Device.objects.filter(node_id=node_id).order_by("index")
+
+
+def node_device_ids_sql(*, node_id: str) -> str:
+    """SQL for the array of the node's device ids, `node_id` being an SQL expression: for callers that
+    check devices inside one statement of their own (metering checks a batch's devices in its INSERT)."""
+    return f"ARRAY(SELECT id FROM inventory_device WHERE node_id = {node_id})"  # noqa: S608 - the caller's SQL expression, never input
 
 
 def node_device_ids(*, node_id: int) -> set[int]:

@@ -86,9 +86,7 @@ class AgentUsageApi(APIView):
         if not isinstance(payload, dict) or set(payload) != {"samples"}:
             raise exceptions.ValidationError({"samples": ["The body must be an object with one field, samples."]})
         try:
-            result = usage_samples_ingest(
-                node_id=request.auth.node_id, samples=payload["samples"], body_json=text
-            )
+            result = usage_samples_ingest(node_id=request.auth.node_id, samples=payload["samples"], body_json=text)
         except UsageBatchInvalid as error:
             return error_response(
                 code="invalid", message=error.message, fields=error.fields, status_code=status.HTTP_400_BAD_REQUEST

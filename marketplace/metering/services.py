@@ -8,6 +8,7 @@ at 1,700 samples/s nothing here may go row by row.
 import json
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +17,7 @@ from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from inventory.allocations import reservation_periods_sql
-from inventory.selectors import node_device_ids
+from inventory.selectors import node_device_ids, node_device_ids_sql
 
 MAX_BATCH_SAMPLES = 5000
 # The agent measures a minute at a time; an hour is generous for one that was paused or is catching up.
@@ -205,8 +206,10 @@ def _well_formed(samples) -> bool:
 #    UPDATE), not DO NOTHING, on purpose: it row-locks the mark until this batch commits, so a
 #    rollup taking the same mark (usage_rollup_refresh skips locked marks) cannot read the samples
 #    before this batch commits and then delete the mark.
-_INGEST_SQL = """
-WITH incoming AS MATERIALIZED (
+_INGEST_TEMPLATE = """
+WITH node_devices AS (
+    SELECT {node_devices} AS ids
+), incoming AS MATERIALIZED (
     SELECT * FROM ROWS FROM (json_to_recordset(%(body)s::json -> 'samples') AS (
         sample_id uuid, device bigint, window_start timestamptz, window_end timestamptz,
         busy_seconds float8, utilization_percent float8, memory_used_mib integer, power_watts float8
@@ -214,7 +217,7 @@ WITH incoming AS MATERIALIZED (
                            memory_used_mib, power_watts, position)
 ), verdict AS (
     SELECT count(*) FILTER (WHERE NOT coalesce(
-               device = ANY(%(device_ids)s::bigint[])
+               device = ANY((SELECT ids FROM node_devices)::bigint[])
                AND window_end > window_start
                AND window_end - window_start <= make_interval(secs => %(max_window)s)
                AND window_end <= %(latest_end)s AND window_start >= %(earliest_start)s
@@ -246,7 +249,11 @@ WITH incoming AS MATERIALIZED (
     ON CONFLICT (device_id, hour) DO UPDATE SET marked_at = EXCLUDED.marked_at
 )
 SELECT (SELECT bad FROM verdict), (SELECT count(*) FROM inserted)
-""".format(calendar=reservation_periods_sql(device_ids="%(device_ids)s::bigint[]", span="(SELECT span FROM verdict)"))  # noqa: S608 - our own SQL
+"""
+_INGEST_SQL = _INGEST_TEMPLATE.format(
+    node_devices=node_device_ids_sql(node_id="%(node_id)s"),
+    calendar=reservation_periods_sql(device_ids="(SELECT ids FROM node_devices)::bigint[]", span="(SELECT span FROM verdict)"),
+)
 
 
 def usage_samples_ingest(
@@ -262,12 +269,10 @@ def usage_samples_ingest(
     MAX_BATCH_SAMPLES.
     """
     now = now or timezone.now()
-    device_ids = node_device_ids(node_id=node_id)
     if not _well_formed(samples):
-        _validate_batch(samples=samples, device_ids=device_ids, now=now)
+        _validate_batch(samples=samples, device_ids=node_device_ids(node_id=node_id), now=now)
     params = {
         "body": body_json if body_json is not None else json.dumps({"samples": samples}),
-        "device_ids": sorted(device_ids),
         "node_id": node_id,
         "now": now,
         "latest_end": now + timedelta(seconds=CLOCK_SKEW_SECONDS),
@@ -277,13 +282,15 @@ def usage_samples_ingest(
         "max_power": MAX_POWER_WATTS,
     }
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        # One statement is atomic by itself; inside a caller's transaction a savepoint keeps a
+        # refused batch from aborting it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext(), connection.cursor() as cursor:
             cursor.execute(_INGEST_SQL, params)
             bad, new = cursor.fetchone()
     except DataError:
         bad, new = 1, 0  # a value PostgreSQL cannot read (NaN, a number too large): find which below
     if bad:
-        _validate_batch(samples=samples, device_ids=device_ids, now=now)
+        _validate_batch(samples=samples, device_ids=node_device_ids(node_id=node_id), now=now)
         message = "Nothing was stored: a sample breaks a rule the database checks (ranges, windows, devices)."
         raise UsageBatchInvalid(message, {"samples": [message]})
     return UsageIngestResult(received=len(samples), new=new, duplicates=len(samples) - new)
