@@ -244,7 +244,7 @@ WITH node_devices AS (
     RETURNING device_id, window_start
 ), dirty AS (
     INSERT INTO marketplace_usagerollupdirty (device_id, hour, marked_at)
-    SELECT DISTINCT device_id, date_trunc('hour', window_start, 'UTC'), %(now)s::timestamptz FROM inserted
+    SELECT DISTINCT device_id, date_bin('1 hour', window_start, 'epoch'::timestamptz), %(now)s::timestamptz FROM inserted
     ORDER BY 1, 2
     ON CONFLICT (device_id, hour) DO UPDATE SET marked_at = EXCLUDED.marked_at
 )
@@ -297,9 +297,11 @@ def usage_samples_ingest(
 
 
 # The rollup of a set of hours, from the raw samples. energy: W x s / 3600 = Wh. date_part, not
-# extract: extract(epoch ...) is numeric since PostgreSQL 14, several times slower per row.
+# extract: extract(epoch ...) is numeric since PostgreSQL 14, several times slower per row; date_bin
+# from the epoch, not date_trunc(..., 'UTC'): the same UTC hour by arithmetic, without a time zone
+# conversion per row.
 _ROLLUP_SELECT = """
-SELECT date_trunc('hour', s.window_start, 'UTC') AS hour, s.device_id, max(s.node_id), s.reservation_id,
+SELECT date_bin('1 hour', s.window_start, 'epoch'::timestamptz) AS hour, s.device_id, max(s.node_id), s.reservation_id,
        count(*), sum(s.busy_seconds), avg(s.utilization_percent), max(s.memory_used_mib),
        sum(s.power_watts * date_part('epoch', s.window_end - s.window_start)) / 3600.0, %(now)s::timestamptz
 FROM {source}
@@ -364,6 +366,11 @@ def usage_rollup_recompute(*, start: datetime, end: datetime, now: datetime | No
             minute=0, second=0, microsecond=0
         ):
             raise ValueError("start and end must be aware datetimes on the hour (UTC).")
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A range is whole daily partitions or most of one: aggregate them by hashing a sequential
+        # scan in memory. Left to itself the planner walks the key index to get rows presorted by
+        # device - more than twice as slow over a day of samples.
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute("SET LOCAL enable_indexscan = off")
         cursor.execute(_ROLLUP_OF_RANGE, {"start": start, "end": end, "now": now or timezone.now()})
         return cursor.rowcount

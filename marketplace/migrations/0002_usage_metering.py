@@ -89,9 +89,9 @@ class Migration(migrations.Migration):
                 ('memory_max_mib', models.IntegerField()),
                 ('energy_wh', models.FloatField()),
                 ('computed_at', models.DateTimeField()),
-                ('device', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='inventory.device')),
-                ('node', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='inventory.node')),
-                ('reservation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='usage_hours', to='marketplace.reservation')),
+                ('device', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='inventory.device')),
+                ('node', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='inventory.node')),
+                ('reservation', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='usage_hours', to='marketplace.reservation')),
             ],
             options={
                 'ordering': ['hour', 'device_id'],
