@@ -44,8 +44,9 @@ def main() -> int:
     parser.add_argument("--only", choices=BENCHMARKS, action="append")
     parser.add_argument("--reseed", action="store_true", help="seed again even if the bench database is full")
     parser.add_argument("--rollup-cards", type=int, default=100_000,
-                        help="metering: cards whose day of samples (1,440 each) the rollup is timed over")
-    parser.add_argument("--web-workers", type=int, default=3, help="metering: gunicorn workers serving the agent API")
+                        help="metering: cards whose day of samples (1,440 each) the rollup is timed over (0: skip)")
+    parser.add_argument("--web-workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="metering: gunicorn workers serving the agent API (default: gunicorn's 2 x cores + 1)")
     args = parser.parse_args()
     from bench import harness
 

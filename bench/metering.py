@@ -161,7 +161,7 @@ def _ingestion() -> None:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE marketplace_usagesample")
 
-    workers = OPTIONS.get("web_workers", 3)
+    workers = OPTIONS.get("web_workers", 5)
     server, port = _start_server(workers)
     try:
         for key in list(keys.values())[: workers * 4]:  # warm every worker up (imports, connections)
@@ -214,6 +214,9 @@ def _rollup() -> None:
     from marketplace.metering.services import usage_rollup_recompute, usage_rollup_refresh
 
     cards = OPTIONS.get("rollup_cards", 100_000)
+    if cards <= 0:
+        print("  rollup skipped (--rollup-cards 0)", flush=True)
+        return
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     usage_partitions_ensure(days_ahead=1, days_back=2)
     _truncate_usage()

@@ -219,7 +219,7 @@ WITH node_devices AS (
     SELECT count(*) FILTER (WHERE NOT coalesce(
                device = ANY((SELECT ids FROM node_devices)::bigint[])
                AND window_end > window_start
-               AND window_end - window_start <= make_interval(secs => %(max_window)s)
+               AND window_end - window_start <= %(max_window)s
                AND window_end <= %(latest_end)s AND window_start >= %(earliest_start)s
                AND busy_seconds >= 0 AND busy_seconds <= date_part('epoch', window_end - window_start)
                AND utilization_percent BETWEEN 0 AND 100
@@ -277,7 +277,7 @@ def usage_samples_ingest(
         "now": now,
         "latest_end": now + timedelta(seconds=CLOCK_SKEW_SECONDS),
         "earliest_start": now - _retention(),
-        "max_window": MAX_WINDOW_SECONDS,
+        "max_window": timedelta(seconds=MAX_WINDOW_SECONDS),
         "max_memory": MAX_MEMORY_USED_MIB,
         "max_power": MAX_POWER_WATTS,
     }
