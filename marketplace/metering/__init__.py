@@ -11,17 +11,21 @@ Flow
 1. The agent sends `POST /api/agent/usage/` (authenticated by its node's agent key) with up to
    MAX_BATCH_SAMPLES samples: per device and window [window_start, window_end), busy seconds,
    utilization %, memory used (MiB), power (W), and a UUID the agent chose.
-2. services.usage_samples_ingest validates the whole batch first (one bad sample refuses the batch,
-   nothing stored), resolves each sample's reservation from the device calendar (the allocation
-   covering the window's midpoint; NULL when the device was idle), then stores it in ONE statement:
-   a multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, which also marks the touched
-   (device, hour) pairs dirty (UsageRollupDirty). The answer counts new samples and duplicates.
+2. services.usage_samples_ingest checks the shapes and formats in Python, then hands the request's
+   JSON to PostgreSQL in ONE statement that reads it (json_to_recordset), checks every range,
+   window and device, attributes each sample to the reservation whose allocation covers the
+   window's midpoint (NULL when the device was idle), inserts with ON CONFLICT DO NOTHING
+   RETURNING, and marks the touched (device, hour) pairs dirty (UsageRollupDirty). If any sample
+   breaks a rule nothing is inserted, and Python works out the per-field reasons for the 400.
+   The answer counts new samples and duplicates.
 3. Celery beat runs services.usage_rollup_refresh every minute: it takes dirty (device, hour)
    pairs (FOR UPDATE SKIP LOCKED, so workers never do the same work) and recomputes those hours
    set-based from the raw samples with INSERT ... ON CONFLICT DO UPDATE. A late sample therefore
    corrects its hour; running the refresh twice changes nothing.
 4. partitions.usage_partitions_maintain (beat, hourly) creates the daily partitions ahead and drops
    those past USAGE_SAMPLE_RETENTION_DAYS. The hourly rollup is kept.
+5. Readers (billing's evidence, dashboards) use selectors.py: the hourly rows of a reservation and
+   their totals.
 
 The dedupe key: (device, window_start)
 --------------------------------------

@@ -39,3 +39,15 @@ def agent_api(key: str) -> APIClient:
 def post_usage(key: str, samples: list[dict]):
     # json.dumps, not the test client's encoder: it writes NaN as an agent in another language might.
     return agent_api(key).generic("POST", USAGE, json.dumps({"samples": samples}), content_type="application/json")
+
+
+def book(offer, *, cards: int, start: datetime, end: datetime):
+    """A buyer's reservation of `cards` cards of the offer for [start, end), through the booking service."""
+    from marketplace.services import reservation_create
+    from tests.factories import member
+
+    buyer = member(kind="buyer")
+    reservation, _ = reservation_create(
+        organization=buyer.memberships.get().organization, created_by=buyer, offer=offer, card_count=cards, start=start, end=end
+    )
+    return reservation

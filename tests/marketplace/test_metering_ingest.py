@@ -8,9 +8,8 @@ from django.utils import timezone
 from inventory.agent_services import node_agent_token_create, node_agent_token_revoke
 from marketplace.metering.services import MAX_BATCH_SAMPLES, UsageBatchInvalid, usage_samples_ingest
 from marketplace.models import UsageRollupDirty, UsageSample
-from marketplace.services import reservation_create
-from tests.factories import NodeFactory, member
-from tests.marketplace.metering_helpers import minute, post_usage, sample
+from tests.factories import NodeFactory
+from tests.marketplace.metering_helpers import book, minute, post_usage, sample
 
 
 @pytest.fixture
@@ -268,15 +267,7 @@ def test_the_register_answer_lists_the_nodes_devices_by_id_and_index(node, key):
 
 def test_a_sample_belongs_to_the_reservation_whose_allocation_covers_its_window(small_offer, soon):
     # Given a reservation of 2 cards for [soon, soon + 2h)
-    buyer = member(kind="buyer")
-    reservation, _ = reservation_create(
-        organization=buyer.memberships.get().organization,
-        created_by=buyer,
-        offer=small_offer,
-        card_count=2,
-        start=soon,
-        end=soon + timedelta(hours=2),
-    )
+    reservation = book(small_offer, cards=2, start=soon, end=soon + timedelta(hours=2))
     booked = list(reservation_device_ids(reservation))
     node_id = UsageSample._meta.get_field("node").related_model.objects.get(devices=booked[0]).pk
     idle = [d for d in node_devices(node_id) if d not in booked][0]

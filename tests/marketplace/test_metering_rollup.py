@@ -6,11 +6,11 @@ import pytest
 from django.utils import timezone
 
 from inventory.allocations import device_allocations_for_reservation
+from marketplace.metering.selectors import reservation_usage_hours, reservation_usage_summary
 from marketplace.metering.services import usage_rollup_recompute, usage_rollup_refresh, usage_samples_ingest
 from marketplace.models import UsageHourly, UsageRollupDirty
-from marketplace.services import reservation_create
-from tests.factories import NodeFactory, member
-from tests.marketplace.metering_helpers import sample
+from tests.factories import NodeFactory
+from tests.marketplace.metering_helpers import book, sample
 
 
 @pytest.fixture
@@ -57,15 +57,7 @@ def test_a_refresh_takes_at_most_its_limit_and_leaves_the_rest_marked(node, hour
 
 def test_an_hour_shared_by_a_reservation_and_idle_time_has_a_row_for_each(small_offer, soon):
     # Given a reservation that starts at `soon`, and samples of one of its cards before and after
-    buyer = member(kind="buyer")
-    reservation, _ = reservation_create(
-        organization=buyer.memberships.get().organization,
-        created_by=buyer,
-        offer=small_offer,
-        card_count=1,
-        start=soon + timedelta(minutes=30),
-        end=soon + timedelta(hours=2),
-    )
+    reservation = book(small_offer, cards=1, start=soon + timedelta(minutes=30), end=soon + timedelta(hours=2))
     allocation = device_allocations_for_reservation(reservation_id=reservation.pk).get()
     samples = [sample(allocation.device_id, soon + timedelta(minutes=m)) for m in (0, 10, 40, 50, 55)]
     usage_samples_ingest(node_id=allocation.node_id, samples=samples, now=soon + timedelta(hours=3))
@@ -76,7 +68,12 @@ def test_an_hour_shared_by_a_reservation_and_idle_time_has_a_row_for_each(small_
     # Then the hour is split: 2 idle samples, 3 of the reservation
     rows = {row.reservation_id: row.samples for row in UsageHourly.objects.filter(hour=soon)}
     assert rows == {None: 2, reservation.pk: 3}
-    assert [row.hour for row in reservation.usage_hours.all()] == [soon]
+    assert [row.hour for row in reservation_usage_hours(reservation=reservation)] == [soon]
+    summary = reservation_usage_summary(reservation=reservation)
+    assert summary["samples"] == 3
+    assert summary["busy_seconds"] == pytest.approx(3 * 30.0)
+    assert summary["utilization_mean"] == pytest.approx(50.0)
+    assert summary["energy_wh"] == pytest.approx(3 * 500 * 60 / 3600)
 
 
 def test_recomputing_a_range_gives_what_the_refresh_gave(node, hour):
@@ -98,3 +95,17 @@ def test_recomputing_a_range_gives_what_the_refresh_gave(node, hour):
 def test_recomputing_refuses_a_range_that_cuts_an_hour(hour):
     with pytest.raises(ValueError):
         usage_rollup_recompute(start=hour + timedelta(minutes=5), end=hour + timedelta(hours=1))
+
+
+def test_the_beat_task_rolls_up_every_marked_hour_and_is_scheduled(node, hour, settings):
+    from marketplace.tasks import usage_partitions_maintain_task, usage_rollup_refresh_task
+
+    device = node.devices.get(index=1).pk
+    usage_samples_ingest(node_id=node.pk, samples=[sample(device, hour + timedelta(hours=h)) for h in range(3)])
+
+    assert usage_rollup_refresh_task() == 3
+    assert usage_rollup_refresh_task() == 0
+    assert UsageHourly.objects.filter(device_id=device).count() == 3
+    assert isinstance(usage_partitions_maintain_task()["created"], list)
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"marketplace.usage_rollup_refresh", "marketplace.usage_partitions_maintain"} <= scheduled
