@@ -18,12 +18,17 @@ def reservation_usage_summary(*, reservation: Reservation) -> dict:
     """Totals over the reservation's hours: samples, busy seconds, energy (Wh), peak memory, and the
     mean utilization weighted by each hour's samples (so a half-measured hour counts half)."""
     totals = UsageHourly.objects.filter(reservation=reservation).aggregate(
-        samples=Coalesce(Sum("samples"), 0),
-        busy_seconds=Coalesce(Sum("busy_seconds"), 0.0),
-        energy_wh=Coalesce(Sum("energy_wh"), 0.0),
-        memory_max_mib=Max("memory_max_mib"),
-        weighted=Sum(F("utilization_mean") * F("samples"), output_field=FloatField()),
+        total_samples=Coalesce(Sum("samples"), 0),
+        total_busy_seconds=Coalesce(Sum("busy_seconds"), 0.0),
+        total_energy_wh=Coalesce(Sum("energy_wh"), 0.0),
+        peak_memory_mib=Max("memory_max_mib"),
+        weighted_utilization=Sum(F("utilization_mean") * F("samples"), output_field=FloatField()),
     )
-    weighted = totals.pop("weighted")
-    totals["utilization_mean"] = weighted / totals["samples"] if totals["samples"] else None
-    return totals
+    samples = totals["total_samples"]
+    return {
+        "samples": samples,
+        "busy_seconds": totals["total_busy_seconds"],
+        "energy_wh": totals["total_energy_wh"],
+        "memory_max_mib": totals["peak_memory_mib"],
+        "utilization_mean": totals["weighted_utilization"] / samples if samples else None,
+    }

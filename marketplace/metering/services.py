@@ -27,6 +27,10 @@ CLOCK_SKEW_SECONDS = 120
 # Plausibility bounds: a card is not 4 TiB nor 5 kW; beyond them the agent is broken.
 MAX_MEMORY_USED_MIB = 4 * 1024 * 1024
 MAX_POWER_WATTS = 5000
+# Below this a non-zero busy time, utilization or power is noise no meter produces, and PostgreSQL
+# raises "underflow" when float arithmetic on it rounds to zero (the rollup's energy, its means):
+# such values are refused so that a stored sample can always be rolled up.
+MIN_NONZERO = 1e-6
 # A refused batch lists at most this many reasons (enough to fix an agent, short enough to read).
 MAX_REPORTED_ERRORS = 20
 
@@ -81,6 +85,8 @@ def _number(value, *, low: float, high: float) -> float:
         raise ValueError("a number")
     if not low <= value <= high:
         raise ValueError(f"between {low:g} and {high:g}")
+    if 0 < value < MIN_NONZERO:
+        raise ValueError(f"0 or at least {MIN_NONZERO:g}")
     return float(value)
 
 
@@ -225,6 +231,9 @@ WITH node_devices AS (
                AND utilization_percent BETWEEN 0 AND 100
                AND memory_used_mib BETWEEN 0 AND %(max_memory)s
                AND power_watts BETWEEN 0 AND %(max_power)s
+               AND (busy_seconds = 0 OR busy_seconds >= %(min_nonzero)s)
+               AND (utilization_percent = 0 OR utilization_percent >= %(min_nonzero)s)
+               AND (power_watts = 0 OR power_watts >= %(min_nonzero)s)
                AND sample_id IS NOT NULL, false)) AS bad,
            tstzrange(min(window_start), max(window_end), '[]') AS span
     FROM incoming
@@ -280,6 +289,7 @@ def usage_samples_ingest(
         "max_window": timedelta(seconds=MAX_WINDOW_SECONDS),
         "max_memory": MAX_MEMORY_USED_MIB,
         "max_power": MAX_POWER_WATTS,
+        "min_nonzero": MIN_NONZERO,
     }
     try:
         # One statement is atomic by itself; inside a caller's transaction a savepoint keeps a

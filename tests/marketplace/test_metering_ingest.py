@@ -163,6 +163,9 @@ MALFORMED = {
     "negative memory": dict(memory_used_mib=-1),
     "fractional memory": dict(memory_used_mib=1.5),
     "absurd power": dict(power_watts=1e9),
+    # Regression: a subnormal power was stored, then the rollup failed on it ("underflow")
+    "power too small to be real": dict(power_watts=5e-324),
+    "utilization too small to be real": dict(utilization_percent=1e-300, busy_seconds=0),
     "unknown field": dict(temperature=80),
     "id without hyphens": dict(sample_id="0b6f6c1e3f2a4c2b9a535d8e1c9f7a10"),
     "time in another format": dict(window_start="2026-12-01 10:00:00+00:00"),

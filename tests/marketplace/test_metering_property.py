@@ -37,9 +37,9 @@ windows = st.lists(
     st.tuples(
         st.integers(0, CARDS - 1),
         st.integers(0, MINUTES - 1),
-        st.floats(0, 100, allow_nan=False),
+        st.integers(0, 10_000).map(lambda hundredths: hundredths / 100),  # utilization, as agents report it
         st.integers(0, 80_000),
-        st.floats(0, 1000, allow_nan=False),
+        st.integers(0, 100_000).map(lambda hundredths: hundredths / 100),  # power
         st.booleans(),  # re-measured later under a new id, with other figures
     ),
     min_size=1,
