@@ -60,9 +60,7 @@ def device_allocations_create(
 
     Raises AllocationConflict (and inserts nothing) when any device is already taken.
     """
-    purpose = (
-        DeviceAllocation.Purpose.RESERVATION if reservation_id is not None else DeviceAllocation.Purpose.MAINTENANCE
-    )
+    purpose = DeviceAllocation.Purpose.RESERVATION if reservation_id is not None else DeviceAllocation.Purpose.MAINTENANCE
     wanted = sorted(set(device_ids))
     # Each row carries its device's node, cluster and model (see DeviceAllocation.node): one
     # indexed lookup for the whole batch. They never change, so copying them here is safe.
@@ -93,9 +91,7 @@ def device_allocations_create(
             return DeviceAllocation.objects.bulk_create(rows)
     except IntegrityError as error:
         if EXCLUSION_CONSTRAINT in str(error):
-            raise AllocationConflict(
-                "Some of these devices are already booked or in maintenance for that time."
-            ) from error
+            raise AllocationConflict("Some of these devices are already booked or in maintenance for that time.") from error
         raise
 
 
@@ -147,9 +143,7 @@ def device_allocations_book(
     return free, allocated
 
 
-def device_allocations_release(
-    *, reservation_id: int | None = None, maintenance_window: MaintenanceWindow | None = None
-) -> int:
+def device_allocations_release(*, reservation_id: int | None = None, maintenance_window: MaintenanceWindow | None = None) -> int:
     """Mark a reservation's or a window's allocations released (kept for history). Idempotent."""
     if (reservation_id is None) == (maintenance_window is None):
         raise ValueError("Give exactly one of reservation_id or maintenance_window.")
@@ -163,9 +157,7 @@ def device_allocations_release(
 
 def device_allocations_for_reservation(*, reservation_id: int) -> QuerySet[DeviceAllocation]:
     """A reservation's active calendar rows (one per device per booked segment)."""
-    return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by(
-        "device_id", "period"
-    )
+    return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by("device_id", "period")
 
 
 def reservation_devices_unhealthy(*, reservation_id: int) -> int:

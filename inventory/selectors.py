@@ -149,12 +149,7 @@ def sites_with_cards(*, organization: Organization | None) -> list[Site]:
     by_site: dict[int, list[dict]] = {}
     for row in rows:
         by_site.setdefault(row["cluster__site_id"], []).append(
-            {
-                "model": row["accelerator_model__name"],
-                "status": row["status"],
-                "cards": row["cards"],
-                "nodes": row["nodes"],
-            }
+            {"model": row["accelerator_model__name"], "status": row["status"], "cards": row["cards"], "nodes": row["nodes"]}
         )
     for site in sites:
         site.cards = by_site.get(site.pk, [])
@@ -240,11 +235,12 @@ def site_utilization(*, site: Site, days: int = 14, start: datetime | None = Non
     zone = timezone.get_current_timezone()
     first = timezone.localtime(start).date() if start is not None else timezone.localdate()
     midnights = [
-        timezone.make_aware(datetime.combine(first + timedelta(days=offset), time.min), zone)
-        for offset in range(days + 1)
+        timezone.make_aware(datetime.combine(first + timedelta(days=offset), time.min), zone) for offset in range(days + 1)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(SITE_UTILIZATION_SQL, {"starts": midnights[:-1], "ends": midnights[1:], "site_id": site.pk})
+        cursor.execute(
+            SITE_UTILIZATION_SQL, {"starts": midnights[:-1], "ends": midnights[1:], "site_id": site.pk}
+        )
         rows = cursor.fetchall()
     result = []
     for day_start, listed, booked, maintenance in rows:
