@@ -1,8 +1,9 @@
 """Run the benchmarks: `make bench` (or `python -m bench [--cards N] [--only NAME]`).
 
 The benchmarks use their own database (the configured one with `_bench` appended), filled once by
-`seed_demo --cards N` (100,000 cards by default) and kept between runs. Results go to stdout;
-record them in bench/README.md.
+`seed_demo --cards N` (100,000 cards by default) and kept between runs. Results go to stdout and
+to bench/results.json (figures of the benchmarks run this time replace those of the same name; the
+others are kept); record them in bench/README.md.
 """
 
 import argparse
@@ -11,7 +12,8 @@ import os
 import sys
 from urllib.parse import urlparse, urlunparse
 
-BENCHMARKS = ["landing", "search", "booking"]
+BENCHMARKS = ["landing", "search", "booking", "metering"]
+RESULTS_FILE = os.path.join(os.path.dirname(__file__), "results.json")
 
 
 def _bench_database_url(url: str) -> tuple[str, str]:
@@ -41,7 +43,14 @@ def main() -> int:
     parser.add_argument("--cards", type=int, default=100_000)
     parser.add_argument("--only", choices=BENCHMARKS, action="append")
     parser.add_argument("--reseed", action="store_true", help="seed again even if the bench database is full")
+    parser.add_argument("--rollup-cards", type=int, default=100_000,
+                        help="metering: cards whose day of samples (1,440 each) the rollup is timed over (0: skip)")
+    parser.add_argument("--web-workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="metering: gunicorn workers serving the agent API (default: gunicorn's 2 x cores + 1)")
     args = parser.parse_args()
+    from bench import harness
+
+    harness.OPTIONS.update(vars(args))
 
     from config.env import env_str
 
@@ -71,7 +80,26 @@ def main() -> int:
             continue
         print(f"== {bench_name}", flush=True)
         module.run()
+    _write_results()
     return 0
+
+
+def _write_results() -> None:
+    import json
+
+    from bench.harness import RESULTS
+
+    try:
+        with open(RESULTS_FILE) as file:
+            previous = json.load(file)
+    except (OSError, ValueError):
+        previous = []
+    fresh = {result["name"] for result in RESULTS}
+    merged = [result for result in previous if result.get("name") not in fresh] + RESULTS
+    with open(RESULTS_FILE, "w") as file:
+        json.dump(merged, file, indent=2)
+        file.write("\n")
+    print(f"{len(RESULTS)} figures written to {RESULTS_FILE}", flush=True)
 
 
 if __name__ == "__main__":

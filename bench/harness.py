@@ -6,6 +6,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Every figure printed in this run, as bench/results.json records it (python -m bench writes the file):
+# {"name", "value", "unit", "baseline", "ratio", "target", "met"}.
+RESULTS: list[dict] = []
+# The command line of `python -m bench` (benchmarks read their own options from it).
+OPTIONS: dict = {}
+
+
+def record(name: str, value: float, unit: str, *, baseline: float | None = None, ratio: float | None = None,
+           target: float | None = None, met: bool | None = None) -> dict:
+    """Add one figure to RESULTS. `met` is None when the figure has no target."""
+    result = {"name": name, "value": round(value, 3), "unit": unit,
+              "baseline": None if baseline is None else round(baseline, 3),
+              "ratio": None if ratio is None else round(ratio, 3),
+              "target": target, "met": met}
+    RESULTS.append(result)
+    return result
+
 
 @dataclass
 class Figure:
@@ -48,6 +65,8 @@ def measure(name: str, fn: Callable[[], object], *, runs: int = 30, warmup: int 
     p95 = samples[min(len(samples) - 1, max(0, round(0.95 * len(samples)) - 1))]
     figure = Figure(name, statistics.median(samples), p95, runs, baseline, target_ms, note)
     print(figure.line(), flush=True)
+    record(name, figure.p95_ms, "ms (p95)", baseline=baseline.p95_ms if baseline else None, ratio=figure.ratio(),
+           target=target_ms, met=None if target_ms is None else figure.p95_ms <= target_ms)
     return figure
 
 
@@ -85,4 +104,7 @@ def rate(name: str, operations: int, seconds: float, *, baseline: Rate | None = 
          target_per_second: float | None = None, note: str = "") -> Rate:
     figure = Rate(name, operations / seconds if seconds else 0.0, operations, seconds, baseline, target_per_second, note)
     print(figure.line(), flush=True)
+    record(name, figure.per_second, "per second", baseline=baseline.per_second if baseline else None,
+           ratio=figure.ratio(), target=target_per_second,
+           met=None if target_per_second is None else figure.per_second >= target_per_second)
     return figure

@@ -163,6 +163,11 @@ NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 180)
 # The demo network has no real node agents: with this on, a beat task heartbeats for them
 # (`make run` and the compose demo turn it on). Never on in production.
 DEMO_AGENTS = env_bool("DEMO_AGENTS", False)
+# Raw usage samples are kept this many days (daily partitions older than that are dropped); the
+# hourly rollup that billing and dashboards read is kept. See marketplace/metering/.
+USAGE_SAMPLE_RETENTION_DAYS = env_int("USAGE_SAMPLE_RETENTION_DAYS", 35)
+# Daily partitions of the raw samples are created this many days ahead.
+USAGE_SAMPLE_PARTITIONS_AHEAD_DAYS = env_int("USAGE_SAMPLE_PARTITIONS_AHEAD_DAYS", 3)
 
 LOGGING = {
     "version": 1,
@@ -180,4 +185,9 @@ CELERY_BEAT_SCHEDULE = {
     "nodes-demo-heartbeat": {"task": "inventory.nodes_demo_heartbeat", "schedule": 30.0},
     # Reservations move requested -> provisioning -> active -> completed as their times come.
     "reservations-advance": {"task": "marketplace.reservations_advance", "schedule": 30.0},
+    # Metering: hours that received usage samples are rolled up (every 5 minutes: each refresh re-reads
+    # a touched hour's samples, so the open hour costs ~12 reads of itself); raw-sample partitions kept
+    # ahead and dropped after the retention.
+    "usage-rollup-refresh": {"task": "marketplace.usage_rollup_refresh", "schedule": 300.0},
+    "usage-partitions-maintain": {"task": "marketplace.usage_partitions_maintain", "schedule": 3600.0},
 }

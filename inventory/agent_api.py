@@ -38,6 +38,7 @@ from inventory.agent_services import (
     organization_node_get,
 )
 from inventory.models import Node, NodeAgentToken
+from inventory.selectors import node_devices
 
 # A report is a few hundred bytes; anything far larger is a broken or hostile client.
 MAX_AGENT_BODY_BYTES = 16 * 1024
@@ -147,6 +148,11 @@ class NodeStateSerializer(serializers.Serializer):
     last_heartbeat_at = serializers.DateTimeField(allow_null=True)
 
 
+class AgentDeviceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    index = serializers.IntegerField(help_text="The card's index on the node (as nvidia-smi / npu-smi number them).")
+
+
 # ---------------------------------------------------------------------------------------------
 # Agent endpoints
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +187,7 @@ class AgentRegisterApi(AgentApiView):
     class OutputSerializer(serializers.Serializer):
         node = NodeStateSerializer()
         heartbeat_timeout_seconds = serializers.IntegerField()
+        devices = AgentDeviceSerializer(many=True, help_text="The node's cards: usage samples name them by id.")
 
     @extend_schema(
         request=InputSerializer,
@@ -193,7 +200,11 @@ class AgentRegisterApi(AgentApiView):
         node = node_agent_register(token=request.auth, report=serializer.validated_data)
         return Response(
             self.OutputSerializer(
-                {"node": node, "heartbeat_timeout_seconds": settings.NODE_HEARTBEAT_TIMEOUT_SECONDS}
+                {
+                    "node": node,
+                    "heartbeat_timeout_seconds": settings.NODE_HEARTBEAT_TIMEOUT_SECONDS,
+                    "devices": node_devices(node_id=node.pk),
+                }
             ).data
         )
 

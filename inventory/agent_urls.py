@@ -1,6 +1,6 @@
 """Node-agent API routes (mounted under /api/agent/, names in the "api" namespace).
 
-Agent (Authorization: Agent <key>):      POST register/   POST heartbeat/
+Agent (Authorization: Agent <key>):      POST register/   POST heartbeat/   (POST usage/: marketplace.metering.api)
 Provider (session or API token):         GET|POST nodes/<id>/keys/   POST keys/<id>/revoke/
                                          POST keys/bulk/ (many nodes at once)
                                          POST nodes/<id>/mismatch/resolve/

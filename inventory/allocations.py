@@ -246,3 +246,17 @@ def device_allocations_truncate(*, reservation_id: int, end: datetime) -> int:
             [end, reservation_id, end],
         )
         return released + cursor.rowcount
+
+
+def reservation_periods_sql(*, device_ids: str, span: str) -> str:
+    """SQL selecting (device_id, period, reservation_id) of the active reservation allocations of the
+    devices in the SQL array expression `device_ids` that overlap the tstzrange expression `span`.
+
+    For set-based callers that join the calendar inside one statement of their own (metering
+    attributes a whole batch of usage samples in its INSERT); the table's rules stay here. The
+    exclusion constraint guarantees at most one such period per device and instant.
+    """
+    return (
+        "SELECT device_id, period, reservation_id FROM inventory_deviceallocation "  # noqa: S608 - the caller's SQL expressions, never input
+        f"WHERE device_id = ANY({device_ids}) AND is_active AND purpose = 'reservation' AND period && {span}"
+    )

@@ -344,3 +344,19 @@ def offers_priced(*, organization: Organization | None, cluster: Cluster | None 
             price_per_card_hour_minor=offer.price_per_card_hour_minor, ecu_per_card=offer.accelerator_model.ecu_per_card
         )
     return offers
+
+
+def node_devices(*, node_id: int) -> QuerySet[Device]:
+    """The node's devices (cards) by index: the agent learns their ids from its register answer."""
+    return Device.objects.filter(node_id=node_id).order_by("index")
+
+
+def node_device_ids_sql(*, node_id: str) -> str:
+    """SQL for the array of the node's device ids, `node_id` being an SQL expression: for callers that
+    check devices inside one statement of their own (metering checks a batch's devices in its INSERT)."""
+    return f"ARRAY(SELECT id FROM inventory_device WHERE node_id = {node_id})"  # noqa: S608 - the caller's SQL expression, never input
+
+
+def node_device_ids(*, node_id: int) -> set[int]:
+    """The ids of the node's devices (a node's cards are fixed at listing)."""
+    return set(Device.objects.filter(node_id=node_id).values_list("id", flat=True))

@@ -135,3 +135,97 @@ class ReservationStatusChange(models.Model):
         from marketplace.reasons import render_reason
 
         return render_reason(self.reason_code, self.reason_params, self.reason)
+
+# ---------------------------------------------------------------------------------------------
+# Metering (marketplace.metering): raw usage samples and their hourly rollup
+# ---------------------------------------------------------------------------------------------
+
+
+class UsageSample(models.Model):
+    """One node agent's measurement of one device over one window [window_start, window_end). Append-only.
+
+    The table is partitioned by day on window_start (created by RunSQL in migration 0003_usage_metering, kept by
+    marketplace.metering.partitions): this model only lets the ORM read it. Rows are written only by
+    marketplace.metering.services.usage_samples_ingest, in one multi-row INSERT per batch.
+    The key is (device, window_start), not the agent's sample id: see marketplace/metering/__init__.py.
+    """
+
+    pk = models.CompositePrimaryKey("device_id", "window_start")
+    # No FK constraints: ingestion has already checked that the node holds the device, and a
+    # per-row FK probe would double the cost of the hottest insert in the system.
+    device = models.ForeignKey("inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    # The agent's UUID for this sample: evidence of which report a row came from, not the key.
+    sample_id = models.UUIDField()
+    node = models.ForeignKey("inventory.Node", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # The reservation whose allocation of the device covers the window's midpoint, resolved at
+    # ingest; NULL = the device was idle (kept for the network's utilization). Never modified.
+    reservation = models.ForeignKey(
+        Reservation, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    busy_seconds = models.FloatField()
+    utilization_percent = models.FloatField()
+    memory_used_mib = models.IntegerField()
+    power_watts = models.FloatField()
+    received_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "marketplace_usagesample"
+
+    def __str__(self):
+        return f"usage of device {self.device_id} for [{self.window_start}, {self.window_end})"
+
+
+class UsageHourly(models.Model):
+    """Per hour, device and reservation (NULL = idle): what billing and the dashboards read.
+
+    Recomputed from the raw samples (INSERT ... ON CONFLICT DO UPDATE) for every hour that received
+    samples, so a late sample corrects its hour and a second run changes nothing. It outlives the
+    raw samples (USAGE_SAMPLE_RETENTION_DAYS). Billable time does NOT come from here: see
+    marketplace/metering/__init__.py.
+    """
+
+    hour = models.DateTimeField()  # the hour of the samples' window_start, UTC, on the hour
+    # No FK constraints: every row is derived from samples whose device, node and reservation were
+    # resolved at ingestion, and a day's rollup writes ~2.4 million rows at 100,000 cards - three
+    # per-row FK triggers would be most of its cost.
+    device = models.ForeignKey("inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    node = models.ForeignKey("inventory.Node", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    reservation = models.ForeignKey(
+        Reservation, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="usage_hours"
+    )
+    samples = models.PositiveIntegerField()
+    busy_seconds = models.FloatField()
+    utilization_mean = models.FloatField()  # mean of the samples' utilization_percent (0-100)
+    memory_max_mib = models.IntegerField()
+    energy_wh = models.FloatField()  # sum of power_watts x window length, in watt-hours
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["hour", "device_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "device", "reservation"], nulls_distinct=False, name="usage_hourly_unique_hour_device_reservation"
+            ),
+        ]
+        indexes = [models.Index(fields=["reservation", "hour"], name="usage_hourly_reservation_hour")]
+
+    def __str__(self):
+        return f"usage of device {self.device_id} in hour {self.hour:%Y-%m-%d %H}:00"
+
+
+class UsageRollupDirty(models.Model):
+    """An hour of a device that received samples since its rollup was last computed (a work queue).
+
+    Ingestion upserts a row per (device, hour) it touched; marketplace.metering.services.
+    usage_rollup_refresh deletes the rows it takes and recomputes those hours.
+    """
+
+    pk = models.CompositePrimaryKey("device_id", "hour")
+    device = models.ForeignKey("inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    hour = models.DateTimeField()
+    marked_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"rollup of device {self.device_id} at {self.hour} is stale"

@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from marketplace.metering.partitions import usage_partitions_maintain
+from marketplace.metering.services import usage_rollup_refresh
 from marketplace.services import reservations_advance
 
 
@@ -9,3 +11,22 @@ def reservations_advance_task() -> dict:
     failed: window missed, or hardware unhealthy at activation; see the service's docstring).
     Safe to run any number of times: a reservation already moved is left as it is."""
     return reservations_advance()
+
+
+@shared_task(name="marketplace.usage_rollup_refresh")
+def usage_rollup_refresh_task() -> int:
+    """Roll up the hours that received usage samples, a slice at a time until none is left (bounded,
+    so one run never holds a transaction for long). Safe to run twice: it recomputes, never adds."""
+    total = 0
+    for _ in range(50):
+        done = usage_rollup_refresh()
+        total += done
+        if not done:
+            break
+    return total
+
+
+@shared_task(name="marketplace.usage_partitions_maintain")
+def usage_partitions_maintain_task() -> dict:
+    """Create the raw samples' daily partitions ahead and drop those past the retention (idempotent)."""
+    return usage_partitions_maintain()

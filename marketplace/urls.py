@@ -5,6 +5,7 @@ The search lives at /api/market/offers/: /api/offers/ is inventory's (providers 
 from django.urls import path
 
 from marketplace import api
+from marketplace.metering.api import AgentUsageApi
 
 urlpatterns = [
     path("market/offers/", api.OfferSearchApi.as_view(), name="offer-search"),
@@ -15,4 +16,6 @@ urlpatterns = [
     path("reservations/<int:reservation_id>/cancel/", api.ReservationCancelApi.as_view(), name="reservation-cancel"),
     path("reservations/<int:reservation_id>/release/", api.ReservationReleaseApi.as_view(), name="reservation-release"),
     path("reservations/<int:reservation_id>/extend/", api.ReservationExtendApi.as_view(), name="reservation-extend"),
+    # The node agent's usage samples, beside its register/ and heartbeat/ (inventory.agent_urls).
+    path("agent/usage/", AgentUsageApi.as_view(), name="agent-usage"),
 ]

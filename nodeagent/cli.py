@@ -1,4 +1,5 @@
-"""Command line: register this node's hardware, then heartbeat every --interval seconds.
+"""Command line: register this node's hardware, then heartbeat every --interval seconds and send
+usage samples (one per card per --usage-interval seconds, see nodeagent/usage.py).
 
 Exit codes: 0 done (--once) or stopped; 2 bad arguments; 3 no accelerators; 4 the server refused the
 key (wrong, revoked, retired node); 5 the server refused the report; 6 server unreachable
@@ -17,6 +18,7 @@ from nodeagent import __version__
 from nodeagent.client import AgentClient, AgentRefused, RegisterFirst, ServerUnavailable
 from nodeagent.detect import NoAccelerators, build_report, detect, simulated
 from nodeagent.parsers import parse_simulate
+from nodeagent.usage import SimulatedUsage, UsageMeter, read_usage
 
 logger = logging.getLogger("nodeagent")
 
@@ -48,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between heartbeats (default 30)")
     parser.add_argument("--once", action="store_true", help="register, send one heartbeat, and exit")
     parser.add_argument(
+        "--usage-interval",
+        type=float,
+        default=60.0,
+        help="seconds each usage sample covers (default 60); samples are sent after each heartbeat",
+    )
+    parser.add_argument(
         "--simulate",
         metavar="MODEL:COUNT",
         help="report COUNT cards of MODEL instead of detecting (no accelerators needed)",
@@ -66,6 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--token is required (or set COMPUTEFLOW_AGENT_TOKEN)")
     if args.interval < 1:
         parser.error("--interval must be at least 1 second")
+    if not 1 <= args.usage_interval <= 3600:
+        parser.error("--usage-interval must be between 1 and 3600 seconds")
     if args.simulate:
         try:
             args.simulate_model, args.simulate_count = parse_simulate(args.simulate)
@@ -104,6 +114,8 @@ class Agent:
         self.client = client
         self.sleep = sleep
         self.last_report: dict | None = None
+        read = SimulatedUsage(args.simulate_count) if args.simulate else read_usage
+        self.meter = UsageMeter(read=read, interval=args.usage_interval)
 
     def current_report(self) -> dict:
         if self.args.simulate:
@@ -115,6 +127,7 @@ class Agent:
             lambda: self.client.register(report), what="register", max_attempts=self.args.max_attempts, sleep=self.sleep
         )
         self.last_report = report
+        self.meter.set_devices(answer.get("devices"))
         logger.info("registered %d x %s: %s", report["card_count"], report["model_name"], _describe(answer["node"]))
 
     def heartbeat(self) -> None:
@@ -141,10 +154,19 @@ class Agent:
             self.register(report)
         else:
             self.heartbeat()
+        self.send_usage()
+
+    def send_usage(self) -> None:
+        """Close the usage window if it is due, then send what is buffered (kept on failure, same ids)."""
+        self.meter.measure()
+        if self.meter.buffer:
+            totals = self.meter.flush(self.client)
+            logger.debug("usage: %s (%d still buffered)", totals, len(self.meter.buffer))
 
     def run(self) -> int:
         self.register(self.current_report())
         self.heartbeat()
+        self.meter.measure()  # opens the first usage window
         if self.args.once:
             return EXIT_OK
         while True:

@@ -52,6 +52,9 @@ class AgentClient:
     def heartbeat(self) -> dict:
         return self._post("heartbeat/", {})
 
+    def usage(self, samples: list[dict]) -> dict:
+        return self._post("usage/", {"samples": samples})
+
     def _post(self, path: str, body: dict) -> dict:
         try:
             response = self.session.post(self.base + path, json=body, timeout=self.timeout)

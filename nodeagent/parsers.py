@@ -147,3 +147,77 @@ def parse_simulate(spec: str) -> tuple[str, int]:
     if not 1 <= cards <= 64:
         raise ValueError(f"--simulate: the card count must be between 1 and 64 (got {cards})")
     return model, cards
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage readings (for the usage samples): utilization, memory in use, power, per card index
+# ---------------------------------------------------------------------------------------------
+
+NVIDIA_SMI_USAGE_QUERY = "index,utilization.gpu,memory.used,power.draw"
+NVIDIA_SMI_USAGE_ARGS = ["nvidia-smi", f"--query-gpu={NVIDIA_SMI_USAGE_QUERY}", "--format=csv,noheader,nounits"]
+
+
+@dataclass
+class Reading:
+    """One card's state at one instant."""
+
+    index: int
+    utilization_percent: float  # share of the last sampling period in which the card was busy
+    memory_used_mib: int
+    power_watts: float
+
+
+def _reading_number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None  # "[N/A]", "[Unknown Error]", "N/A"
+    return number if number >= 0 else None
+
+
+def parse_nvidia_smi_usage(text: str) -> dict[int, Reading]:
+    """Readings from `nvidia-smi --query-gpu=<NVIDIA_SMI_USAGE_QUERY> --format=csv,noheader,nounits`
+    ("0, 87, 61234, 612.45"). A card whose utilization or memory is unreadable is left out (no
+    sample is better than a made-up one); an unreadable power draw (cards without a sensor) is 0."""
+    readings = {}
+    for raw in text.splitlines():
+        fields = [part.strip() for part in raw.split(",")]
+        if len(fields) != 4 or not fields[0].isdigit():
+            continue
+        utilization, memory, power = (_reading_number(value) for value in fields[1:])
+        if utilization is None or memory is None or utilization > 100:
+            continue
+        index = int(fields[0])
+        readings[index] = Reading(index, utilization, int(memory), power or 0.0)
+    return readings
+
+
+def parse_npu_smi_usage(text: str) -> dict[int, Reading]:
+    """Readings from `npu-smi info`: power from an NPU's first row, AI Core utilization and HBM
+    in use from its first chip row (memory in MB, taken as MiB as npu-smi means it). Cards whose
+    health is not usable are left out, as detection leaves them out."""
+    readings = {}
+    current: tuple[int, float] | None = None
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if "Process id" in line:
+            break
+        name_row = _NPU_NAME_ROW.match(line)
+        if name_row and not name_row.group(2).isdigit():
+            rest = line[name_row.end() :].strip(" |").split()
+            power = _reading_number(rest[0]) if rest else None
+            usable = name_row.group(3) in NPU_USABLE_HEALTH
+            current = (int(name_row.group(1)), power or 0.0) if usable else None
+            continue
+        chip_row = _NPU_CHIP_ROW.match(line)
+        if chip_row and current is not None:
+            index, power = current
+            current = None  # only the NPU's first chip
+            values = chip_row.group(3).split()
+            utilization = _reading_number(values[0]) if values else None
+            pairs = _USED_TOTAL.findall(chip_row.group(3))
+            used = [int(used) for used, total in pairs if int(total) > 0]
+            if utilization is None or utilization > 100 or not used:
+                continue
+            readings[index] = Reading(index, utilization, used[-1], power)
+    return readings
