@@ -110,6 +110,8 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     "inventory.allocations.AllocationConflict": DomainError(409, "conflict"),
     "inventory.agent_services.NodeAgentRefused": DomainError(409, None),  # its own code: node_retired, register_first
     "inventory.importers.NodeImportInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields()),
+    # a malformed usage batch, or samples not the node's to report: nothing of it was stored
+    "marketplace.metering.services.UsageBatchInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields),
 }
 
 

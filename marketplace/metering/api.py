@@ -13,9 +13,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import error_response
 from inventory.agent_api import IsNodeAgent, NodeAgentAuthentication
-from marketplace.metering.services import MAX_BATCH_SAMPLES, UsageBatchInvalid, usage_samples_ingest
+from marketplace.metering.services import MAX_BATCH_SAMPLES, usage_samples_ingest
 
 # 5,000 samples of ~300 bytes, with room for whitespace.
 MAX_USAGE_BODY_BYTES = 4 * 1024 * 1024
@@ -85,10 +84,6 @@ class AgentUsageApi(APIView):
             raise exceptions.ValidationError({"samples": ['The body must be JSON: {"samples": [...]}.']}) from None
         if not isinstance(payload, dict) or set(payload) != {"samples"}:
             raise exceptions.ValidationError({"samples": ["The body must be an object with one field, samples."]})
-        try:
-            result = usage_samples_ingest(node_id=request.auth.node_id, samples=payload["samples"], body_json=text)
-        except UsageBatchInvalid as error:
-            return error_response(
-                code="invalid", message=error.message, fields=error.fields, status_code=status.HTTP_400_BAD_REQUEST
-            )
+        # A refused batch (UsageBatchInvalid) answers 400 through config.api.DOMAIN_ERRORS.
+        result = usage_samples_ingest(node_id=request.auth.node_id, samples=payload["samples"], body_json=text)
         return Response({"received": result.received, "new": result.new, "duplicates": result.duplicates})

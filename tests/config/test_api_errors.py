@@ -92,6 +92,9 @@ DOMAIN_EXAMPLES = {
     "inventory.allocations.AllocationConflict": (lambda m: m.AllocationConflict("Some devices are taken."), 409, "conflict"),
     "inventory.agent_services.NodeAgentRefused": (
         lambda m: m.NodeAgentRefused("Register first.", code="register_first"), 409, "register_first"),
+    "marketplace.metering.services.UsageBatchInvalid": (
+        lambda m: m.UsageBatchInvalid("samples[3].device: not a device of this node",
+                                      {"samples[3].device": ["not a device of this node"]}), 400, "invalid"),
     "inventory.importers.NodeImportInvalid": (
         lambda m: m.NodeImportInvalid(row_errors=[m.RowError(row=7, column="card_count", message="not a number")],
                                       bad_row_count=1), 400, "invalid"),
