@@ -100,3 +100,21 @@ def test_a_node_taken_offline_reaches_its_reservations_through_a_real_worker(sma
     assert event.reason_params["node"] == node.hostname and event.reason_params["node_status"] == "offline"
     reservation.refresh_from_db()
     assert reservation.status == Reservation.Status.REQUESTED  # failover comes next: nothing else marked
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retiring_a_cluster_announces_each_of_its_nodes_after_commit(small_offer):
+    from inventory.services import cluster_retire, offer_retire
+
+    # given a cluster with two nodes and no bookings, and a receiver watching the signal
+    received = Received()
+    capacity_lost.connect(received, dispatch_uid="test-cluster-retire")
+    try:
+        offer_retire(offer=small_offer)
+        # when the provider retires the cluster
+        cluster_retire(cluster=small_offer.cluster)
+        # then both nodes were announced as lost
+        announced = sorted(node_id for call in received.calls for node_id in call)
+        assert announced == sorted(Node.objects.filter(cluster=small_offer.cluster).values_list("pk", flat=True))
+    finally:
+        capacity_lost.disconnect(dispatch_uid="test-cluster-retire")

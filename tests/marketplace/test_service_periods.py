@@ -280,3 +280,31 @@ def test_rehome_onto_devices_just_booked_by_someone_else_is_refused_and_changes_
         "device_id", "period", "released_at", "release_reason")) == before_rows
     assert list(reservation.segments.values_list("node_id", "started_at", "ended_at")) == before_segments
     assert not reservation.status_changes.filter(reason_code="rehomed").exists()
+
+
+def test_the_api_names_an_estimate_as_one_and_shows_the_service_period(small_offer, buyer, buyer_client, soon):
+    # given a booking not yet started, and one active since 7 minutes after its start
+    upcoming = booked(small_offer, buyer, soon + timedelta(days=1))
+    active = activated(small_offer, buyer, soon)
+    # when the buyer reads them
+    first = buyer_client.get(f"/api/reservations/{upcoming.pk}/").json()
+    second = buyer_client.get(f"/api/reservations/{active.pk}/").json()
+    # then the upcoming one's price is the booked window's estimate, the active one's is billed from its start of service
+    assert (first["price_is_estimate"], first["total_price_minor"], first["active_from"]) == (True, PRICE * 8 * 4, None)
+    assert second["price_is_estimate"] is False and second["active_from"] is not None and second["active_to"] is None
+    assert second["total_price_minor"] == active.total_price_minor
+
+
+def test_a_cancelled_booking_keeps_when_and_why_its_devices_were_released(small_offer, buyer, soon):
+    from marketplace.services import reservation_cancel
+
+    # given a booking
+    reservation = booked(small_offer, buyer, soon)
+    # when the buyer cancels it
+    reservation_cancel(reservation=reservation, actor=buyer)
+    # then its rows are released with the instant and the reason, their booked period intact, and it held nothing
+    rows = list(DeviceAllocation.objects.filter(reservation_id=reservation.pk))
+    assert len(rows) == 8 and not any(r.is_active for r in rows)
+    assert {r.release_reason for r in rows} == {"cancelled"} and all(r.released_at < soon for r in rows)
+    assert {r.booked_period.upper for r in rows} == {soon + timedelta(hours=4)}
+    assert reservation_device_intervals(reservation_id=reservation.pk) == []
