@@ -116,7 +116,7 @@ def run() -> None:
               f"({'as expected' if booked == len(created) * CARDS_PER_BOOKING else 'UNEXPECTED'})", flush=True)
     finally:
         for reservation_id in created:
-            device_allocations_release(reservation_id=reservation_id)
+            device_allocations_release(reservation_id=reservation_id, at=timezone.now(), reason="cancelled")
         DeviceAllocation.objects.filter(reservation_id__in=created).delete()
         Reservation.objects.filter(pk__in=created).delete()
 

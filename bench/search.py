@@ -76,13 +76,15 @@ def network_fill(*, devices: int) -> None:
       SELECT DISTINCT ON (n.cluster_id, n.accelerator_model_id) 500 + (n.cluster_id * 37 + n.accelerator_model_id * 11) % 4000,
              CASE WHEN n.cluster_id % 10 = 0 THEN 'USD' ELSE 'CNY' END, 1, 2160, true, now(), now(), n.accelerator_model_id, n.cluster_id
       FROM inventory_node n WHERE n.hostname LIKE 'bench-node-%';
-    INSERT INTO inventory_deviceallocation (period, purpose, reservation_id, is_active, created_at, device_id,
-                                            node_id, cluster_id, accelerator_model_id)
-      SELECT tstzrange(t0 + (k * 72 + (d.id * 7 + k * 13) % 40) * interval '1 day',
-                       t0 + (k * 72 + (d.id * 7 + k * 13) % 40 + 5 + (d.id + k) % 16) * interval '1 day', '[)'),
-             'reservation', -1, true, now(), d.id, n.id, n.cluster_id, n.accelerator_model_id
+    INSERT INTO inventory_deviceallocation (period, booked_period, purpose, reservation_id, is_active, release_reason,
+                                            created_at, device_id, node_id, cluster_id, accelerator_model_id)
+      SELECT slot.p, slot.p,
+             'reservation', -1, true, '', now(), d.id, n.id, n.cluster_id, n.accelerator_model_id
       FROM inventory_device d CROSS JOIN generate_series(0, 4) k
       CROSS JOIN (SELECT date_trunc('day', now()) - interval '240 days' AS t0) t
+      CROSS JOIN LATERAL (SELECT tstzrange(t0 + (k * 72 + (d.id * 7 + k * 13) % 40) * interval '1 day',
+                                           t0 + (k * 72 + (d.id * 7 + k * 13) % 40 + 5 + (d.id + k) % 16) * interval '1 day',
+                                           '[)') AS p) slot
       JOIN inventory_node n ON n.id = d.node_id WHERE n.hostname LIKE 'bench-node-%';
     """  # noqa: S608 - only integers computed above are formatted in
     with connection.cursor() as cursor:
@@ -94,14 +96,16 @@ ALLOCATION_TOP_UP_SQL = """
     -- 5 calendar rows per device that has none: slots of 72 days from 240 days ago, 5-20 days each
     -- (about 17% utilization, 1/3 of the rows in the future), marked reservation_id = -1. Like
     -- inventory.allocations, each row carries its device's node, cluster and model.
-    INSERT INTO inventory_deviceallocation (period, purpose, reservation_id, is_active, created_at, device_id,
-                                            node_id, cluster_id, accelerator_model_id)
-      SELECT tstzrange(t0 + (k * 72 + (d.id * 7 + k * 13) % 40) * interval '1 day',
-                       t0 + (k * 72 + (d.id * 7 + k * 13) % 40 + 5 + (d.id + k) % 16) * interval '1 day', '[)'),
-             'reservation', -1, true, now(), d.id, n.id, n.cluster_id, n.accelerator_model_id
+    INSERT INTO inventory_deviceallocation (period, booked_period, purpose, reservation_id, is_active, release_reason,
+                                            created_at, device_id, node_id, cluster_id, accelerator_model_id)
+      SELECT slot.p, slot.p,
+             'reservation', -1, true, '', now(), d.id, n.id, n.cluster_id, n.accelerator_model_id
       FROM inventory_device d JOIN inventory_node n ON n.id = d.node_id
       CROSS JOIN generate_series(0, 4) k
       CROSS JOIN (SELECT date_trunc('day', now()) - interval '240 days' AS t0) t
+      CROSS JOIN LATERAL (SELECT tstzrange(t0 + (k * 72 + (d.id * 7 + k * 13) % 40) * interval '1 day',
+                                           t0 + (k * 72 + (d.id * 7 + k * 13) % 40 + 5 + (d.id + k) % 16) * interval '1 day',
+                                           '[)') AS p) slot
       WHERE NOT EXISTS (SELECT 1 FROM inventory_deviceallocation a WHERE a.device_id = d.id)
     ON CONFLICT DO NOTHING;
 """

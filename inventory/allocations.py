@@ -10,9 +10,11 @@ own transaction so that a conflict leaves nothing behind.
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.postgres.fields import DateTimeRangeField
 from django.db import IntegrityError, connection, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
-from django.db.models import Count, DateTimeField, Exists, F, Func, Max, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, DateTimeField, Exists, F, Func, Max, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from inventory.models import Device, DeviceAllocation, MaintenanceWindow, Node, Site
@@ -126,6 +128,7 @@ def device_allocations_create(
             cluster_id=placement[device_id][1],
             accelerator_model_id=placement[device_id][2],
             period=period_range(start, end),
+            booked_period=period_range(start, end),
             purpose=purpose,
             reservation_id=reservation_id,
             maintenance_window=maintenance_window,
@@ -148,9 +151,10 @@ def device_allocations_create(
 _BOOK_FREE_DEVICES_SQL = """
 WITH free AS MATERIALIZED ({free_devices}),
 allocated AS (
-    INSERT INTO inventory_deviceallocation (period, purpose, reservation_id, is_active, created_at,
-                                            device_id, node_id, cluster_id, accelerator_model_id)
-    SELECT %(window)s, %(purpose)s, %(reservation_id)s, true, %(now)s, free.id, free.node_id, %(cluster_id)s, %(model_id)s
+    INSERT INTO inventory_deviceallocation (period, booked_period, purpose, reservation_id, is_active, released_at,
+                                            release_reason, created_at, device_id, node_id, cluster_id,
+                                            accelerator_model_id)
+    SELECT %(window)s, %(window)s, %(purpose)s, %(reservation_id)s, true, NULL, '', %(now)s, free.id, free.node_id, %(cluster_id)s, %(model_id)s
     FROM free
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -189,8 +193,15 @@ def device_allocations_book(
     return free, allocated
 
 
-def device_allocations_release(*, reservation_id: int | None = None, maintenance_window: MaintenanceWindow | None = None) -> int:
-    """Mark a reservation's or a window's allocations released (kept for history). Idempotent."""
+def device_allocations_release(
+    *,
+    reservation_id: int | None = None,
+    maintenance_window: MaintenanceWindow | None = None,
+    at: datetime,
+    reason: str,
+) -> int:
+    """Mark a reservation's or a window's allocations released at `at` for `reason` (a
+    DeviceAllocation.ReleaseReason), kept for history. Idempotent: released rows are left as they are."""
     if (reservation_id is None) == (maintenance_window is None):
         raise ValueError("Give exactly one of reservation_id or maintenance_window.")
     allocations = DeviceAllocation.objects.filter(is_active=True)
@@ -198,7 +209,16 @@ def device_allocations_release(*, reservation_id: int | None = None, maintenance
         allocations = allocations.filter(reservation_id=reservation_id)
     else:
         allocations = allocations.filter(maintenance_window=maintenance_window)
-    return allocations.update(is_active=False)
+    return allocations.update(
+        is_active=False, released_at=Coalesce(F("released_at"), Value(at)), release_reason=_first_reason(reason)
+    )
+
+
+def _first_reason(reason: str):
+    """Keep the reason of the first release or truncation (a released-early row later failed stays released_early)."""
+    if reason not in DeviceAllocation.ReleaseReason.values:
+        raise ValueError(f"Unknown release reason {reason!r}: add it to DeviceAllocation.ReleaseReason.")
+    return Case(When(release_reason="", then=Value(reason)), default=F("release_reason"))
 
 
 def device_allocations_for_reservation(*, reservation_id: int) -> QuerySet[DeviceAllocation]:
@@ -206,15 +226,16 @@ def device_allocations_for_reservation(*, reservation_id: int) -> QuerySet[Devic
     return DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True).order_by("device_id", "period")
 
 
-def reservation_devices_unhealthy(*, reservation_id: int) -> int:
+def reservation_devices_unhealthy(*, reservation_id: int, at: datetime | None = None) -> int:
     """How many of a reservation's allocated devices cannot be handed over now: their node is not
     online or is flagged by its agent (mismatch_reason set), or their site is not online.
 
     One query for the whole reservation (each allocation row carries its node and cluster), never
-    one per device. 0 means every device passes the health check.
+    one per device. 0 means every device passes the health check. Only rows still running at `at`
+    (default now) count: devices a reservation was moved away from are not its devices any more.
     """
     return (
-        DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True)
+        DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True, period__endswith__gt=at or timezone.now())
         .filter(
             ~Q(node__status=Node.Status.ONLINE)
             | ~Q(node__mismatch_reason="")
@@ -226,26 +247,29 @@ def reservation_devices_unhealthy(*, reservation_id: int) -> int:
     )
 
 
-def device_allocations_truncate(*, reservation_id: int, end: datetime) -> int:
-    """Shrink a reservation's active allocations so none runs past `end` (an early release).
+def device_allocations_truncate(
+    *, reservation_id: int, end: datetime, reason: str, device_ids: list[int] | None = None
+) -> int:
+    """Shrink a reservation's active allocations (only those of `device_ids`, if given) so none runs
+    past `end`: an early release, or a move to other devices from `end` on.
 
-    Rows that start at or after `end` are released (kept for history); rows that straddle it end
-    at `end`. Shrinking never overlaps anything, so the exclusion constraint cannot object.
-    Idempotent: a second call with the same `end` changes nothing. Returns the rows changed.
+    Rows that start at or after `end` are released; rows that straddle it keep [start, end) as their
+    effective `period`. Either way `booked_period` keeps what was booked and `released_at` /
+    `release_reason` say when and why. Shrinking never overlaps anything, so the exclusion constraint
+    cannot object. Idempotent: a second call with the same `end` changes nothing. Returns the rows changed.
     """
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE inventory_deviceallocation SET is_active = false "
-            "WHERE reservation_id = %s AND is_active AND lower(period) >= %s",
-            [reservation_id, end],
+    rows = DeviceAllocation.objects.filter(reservation_id=reservation_id, is_active=True)
+    if device_ids is not None:
+        rows = rows.filter(device_id__in=device_ids)
+    stamp = {"released_at": Coalesce(F("released_at"), Value(end)), "release_reason": _first_reason(reason)}
+    with transaction.atomic():
+        released = rows.filter(period__startswith__gte=end).update(is_active=False, **stamp)
+        truncated = rows.filter(period__endswith__gt=end).update(
+            period=Func(Func(F("period"), function="lower"), Value(end), Value("[)"), function="tstzrange",
+                        output_field=DateTimeRangeField()),
+            **stamp,
         )
-        released = cursor.rowcount
-        cursor.execute(
-            "UPDATE inventory_deviceallocation SET period = tstzrange(lower(period), %s, '[)') "
-            "WHERE reservation_id = %s AND is_active AND upper(period) > %s",
-            [end, reservation_id, end],
-        )
-        return released + cursor.rowcount
+    return released + truncated
 
 
 def reservation_periods_sql(*, device_ids: str, span: str) -> str:
@@ -260,3 +284,35 @@ def reservation_periods_sql(*, device_ids: str, span: str) -> str:
         "SELECT device_id, period, reservation_id FROM inventory_deviceallocation "  # noqa: S608 - the caller's SQL expressions, never input
         f"WHERE device_id = ANY({device_ids}) AND is_active AND purpose = 'reservation' AND period && {span}"
     )
+
+
+@dataclass(frozen=True)
+class DeviceInterval:
+    device_id: int
+    node_id: int
+    start: datetime
+    end: datetime
+    booked_start: datetime
+    booked_end: datetime
+    released_at: datetime | None
+    release_reason: str
+
+
+def reservation_device_intervals(*, reservation_id: int) -> list[DeviceInterval]:
+    """Which device held the reservation for which interval, from the allocation history: every row of
+    the reservation, with its effective period cut at its release (a cancelled or failed booking held
+    its devices only until it was released). Empty intervals (released before they began) are left out.
+    Ordered by start, then device."""
+    intervals = []
+    rows = DeviceAllocation.objects.filter(reservation_id=reservation_id).order_by("period", "device_id")
+    for row in rows:
+        start, end = row.period.lower, row.period.upper
+        if not row.is_active and row.released_at is not None:
+            end = min(end, row.released_at)
+        if start < end:
+            intervals.append(DeviceInterval(
+                device_id=row.device_id, node_id=row.node_id, start=start, end=end,
+                booked_start=row.booked_period.lower, booked_end=row.booked_period.upper,
+                released_at=row.released_at, release_reason=row.release_reason,
+            ))
+    return sorted(intervals, key=lambda i: (i.start, i.device_id))

@@ -337,6 +337,22 @@ class DeviceAllocation(models.Model):
     )
     # False once released (a cancelled booking or window); kept for history, ignored by the constraint.
     is_active = models.BooleanField(default=True)
+
+    class ReleaseReason(models.TextChoices):
+        CANCELLED = "cancelled", "Cancelled before the start"
+        RELEASED_EARLY = "released_early", "Released early"
+        FAILED = "failed", "The reservation failed"
+        REHOMED = "rehomed", "Moved to other devices"
+        MAINTENANCE_CANCELLED = "maintenance_cancelled", "Maintenance window called off"
+
+    # What was booked when the row was written. `period` above is the *effective* period (what the
+    # exclusion constraint and availability read); a truncation shortens `period` and keeps this one,
+    # so "which device served which interval, and what was it booked for" stays answerable.
+    booked_period = DateTimeRangeField()
+    # When and why the row was released or truncated (NULL / "" while it runs as booked). Written once:
+    # the first release or truncation is the one that counts.
+    released_at = models.DateTimeField(null=True, blank=True)
+    release_reason = models.CharField(max_length=24, choices=ReleaseReason.choices, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Copies of the device's node, and of that node's cluster and model (the offer key), written by
     # inventory.allocations at insert and never changed: a device never moves, and a node's cluster,

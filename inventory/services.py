@@ -26,6 +26,7 @@ from inventory.models import (
     Cluster,
     Currency,
     Device,
+    DeviceAllocation,
     MaintenanceWindow,
     Node,
     NodeStatusChange,
@@ -42,6 +43,7 @@ from inventory.pricing import (  # noqa: F401 - the money rule, re-exported for 
     price_per_ecu_hour_minor,
 )
 from inventory.selectors import NETWORK_TOTALS_CACHE_KEY, NETWORK_TOTALS_CACHE_SECONDS, network_totals
+from inventory.signals import CAPACITY_LOST_STATUSES, capacity_lost_send_on_commit
 
 # Nothing goes on the device calendar (bookings, maintenance windows, rentable periods) more than
 # this far ahead: such a date is a typo, and one near year 9999 cannot even be shown in every time
@@ -162,6 +164,8 @@ def node_set_status(*, node: Node, status: str, actor: User | None = None, reaso
     NodeStatusChange.objects.create(node=node, from_status=node.status, to_status=status, actor=actor, reason=reason[:300])
     node.status = status
     node.save(update_fields=["status", "updated_at"])
+    if status in CAPACITY_LOST_STATUSES:
+        capacity_lost_send_on_commit(node_ids=[node.pk])
     return node
 
 
@@ -741,7 +745,9 @@ def maintenance_window_cancel(*, window: MaintenanceWindow, actor: User | None =
     if window.cancelled_at is None:
         window.cancelled_at = timezone.now()
         window.save(update_fields=["cancelled_at"])
-        device_allocations_release(maintenance_window=window)
+        device_allocations_release(
+            maintenance_window=window, at=window.cancelled_at, reason=DeviceAllocation.ReleaseReason.MAINTENANCE_CANCELLED
+        )
     return window
 
 

@@ -70,10 +70,13 @@ class ReservationAdmin(OperatorOnly, admin.ModelAdmin):
     ordering = ["-start", "-id"]
     fields = readonly_fields = [
         "buyer", "created_by", "offer", "cluster", "accelerator_model", "card_count", "status", "starts", "ends",
-        "booked_until", "released", "locked_price", "total",
+        "booked_until", "released", "active_from", "active_to", "locked_price", "total",
     ]
     inlines = [ReservationStatusChangeInline]
     actions = ["cancel_reservations", "release_reservations"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("segments")  # the total reads them: one query per page
 
     def has_operate_permission(self, request):
         return user_is_operator(user=request.user)

@@ -240,7 +240,10 @@ class MarketReservationSerializer(serializers.ModelSerializer):
     accelerator_model = serializers.CharField(source="accelerator_model.name")
     cluster = serializers.CharField(source="cluster.name")
     site = serializers.CharField(source="cluster.site.name")
-    total_price_minor = serializers.IntegerField()
+    total_price_minor = serializers.IntegerField(
+        help_text="requested/provisioning: the estimate for the booked window (price_is_estimate); failed/cancelled: 0; "
+                  "otherwise the service periods (from active_from, moves' gaps left out) at the locked price")
+    price_is_estimate = serializers.BooleanField()
     price_per_ecu_hour_minor = serializers.IntegerField(allow_null=True)
     timeline = ReservationStatusChangeSerializer(source="status_changes", many=True)
 
@@ -249,7 +252,7 @@ class MarketReservationSerializer(serializers.ModelSerializer):
         fields = [
             "id", "buyer", "offer", "accelerator_model", "cluster", "site", "card_count", "start", "end", "booked_end",
             "released_at", "status", "price_per_card_hour_minor", "currency", "ecu_per_card", "price_per_ecu_hour_minor",
-            "total_price_minor", "created_at", "timeline",
+            "total_price_minor", "price_is_estimate", "active_from", "active_to", "created_at", "timeline",
         ]
 
 

@@ -6,11 +6,13 @@ half-open period [start, end). The devices themselves are inventory.DeviceAlloca
 impossible. Every status change goes through marketplace.services.reservation_set_status.
 """
 
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import ArrayField, DateTimeRangeField, RangeBoundary, RangeOperators
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Func, Q
 
 from accounts.models import Organization, User
-from inventory.models import AcceleratorModel, Cluster, Currency, Offer
+from inventory.models import AcceleratorModel, Cluster, Currency, Node, Offer
 
 
 class Reservation(models.Model):
@@ -28,7 +30,9 @@ class Reservation(models.Model):
         Status.REQUESTED: frozenset({Status.PROVISIONING, Status.CANCELLED, Status.FAILED}),
         Status.PROVISIONING: frozenset({Status.ACTIVE, Status.CANCELLED, Status.FAILED}),
         Status.ACTIVE: frozenset({Status.COMPLETED, Status.MIGRATING, Status.FAILED}),
-        Status.MIGRATING: frozenset({Status.ACTIVE, Status.FAILED}),
+        # A move to other devices (marketplace.services.reservation_rehome) ends back in active, or the
+        # period ends mid-move (completed), or nothing could take it (failed).
+        Status.MIGRATING: frozenset({Status.ACTIVE, Status.COMPLETED, Status.FAILED}),
         Status.COMPLETED: frozenset(),
         Status.FAILED: frozenset(),
         Status.CANCELLED: frozenset(),
@@ -62,6 +66,12 @@ class Reservation(models.Model):
     # SHA-256 of the booking request, to tell a retry (same body) from a reused key (different body).
     request_fingerprint = models.CharField(max_length=64, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)  # set once, by an early release
+    # The service period: from the instant the cards were first healthy (handed over) to the instant they
+    # were given back (completed, released, failed). Written by reservation_set_status with the
+    # instant the caller observed, never the wall clock of the write. The billed time is the
+    # reservation's segments (ReservationSegment), which also leave out a move's gap.
+    active_from = models.DateTimeField(null=True, blank=True)
+    active_to = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -85,16 +95,42 @@ class Reservation(models.Model):
 
         return hours_between(self.start, self.end)
 
+    # Never handed over, or taken back: nothing is billed (see the statuses' comments).
+    UNBILLED = frozenset({Status.FAILED, Status.CANCELLED})
+    # Not handed over yet: the price shown is the estimate for the booked window.
+    ESTIMATED = frozenset({Status.REQUESTED, Status.PROVISIONING})
+
     @property
-    def total_price_minor(self) -> int:
-        """What the reservation costs for its current period at the locked price (cancelled: 0)."""
+    def estimated_price_minor(self) -> int:
+        """The booked window at the locked price: what a reservation that is not yet active will cost
+        if it runs as booked. Never what is billed."""
         from marketplace.pricing import total_price_minor
 
-        if self.status == self.Status.CANCELLED:
-            return 0
         return total_price_minor(
             price_per_card_hour_minor=self.price_per_card_hour_minor, card_count=self.card_count, start=self.start, end=self.end
         )
+
+    @property
+    def billed_price_minor(self) -> int:
+        """What the service periods cost: the segments' card-seconds at their locked price (an open
+        segment counts up to now), rounded once. Failed and cancelled reservations: 0."""
+        from marketplace.selectors import reservation_billed_price_minor
+
+        if self.status in self.UNBILLED:
+            return 0
+        return reservation_billed_price_minor(reservation=self)
+
+    @property
+    def price_is_estimate(self) -> bool:
+        return self.status in self.ESTIMATED
+
+    @property
+    def total_price_minor(self) -> int:
+        """The one figure shown as the reservation's price: the estimate before it is handed over,
+        0 when failed or cancelled, otherwise what its segments cost (see billed_price_minor)."""
+        if self.status in self.ESTIMATED:
+            return self.estimated_price_minor
+        return self.billed_price_minor
 
     @property
     def price_per_ecu_hour_minor(self):
@@ -135,6 +171,57 @@ class ReservationStatusChange(models.Model):
         from marketplace.reasons import render_reason
 
         return render_reason(self.reason_code, self.reason_params, self.reason)
+
+
+class TsTzRange(Func):
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+class ReservationSegment(models.Model):
+    """An actual service period of a reservation on one node: which of its devices served the buyer
+    from `started_at` to `ended_at` (NULL while it runs), for which provider and offer, at the price
+    locked at booking. What billing reads (time, not usage samples).
+
+    Written only by marketplace.services (reservation_set_status and reservation_rehome) with the
+    instant the caller observed: opened when the reservation turns active (or active again after a
+    move), closed when it is released, completed, fails, or its devices are moved. PostgreSQL refuses
+    two segments of the same reservation on the same node whose periods overlap (a device is on one
+    node, so no device is ever billed twice for the same instant).
+    """
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="segments")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="+")
+    device_ids = ArrayField(models.BigIntegerField())
+    provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Copied from the reservation when the segment opens. Never modify.
+    price_per_card_hour_minor = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+
+    class Meta:
+        ordering = ["started_at", "node_id"]
+        constraints = [
+            ExclusionConstraint(
+                name="reservation_segment_no_overlap",
+                expressions=[
+                    ("reservation", RangeOperators.EQUAL),
+                    ("node", RangeOperators.EQUAL),
+                    (TsTzRange("started_at", "ended_at", RangeBoundary()), RangeOperators.OVERLAPS),
+                ],
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")), name="reservation_segment_ends_after_start"
+            ),
+            models.CheckConstraint(condition=Q(device_ids__len__gt=0), name="reservation_segment_has_devices"),
+        ]
+        indexes = [models.Index(fields=["reservation", "ended_at"])]
+
+    def __str__(self):
+        return f"reservation {self.reservation_id} on node {self.node_id} from {self.started_at}"
+
 
 # ---------------------------------------------------------------------------------------------
 # Metering (marketplace.metering): raw usage samples and their hourly rollup

@@ -42,6 +42,9 @@ class ReasonCode:
     OPERATOR_CANCELLED = "operator_cancelled"
     OPERATOR_RELEASED = "operator_released"
     OPERATOR_RELEASED_BEFORE_ACTIVE = "operator_released_before_active"
+    CAPACITY_LOST = "capacity_lost"
+    REHOMED = "rehomed"
+    REHOMED_HEALTHY = "rehomed_healthy"
 
 
 # THE map: code -> message template. Add a code here (and only here) to give a new reason.
@@ -72,6 +75,11 @@ REASON_TEMPLATES: dict[str, ReasonTemplate] = {
         _("Released early by a platform operator (booked until {booked_until}); it never became active. Note: {note}"),
         times=("booked_until",),
     ),
+    ReasonCode.CAPACITY_LOST: ReasonTemplate(
+        _("{cards} of these cards sit on node {node}, which went {node_status} at {at}."), times=("at",)
+    ),
+    ReasonCode.REHOMED: ReasonTemplate(_("{cards} cards are moving to other devices from {at}."), times=("at",)),
+    ReasonCode.REHOMED_HEALTHY: ReasonTemplate(_("The new devices are healthy; handed over again.")),
 }
 
 

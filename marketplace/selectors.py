@@ -19,8 +19,8 @@ from inventory.market_selectors import OfferCapacity, offer_capacity, offers_act
 from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
-from marketplace.models import Reservation
-from marketplace.pricing import hours_between, total_price_minor
+from marketplace.models import Reservation, ReservationSegment
+from marketplace.pricing import card_seconds_price_minor, hours_between, total_price_minor
 from marketplace.windows import offer_terms_breach, offer_terms_q
 
 # Without a window, search shows what is free in the coming hour.
@@ -451,7 +451,7 @@ def reservation_list(*, organization: Organization | None) -> QuerySet[Reservati
     # Every relation the API and the pages show per row, read in the same query (no query per row).
     return Reservation.objects.filter(buyer=organization).select_related(
         "buyer", "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer"
-    )
+    ).prefetch_related("segments")  # the price is read from the segments: one query for the whole list
 
 
 def reservation_get(*, organization: Organization | None, reservation_id: int) -> Reservation:
@@ -463,3 +463,22 @@ def reservation_device_ids(*, reservation: Reservation) -> list[int]:
     from inventory.allocations import device_allocations_for_reservation
 
     return sorted({allocation.device_id for allocation in device_allocations_for_reservation(reservation_id=reservation.pk)})
+
+
+def reservation_billed_price_minor(*, reservation: Reservation, now: datetime | None = None) -> int:
+    """What a reservation's service periods cost: each segment's cards x seconds at its locked price,
+    an open segment counted up to `now`, summed and rounded once (marketplace.pricing). Reads the
+    prefetched segments when the caller prefetched them (lists), else one query.
+
+    This is the time rule billing reads: billable seconds come from the segments (healthy to released,
+    a move's gap left out), never from usage samples."""
+    now = now or timezone.now()
+    parts = []
+    for segment in reservation.segments.all():
+        end = segment.ended_at or max(now, segment.started_at)
+        parts.append((segment.price_per_card_hour_minor, len(segment.device_ids) * int((end - segment.started_at).total_seconds())))
+    return card_seconds_price_minor(parts)
+
+
+def reservation_segments_open(*, reservation_id: int) -> QuerySet[ReservationSegment]:
+    return ReservationSegment.objects.filter(reservation_id=reservation_id, ended_at__isnull=True)

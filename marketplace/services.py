@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import Organization, User
@@ -24,8 +26,9 @@ from inventory.allocations import (
     reservation_devices_unhealthy,
 )
 from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
-from inventory.models import Offer, Site
-from marketplace.models import Reservation, ReservationStatusChange
+from inventory.models import Device, DeviceAllocation, Node, NodeStatusChange, Offer, Site
+from inventory.signals import CAPACITY_LOST_STATUSES
+from marketplace.models import Reservation, ReservationSegment, ReservationStatusChange
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 from marketplace.windows import offer_terms_breach, window_errors
 
@@ -248,8 +251,16 @@ def reservation_set_status(
     reason: str = "",
     reason_code: str = "",
     reason_params: dict | None = None,
+    at: datetime | None = None,
 ) -> Reservation:
-    """Move a reservation to `status`: locks the row, checks TRANSITIONS, writes the audit row.
+    """Move a reservation to `status`: locks the row, checks TRANSITIONS, writes the audit row, and
+    keeps the service periods.
+
+    `at` is the instant the move happened as the caller observed it (the health check that passed,
+    the agent's report, the end of the period, the release), never the wall clock of this write. It
+    is required when the move starts or ends service: turning active records `active_from` (the
+    first time) and opens a segment per node for the devices not yet in one; leaving active or
+    migrating for completed / failed / cancelled closes the open segments and records `active_to`.
 
     The why is `reason_code` + `reason_params` (marketplace.reasons), rendered for each reader; `reason`
     is free text, shown only when there is no code. Setting the status it already has is a no-op
@@ -262,13 +273,71 @@ def reservation_set_status(
         return reservation
     if status not in Reservation.TRANSITIONS.get(reservation.status, frozenset()):
         raise ReservationStateError(f"A reservation cannot go from {reservation.status} to {status}.")
+    opens = status == Reservation.Status.ACTIVE
+    closes = status in _SERVICE_ENDED and reservation.status in _IN_SERVICE
+    if (opens or closes) and at is None:
+        raise ValueError(f"Moving a reservation from {reservation.status} to {status} needs `at`, the instant it happened.")
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status=reservation.status, to_status=status, actor=actor, reason=reason[:300],
         reason_code=reason_code, reason_params=reason_params or {},
     )
+    changed = ["status", "updated_at"]
+    if opens:
+        if reservation.active_from is None:
+            reservation.active_from = at
+            changed.append("active_from")
+        _segments_open(reservation=reservation, at=at)
+    if closes:
+        _segments_close(reservation_id=reservation.pk, at=at)
+        reservation.active_to = at
+        changed.append("active_to")
     reservation.status = status
-    reservation.save(update_fields=["status", "updated_at"])
+    reservation.save(update_fields=changed)
     return reservation
+
+
+# Statuses in which the buyer is being served (segments may be open), and those that end service.
+_IN_SERVICE = frozenset({Reservation.Status.ACTIVE, Reservation.Status.MIGRATING})
+_SERVICE_ENDED = frozenset({Reservation.Status.COMPLETED, Reservation.Status.FAILED, Reservation.Status.CANCELLED})
+
+
+def _segments_open(*, reservation: Reservation, at: datetime, device_ids: list[int] | None = None) -> list[ReservationSegment]:
+    """Open a segment from `at` per node for the reservation's devices running at `at` (only
+    `device_ids`, if given) that no open segment covers yet. A node that already has an open segment
+    gets it closed at `at` and reopened with the union, so segments of one node never overlap."""
+    rows = DeviceAllocation.objects.filter(
+        reservation_id=reservation.pk, is_active=True, period__endswith__gt=at
+    ).values_list("device_id", "node_id", "cluster__site__owner_id")
+    if device_ids is not None:
+        rows = rows.filter(device_id__in=device_ids)
+    open_segments = {segment.node_id: segment for segment in ReservationSegment.objects.filter(
+        reservation_id=reservation.pk, ended_at__isnull=True
+    )}
+    covered = {device_id for segment in open_segments.values() for device_id in segment.device_ids}
+    by_node: dict[int, tuple[int, set[int]]] = {}
+    for device_id, node_id, provider_id in rows:
+        if device_id not in covered:
+            by_node.setdefault(node_id, (provider_id, set()))[1].add(device_id)
+    created = []
+    for node_id, (provider_id, devices) in sorted(by_node.items()):
+        previous = open_segments.get(node_id)
+        if previous is not None:
+            _segments_close(reservation_id=reservation.pk, at=at, node_ids=[node_id])
+            devices |= set(previous.device_ids)
+        created.append(ReservationSegment.objects.create(
+            reservation=reservation, node_id=node_id, device_ids=sorted(devices), provider_id=provider_id,
+            offer_id=reservation.offer_id, started_at=at,
+            price_per_card_hour_minor=reservation.price_per_card_hour_minor, currency=reservation.currency,
+        ))
+    return created
+
+
+def _segments_close(*, reservation_id: int, at: datetime, node_ids: list[int] | None = None) -> int:
+    segments = ReservationSegment.objects.filter(reservation_id=reservation_id, ended_at__isnull=True)
+    if node_ids is not None:
+        segments = segments.filter(node_id__in=node_ids)
+    # A segment opened after `at` (a late report) ends where it began: zero time, never negative.
+    return segments.update(ended_at=Greatest(F("started_at"), Value(at)))
 
 
 def _operator_note(*, by_operator: bool, reason: str) -> str:
@@ -294,12 +363,13 @@ def reservation_cancel(*, reservation: Reservation, actor: User | None, reason: 
         raise ReservationStateError("This reservation has started: release it early instead of cancelling.")
     if reservation.status not in (Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING):
         raise ReservationStateError(f"A {reservation.status} reservation cannot be cancelled.")
-    device_allocations_release(reservation_id=reservation.pk)
+    now = timezone.now()
+    device_allocations_release(reservation_id=reservation.pk, at=now, reason=DeviceAllocation.ReleaseReason.CANCELLED)
     if by_operator:
         why = {"reason_code": ReasonCode.OPERATOR_CANCELLED, "reason_params": {"note": note}}
     else:
         why = {"reason": note} if note else {"reason_code": ReasonCode.CANCELLED_BY_BUYER}
-    return reservation_set_status(reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor, **why)
+    return reservation_set_status(reservation=reservation, status=Reservation.Status.CANCELLED, actor=actor, at=now, **why)
 
 
 @transaction.atomic
@@ -318,11 +388,11 @@ def reservation_release(*, reservation: Reservation, actor: User | None, reason:
     if now >= reservation.end or reservation.status not in Reservation.HOLDING:
         raise ReservationStateError(f"This reservation is {reservation.status} and holds no cards to release.")
     booked_end = reservation.end
-    device_allocations_truncate(reservation_id=reservation.pk, end=now)
+    device_allocations_truncate(reservation_id=reservation.pk, end=now, reason=DeviceAllocation.ReleaseReason.RELEASED_EARLY)
     reservation.end = now
     reservation.released_at = now
     reservation.save(update_fields=["end", "released_at", "updated_at"])
-    was_active = reservation.status == Reservation.Status.ACTIVE
+    was_active = reservation.status in _IN_SERVICE
     params = {"booked_until": time_param(booked_end)}
     if by_operator:
         params["note"] = note
@@ -332,7 +402,7 @@ def reservation_release(*, reservation: Reservation, actor: User | None, reason:
     why = {"reason": note} if note and not by_operator else {"reason_code": code, "reason_params": params}
     # Never became active (provisioning had not finished): billing never started, so it is cancelled.
     status = Reservation.Status.COMPLETED if was_active else Reservation.Status.CANCELLED
-    return reservation_set_status(reservation=reservation, status=status, actor=actor, **why)
+    return reservation_set_status(reservation=reservation, status=status, actor=actor, at=now, **why)
 
 
 EXTEND_UNHEALTHY_MESSAGE = (
@@ -372,10 +442,13 @@ def reservation_extend(*, reservation: Reservation, end: datetime, actor: User |
     )
     if errors:
         raise ValidationError({"end": [message for messages in errors.values() for message in messages]})
-    unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk)
+    unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk, at=now)
     if unhealthy:
         raise BookingConflict(EXTEND_UNHEALTHY_MESSAGE.format(count=unhealthy), cards_free=0)
-    device_ids = sorted({a.device_id for a in device_allocations_for_reservation(reservation_id=reservation.pk)})
+    # The devices holding it at its current end (not those it was moved away from).
+    device_ids = sorted({
+        a.device_id for a in device_allocations_for_reservation(reservation_id=reservation.pk).filter(period__endswith=old_end)
+    })
     if maintenance_overlaps(device_ids=device_ids, start=old_end, end=end):
         raise BookingConflict("These cards have maintenance planned before that time, so the booking cannot be extended.")
     try:
@@ -403,7 +476,7 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
       (node online and not flagged, site online: inventory.allocations.reservation_devices_unhealthy,
       one query per reservation). Otherwise -> failed and the devices are freed: billing starts only
       after the node passes its health check, never for a boot that failed.
-    * active -> completed once the end is reached.
+    * active (or migrating) -> completed once the end is reached; service ends at `end`.
 
     Provisioning itself is a later issue: for now a healthy reservation is active as soon as it starts.
     """
@@ -417,9 +490,9 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                 reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
                 if reservation.status not in pending or reservation.end > now:
                     continue  # moved (or extended) by someone else meanwhile
-                device_allocations_release(reservation_id=reservation.pk)
+                device_allocations_release(reservation_id=reservation.pk, at=now, reason=DeviceAllocation.ReleaseReason.FAILED)
                 reservation_set_status(
-                    reservation=reservation, status=Reservation.Status.FAILED, reason_code=ReasonCode.NEVER_HANDED_OVER
+                    reservation=reservation, status=Reservation.Status.FAILED, reason_code=ReasonCode.NEVER_HANDED_OVER, at=now
                 )
                 moved["failed"] += 1
         except ReservationStateError:
@@ -435,30 +508,153 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                     )
                 if reservation.status != Reservation.Status.PROVISIONING:
                     continue
-                unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk)
+                unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk, at=now)
                 if unhealthy:
-                    device_allocations_release(reservation_id=reservation.pk)
+                    device_allocations_release(reservation_id=reservation.pk, at=now, reason=DeviceAllocation.ReleaseReason.FAILED)
                     reservation_set_status(
                         reservation=reservation, status=Reservation.Status.FAILED,
                         reason_code=ReasonCode.UNHEALTHY_AT_ACTIVATION,
-                        reason_params={"count": unhealthy, "cards": reservation.card_count},
+                        reason_params={"count": unhealthy, "cards": reservation.card_count}, at=now,
                     )
                     moved["failed"] += 1
                     continue
+                # The health check just passed: that instant is when service (and billing) starts.
+                # Provisioning will pass the agent's report time here instead.
                 reservation_set_status(
-                    reservation=reservation, status=Reservation.Status.ACTIVE, reason_code=ReasonCode.HANDED_OVER
+                    reservation=reservation, status=Reservation.Status.ACTIVE, reason_code=ReasonCode.HANDED_OVER, at=now
                 )
                 moved["activated"] += 1
         except ReservationStateError:
             continue  # moved by someone else meanwhile (a cancel, a failure): leave it be
-    finished = Reservation.objects.filter(status=Reservation.Status.ACTIVE, end__lte=now).values_list("pk", flat=True)
-    for reservation_id in list(finished):
+    finished = Reservation.objects.filter(status__in=_IN_SERVICE, end__lte=now).values_list("pk", "end")
+    for reservation_id, end in list(finished):
         try:
+            # Service ended at the end of the period, however late beat noticed it. A reservation still
+            # migrating at its end completes too (its move's gap was never billed).
             reservation_set_status(
                 reservation=Reservation(pk=reservation_id), status=Reservation.Status.COMPLETED,
-                reason_code=ReasonCode.PERIOD_ENDED,
+                reason_code=ReasonCode.PERIOD_ENDED, at=end,
             )
         except ReservationStateError:
             continue
         moved["completed"] += 1
     return moved
+
+
+REHOME_CONFLICT_MESSAGE = "Some of the target devices were just booked by someone else; nothing was moved."
+
+
+@transaction.atomic
+def reservation_rehome(
+    *,
+    reservation: Reservation,
+    to_device_ids: list[int],
+    at: datetime,
+    from_device_ids: list[int] | None = None,
+    offer: Offer | None = None,
+    actor: User | None = None,
+) -> Reservation:
+    """Move a reservation (or part of it) to other devices from the instant `at`, keeping its history.
+
+    `from_device_ids` (default: every device it holds at `at`) leave it: their allocations are truncated
+    at `at` (inventory keeps the booked period, `released_at` and the reason) and their open segments
+    close at `at`. `to_device_ids` (as many) are allocated from `at` to the end - possibly in another
+    cluster, offer or provider: then give the target `offer` (the price stays the one locked at
+    booking). The exclusion constraint guards them: when one was booked meanwhile, BookingConflict is
+    raised and nothing changed. An active reservation turns migrating; the new devices' segments open
+    when the caller reports them healthy, through reservation_set_status(status=active, at=<that instant>)
+    - the gap in between is not billed. Failover will call this; it decides where to go.
+    """
+    reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+    if reservation.status not in Reservation.HOLDING:
+        raise ReservationStateError(f"A {reservation.status} reservation holds no devices to move.")
+    if not reservation.start <= at < reservation.end:
+        raise ValidationError({"at": ["Move a reservation only within its period."]})
+    held = sorted(set(
+        DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True, period__endswith__gt=at)
+        .values_list("device_id", flat=True)
+    ))
+    leaving = sorted(set(held if from_device_ids is None else from_device_ids))
+    arriving = sorted(set(to_device_ids))
+    if set(leaving) - set(held):
+        raise ValidationError({"from_device_ids": ["Only devices the reservation holds at that instant can leave it."]})
+    if len(arriving) != len(leaving) or not arriving:
+        raise ValidationError({"to_device_ids": [f"Give {len(leaving)} devices to move to."]})
+    if set(arriving) & set(held):
+        raise ValidationError({"to_device_ids": ["These devices already serve this reservation."]})
+    target = offer or reservation.offer
+    if target.pk != reservation.offer_id and len(leaving) != len(held):
+        raise ValidationError({"offer": ["Only a whole reservation moves to another offer."]})
+    fitting = Device.objects.filter(
+        pk__in=arriving, node__cluster_id=target.cluster_id, node__accelerator_model_id=target.accelerator_model_id
+    ).count()
+    if fitting != len(arriving):
+        raise ValidationError({"to_device_ids": ["Every target device must belong to the target offer's cluster and model."]})
+    leaving_nodes = sorted(set(
+        DeviceAllocation.objects.filter(reservation_id=reservation.pk, device_id__in=leaving).values_list("node_id", flat=True)
+    ))
+    device_allocations_truncate(
+        reservation_id=reservation.pk, end=at, reason=DeviceAllocation.ReleaseReason.REHOMED, device_ids=leaving
+    )
+    try:
+        device_allocations_create(device_ids=arriving, start=at, end=reservation.end, reservation_id=reservation.pk)
+    except AllocationConflict:
+        raise BookingConflict(REHOME_CONFLICT_MESSAGE, cards_free=0) from None
+    if target.pk != reservation.offer_id:
+        reservation.offer_id, reservation.cluster_id = target.pk, target.cluster_id
+        reservation.accelerator_model_id = target.accelerator_model_id
+        reservation.save(update_fields=["offer", "cluster", "accelerator_model", "updated_at"])
+    if reservation.status in _IN_SERVICE:
+        _segments_close(reservation_id=reservation.pk, at=at, node_ids=leaving_nodes)
+        # The devices that stay on those nodes keep serving: a fresh segment from `at`.
+        staying = sorted(set(held) - set(leaving))
+        if staying:
+            _segments_open(reservation=reservation, at=at, device_ids=staying)
+    why = {"reason_code": ReasonCode.REHOMED, "reason_params": {"cards": len(arriving), "at": time_param(at)}}
+    if reservation.status == Reservation.Status.ACTIVE:
+        return reservation_set_status(reservation=reservation, status=Reservation.Status.MIGRATING, actor=actor, at=at, **why)
+    ReservationStatusChange.objects.create(
+        reservation=reservation, from_status=reservation.status, to_status=reservation.status, actor=actor, **why
+    )
+    return reservation
+
+
+def reservations_note_capacity_lost(*, node_ids: list[int], now: datetime | None = None) -> int:
+    """Write a timeline event (reason capacity_lost) on each reservation that holds cards on these nodes
+    and is active or upcoming (requested, provisioning, active, migrating, not over). Marks nothing
+    else: failover (re-homing through reservation_rehome) comes next and will act on the same news.
+
+    Idempotent: one event per reservation and node status change (the node's latest move to offline,
+    unhealthy or retired), so a redelivered task writes nothing twice. Returns the events written.
+    """
+    now = now or timezone.now()
+    written = 0
+    for node in Node.objects.filter(pk__in=node_ids).order_by("pk"):
+        change = (
+            NodeStatusChange.objects.filter(node=node, to_status__in=CAPACITY_LOST_STATUSES).order_by("-created_at", "-id").first()
+        )
+        if change is None or node.status not in CAPACITY_LOST_STATUSES:
+            continue  # back online already (or never lost): nothing to say
+        cards_by_reservation: dict[int, int] = {}
+        for reservation_id in DeviceAllocation.objects.filter(
+            node_id=node.pk, is_active=True, purpose=DeviceAllocation.Purpose.RESERVATION, period__endswith__gt=now
+        ).values_list("reservation_id", flat=True):
+            cards_by_reservation[reservation_id] = cards_by_reservation.get(reservation_id, 0) + 1
+        affected = Reservation.objects.filter(pk__in=cards_by_reservation, status__in=Reservation.HOLDING, end__gt=now)
+        for reservation in affected.order_by("pk"):
+            with transaction.atomic():
+                reservation = Reservation.objects.select_for_update().get(pk=reservation.pk)
+                if reservation.status_changes.filter(
+                    reason_code=ReasonCode.CAPACITY_LOST, reason_params__node_change=change.pk
+                ).exists():
+                    continue
+                ReservationStatusChange.objects.create(
+                    reservation=reservation, from_status=reservation.status, to_status=reservation.status,
+                    reason_code=ReasonCode.CAPACITY_LOST,
+                    reason_params={
+                        "cards": cards_by_reservation[reservation.pk], "node": node.hostname, "node_status": change.to_status,
+                        "at": time_param(change.created_at), "node_change": change.pk,
+                    },
+                )
+                written += 1
+    return written

@@ -2,7 +2,7 @@ from celery import shared_task
 
 from marketplace.metering.partitions import usage_partitions_maintain
 from marketplace.metering.services import usage_rollup_refresh
-from marketplace.services import reservations_advance
+from marketplace.services import reservations_advance, reservations_note_capacity_lost
 
 
 @shared_task(name="marketplace.reservations_advance")
@@ -30,3 +30,11 @@ def usage_rollup_refresh_task() -> int:
 def usage_partitions_maintain_task() -> dict:
     """Create the raw samples' daily partitions ahead and drop those past the retention (idempotent)."""
     return usage_partitions_maintain()
+
+
+@shared_task(name="marketplace.reservations_on_capacity_lost")
+def reservations_on_capacity_lost_task(node_ids: list[int]) -> dict:
+    """Inventory lost these nodes' cards (offline, unhealthy, retired): note it on each active or
+    upcoming reservation holding cards there. Only a timeline event for now - failover, which will
+    move the reservations to other devices, comes next. Idempotent (see the service)."""
+    return {"events": reservations_note_capacity_lost(node_ids=node_ids)}

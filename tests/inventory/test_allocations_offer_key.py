@@ -94,7 +94,7 @@ def test_every_calendar_row_carries_its_devices_node_cluster_and_model_through_e
     reservation_cancel(reservation=cancelled, actor=None)
     window = maintenance_window_create(cluster=market["cluster"], node=market["nodes"][2], start=soon + timedelta(days=3),
                                        end=soon + timedelta(days=4), reason="firmware")
-    device_allocations_truncate(reservation_id=reservation.pk, end=soon + timedelta(hours=5))
+    device_allocations_truncate(reservation_id=reservation.pk, end=soon + timedelta(hours=5), reason="released_early")
     maintenance_window_cancel(window=window)
     # then every row, active or released, names the node, cluster and model of its device
     assert DeviceAllocation.objects.count() == 12 + 12 + 3 + 5 + 8

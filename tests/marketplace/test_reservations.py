@@ -105,7 +105,9 @@ def test_release_after_the_start_ends_the_period_now(small_offer, buyer):
     assert reservation.status == "completed" and reservation.released_at is not None
     assert reservation.end <= timezone.now() and reservation.booked_end == start + timedelta(hours=10)
     assert all(a.period.upper == reservation.end for a in device_allocations_for_reservation(reservation_id=reservation.pk))
-    assert 2500 * 8 * 2 <= reservation.total_price_minor < 2500 * 8 * 3
+    # billed from the instant it turned active (just now), not from the booked start two hours earlier
+    assert reservation.active_from is not None and reservation.active_to == reservation.end
+    assert 0 <= reservation.total_price_minor < 2500 * 8 // 60
     assert [c.to_status for c in reservation.status_changes.all()] == ["requested", "provisioning", "active", "completed"]
 
 
