@@ -16,7 +16,7 @@ from accounts.selectors import user_is_operator
 from accounts.timezones import format_local_time
 from inventory.admin import ViewOnly
 from inventory.pricing import format_money
-from marketplace.models import Reservation, ReservationStatusChange
+from marketplace.models import LaunchTemplate, LaunchTemplateImage, Reservation, ReservationStatusChange
 from marketplace.services import BookingConflict, ReservationStateError, reservation_cancel, reservation_release
 
 
@@ -150,3 +150,44 @@ class ReservationAdmin(OperatorOnly, admin.ModelAdmin):
         if refused:
             self.message_user(request, f"Not {verb}ed - " + " ".join(refused), messages.ERROR)
         return None
+
+
+class OperatorEditable:
+    """Operators maintain this catalog (image names age): they view, add and change it. Deleting a
+    template a reservation used is refused by the database (PROTECT); deactivate it instead."""
+
+    def has_module_permission(self, request):
+        return user_is_operator(user=request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return user_is_operator(user=request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return user_is_operator(user=request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return user_is_operator(user=request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return user_is_operator(user=request.user)
+
+
+class LaunchTemplateImageInline(OperatorEditable, admin.TabularInline):
+    model = LaunchTemplateImage
+    extra = 0
+    fields = ["stack", "image", "notes"]
+
+
+@admin.register(LaunchTemplate)
+class LaunchTemplateAdmin(OperatorEditable, admin.ModelAdmin):
+    list_display = ["name", "slug", "workload_kind", "is_active", "stacks"]
+    list_filter = ["workload_kind", "is_active"]
+    search_fields = ["name", "slug", "images__image"]
+    inlines = [LaunchTemplateImageInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("images")
+
+    @admin.display(description="stacks with an image")
+    def stacks(self, obj):
+        return ", ".join(sorted(image.stack for image in obj.images.all())) or "none"

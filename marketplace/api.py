@@ -13,7 +13,8 @@ from config.api import Pagination
 from inventory.market_selectors import offer_get
 from inventory.models import Currency, SoftwareStack
 from marketplace.forms import OfferSearchForm, QuoteForm
-from marketplace.models import Reservation
+from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_list
+from marketplace.models import LaunchTemplate, Reservation
 from marketplace.selectors import Exclusion, offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
     MAX_CARDS_PER_BOOKING,
@@ -147,6 +148,9 @@ class QuoteApi(APIView):
         # Bounded so a budget always fits a PostgreSQL bigint, wherever it ends up being compared.
         max_total_price_minor = serializers.IntegerField(required=False, min_value=1, max_value=10**15)
         max_price_per_ecu_hour_minor = serializers.IntegerField(required=False, min_value=1, max_value=10**15)
+        launch_template = serializers.CharField(
+            required=False, max_length=64,
+            help_text="a template slug (GET /api/launch-templates/): offers whose stack has no image for it are excluded")
 
     class QuoteReasonSerializer(serializers.Serializer):
         code = serializers.ChoiceField(choices=[(code, label) for code, label in Exclusion.LABELS.items()])
@@ -170,6 +174,7 @@ class QuoteApi(APIView):
         currency = serializers.CharField()
         cards = serializers.IntegerField(allow_null=True)
         total_ecu = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True)
+        launch_template = serializers.CharField(allow_null=True, help_text="the template asked for (slug), null = any")
         placements = serializers.ListField(child=serializers.DictField())
         excluded = serializers.ListField(child=serializers.DictField())
 
@@ -196,6 +201,14 @@ class QuoteApi(APIView):
         return Response(quote_payload(quote))
 
 
+def _placement_image(quote, placement) -> str | None:
+    """The image the asked template runs on this placement's stack (None when no template was asked)."""
+    if quote.launch_template is None:
+        return None
+    image = quote.launch_template.image_for(placement.offer.stack)
+    return image.image if image else None
+
+
 def quote_payload(quote) -> dict:
     return {
         "start": quote.start.isoformat(),
@@ -204,6 +217,7 @@ def quote_payload(quote) -> dict:
         "currency": quote.currency,
         "cards": quote.cards,
         "total_ecu": str(quote.total_ecu) if quote.total_ecu is not None else None,
+        "launch_template": quote.launch_template.slug if quote.launch_template else None,
         "placements": [
             {
                 "offer": MarketOfferSerializer(p.offer).data,
@@ -211,6 +225,7 @@ def quote_payload(quote) -> dict:
                 "total_price_minor": p.total_price_minor,
                 "price_per_ecu_hour_minor": p.price_per_ecu_hour_minor,
                 "total_ecu": str(p.total_ecu) if p.total_ecu is not None else None,
+                "image": _placement_image(quote, p),
             }
             for p in quote.placements
         ],
@@ -246,11 +261,16 @@ class MarketReservationSerializer(serializers.ModelSerializer):
     price_is_estimate = serializers.BooleanField()
     price_per_ecu_hour_minor = serializers.IntegerField(allow_null=True)
     timeline = ReservationStatusChangeSerializer(source="status_changes", many=True)
+    launch_template = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, help_text="the workload (template slug); null only on bookings made before templates")
+    image = serializers.CharField(source="launch_image.image", allow_null=True, default=None,
+                                  help_text="the container image that runs on these cards (null: none)")
 
     class Meta:
         model = Reservation
         fields = [
-            "id", "buyer", "offer", "accelerator_model", "cluster", "site", "card_count", "start", "end", "booked_end",
+            "id", "buyer", "offer", "accelerator_model", "cluster", "site", "card_count", "launch_template", "image",
+            "start", "end", "booked_end",
             "released_at", "status", "price_per_card_hour_minor", "currency", "ecu_per_card", "price_per_ecu_hour_minor",
             "total_price_minor", "price_is_estimate", "active_from", "active_to", "created_at", "timeline",
         ]
@@ -264,6 +284,10 @@ class ReservationListCreateApi(APIView):
         card_count = serializers.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING)
         start = serializers.DateTimeField()
         end = serializers.DateTimeField()  # the window's rules: marketplace.windows, applied by reservation_create
+        launch_template = serializers.CharField(
+            required=False, max_length=64, default=DEFAULT_LAUNCH_TEMPLATE,
+            help_text=f"the workload, a template slug (GET /api/launch-templates/); \"{DEFAULT_LAUNCH_TEMPLATE}\" when left out. "
+            "The offer's software stack must have an image for it (400 on launch_template otherwise).")
 
     @extend_schema(responses=MarketReservationSerializer(many=True), summary="My organization's reservations")
     def get(self, request):
@@ -296,6 +320,7 @@ class ReservationListCreateApi(APIView):
         reservation, created = reservation_create(
             organization=organization, created_by=request.user, offer=offer, card_count=data["card_count"],
             start=data["start"], end=data["end"], idempotency_key=request.headers.get("Idempotency-Key", ""),
+            launch_template=data["launch_template"],
         )
         reservation = reservation_get(organization=organization, reservation_id=reservation.pk)
         return Response(MarketReservationSerializer(reservation).data,
@@ -340,3 +365,24 @@ class ReservationExtendApi(_ReservationActionApi):
         serializer.is_valid(raise_exception=True)
         end = serializer.validated_data["end"]
         return self._run(request, reservation_id, lambda r: reservation_extend(reservation=r, end=end, actor=request.user))
+
+
+class LaunchTemplateSerializer(serializers.ModelSerializer):
+    class LaunchTemplateImageSerializer(serializers.Serializer):
+        stack = serializers.CharField(help_text="an inventory software stack (cuda, rocm, cann, ...)")
+        image = serializers.CharField(help_text="the container image reference")
+        notes = serializers.CharField()
+
+    images = LaunchTemplateImageSerializer(many=True, help_text="one per stack that can run it; an offer of another stack cannot")
+
+    class Meta:
+        model = LaunchTemplate
+        fields = ["slug", "name", "description", "workload_kind", "images"]
+
+
+class LaunchTemplateListApi(APIView):
+    @extend_schema(responses=LaunchTemplateSerializer(many=True),
+                   summary="The workloads a buyer can book, with the container image per software stack")
+    def get(self, request):
+        # A catalog, the same for everyone signed in (the default IsAuthenticated): no organization needed.
+        return Response(LaunchTemplateSerializer(launch_template_list(), many=True).data)

@@ -19,6 +19,7 @@ from inventory.selectors import (
     vendor_names_for,
 )
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
+from marketplace.launch import launch_template_list
 from marketplace.selectors import DEFAULT_SORT
 from marketplace.services import MAX_CARDS_PER_BOOKING
 from marketplace.windows import window_errors
@@ -75,6 +76,15 @@ def _with_current(choices: list, value: str | None) -> list:
     return choices if not value or value in known else [*choices, (value, value)]
 
 
+def launch_template_field(*, label: str = "Workload", any_label: str | None = "Any workload") -> forms.ModelChoiceField:
+    """A template picked by slug, from the active templates (one select in every form, one rule in the API).
+    Optional: left out, a filter does not filter and a booking runs the default template."""
+    return forms.ModelChoiceField(
+        required=False, queryset=launch_template_list(), to_field_name="slug", label=label, empty_label=any_label,
+        error_messages={"invalid_choice": "No such launch template: pick one of GET /api/launch-templates/ (by slug)."},
+    )
+
+
 class OfferSearchForm(WindowMixin, forms.Form):
     # Text fields shown as select boxes of the catalog: the page offers choices, the API (same form)
     # also takes typed text, matched by inventory's rules (vendor_names_for, accelerator_models_for).
@@ -98,6 +108,8 @@ class OfferSearchForm(WindowMixin, forms.Form):
     end = forms.DateTimeField(required=False, label="Window end",
                               widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
     sort = forms.ChoiceField(required=False, choices=[(key, SORT_LABELS[key]) for key in SORT_LABELS])
+    # Only hardware that can run the workload (its stack has an image for the template).
+    launch_template = launch_template_field(label="Runs workload")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -151,6 +163,7 @@ class OfferSearchForm(WindowMixin, forms.Form):
             "currency": data.get("currency") or None,
             "max_price_per_card_hour_minor": to_minor(data.get("max_price_per_card_hour")),
             "max_price_per_ecu_hour_minor": to_minor(data.get("max_price_per_ecu_hour")),
+            "launch_template": data.get("launch_template"),
             "sort": data.get("sort") or DEFAULT_SORT,
         }
 
@@ -180,6 +193,8 @@ class QuoteForm(WindowMixin, forms.Form):
                                          label="Budget: max total price")
     max_price_per_ecu_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
                                                 label="Budget: max price per ECU-hour")
+    # Offers whose stack has no image for it are excluded with their own reason.
+    launch_template = launch_template_field()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -225,6 +240,7 @@ class QuoteForm(WindowMixin, forms.Form):
             "currency": data["currency"],
             "max_total_price_minor": to_minor(data.get("max_total_price")),
             "max_price_per_ecu_hour_minor": to_minor(data.get("max_price_per_ecu_hour")),
+            "launch_template": data.get("launch_template"),
         }
 
 
@@ -234,6 +250,9 @@ class BookingForm(WindowMixin, forms.Form):
     card_count = forms.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING, label="Cards")
     start = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
     end = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    # The select offers no "any": the page always sends one. reservation_create checks that the offer's
+    # stack has an image for it, and runs DEFAULT_LAUNCH_TEMPLATE when a post leaves it out.
+    launch_template = launch_template_field(any_label=None)
     # Generated when the form is shown: a double submit books once.
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200, required=False)
 

@@ -12,7 +12,55 @@ from django.db import models
 from django.db.models import F, Func, Q
 
 from accounts.models import Organization, User
-from inventory.models import AcceleratorModel, Cluster, Currency, Node, Offer
+from inventory.models import AcceleratorModel, Cluster, Currency, Node, Offer, SoftwareStack
+
+
+class LaunchTemplate(models.Model):
+    """A workload the buyer picks ("PyTorch 2.x", "vLLM", "bare SSH"), whatever the hardware.
+
+    The template maps to one container image per software stack (LaunchTemplateImage); a stack with no
+    image cannot run it, so quotes exclude such offers and booking refuses them. Loaded by a data
+    migration from marketplace.launch.LAUNCH_TEMPLATES; operators edit them in the admin.
+    """
+
+    class WorkloadKind(models.TextChoices):
+        TRAINING = "training", "Training and notebooks"
+        INFERENCE = "inference", "Inference serving"
+        SHELL = "shell", "Shell only"
+
+    slug = models.SlugField(max_length=64, unique=True)  # what the API and the forms name; never rename a used one
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    workload_kind = models.CharField(max_length=16, choices=WorkloadKind.choices)
+    # Inactive templates are offered to nobody; reservations already booked with one keep it.
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def image_for(self, stack: str) -> "LaunchTemplateImage | None":
+        """The image for `stack`, read from the prefetched images (no query per row when prefetched)."""
+        return next((image for image in self.images.all() if image.stack == stack), None)
+
+
+class LaunchTemplateImage(models.Model):
+    """The container image that runs a template on one software stack."""
+
+    template = models.ForeignKey(LaunchTemplate, on_delete=models.CASCADE, related_name="images")
+    stack = models.CharField(max_length=16, choices=SoftwareStack.choices)
+    # A public registry reference (registry/repository:tag). The node agent pulls and starts it.
+    image = models.CharField(max_length=300)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["template", "stack"]
+        constraints = [models.UniqueConstraint(fields=["template", "stack"], name="launch_template_image_one_per_stack")]
+
+    def __str__(self):
+        return f"{self.template_id} on {self.stack}: {self.image}"
 
 
 class Reservation(models.Model):
@@ -47,6 +95,11 @@ class Reservation(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="+")
     accelerator_model = models.ForeignKey(AcceleratorModel, on_delete=models.PROTECT, related_name="+")
     card_count = models.PositiveIntegerField()
+    # What the buyer runs. Required for every new booking (reservation_create defaults to "bare-ssh");
+    # NULL only on reservations booked before templates existed.
+    launch_template = models.ForeignKey(
+        LaunchTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="reservations"
+    )
     # Half-open [start, end), UTC. `end` moves only through reservation_release (earlier) and
     # reservation_extend (later); `booked_end` keeps what was agreed at booking.
     start = models.DateTimeField()
@@ -88,6 +141,13 @@ class Reservation(models.Model):
 
     def __str__(self):
         return f"reservation {self.pk}: {self.card_count} x {self.accelerator_model_id} in cluster {self.cluster_id}"
+
+    @property
+    def launch_image(self) -> "LaunchTemplateImage | None":
+        """The image that runs on this reservation's cards (None: no template, or no image for the stack)."""
+        if self.launch_template is None:
+            return None
+        return self.launch_template.image_for(self.accelerator_model.stack)
 
     @property
     def hours(self):

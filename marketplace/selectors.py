@@ -19,7 +19,8 @@ from inventory.market_selectors import OfferCapacity, offer_capacity, offers_act
 from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
-from marketplace.models import Reservation, ReservationSegment
+from marketplace.launch import launch_template_stacks, no_image_message
+from marketplace.models import LaunchTemplate, Reservation, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor, hours_between, total_price_minor
 from marketplace.windows import offer_terms_breach, offer_terms_q
 
@@ -206,6 +207,7 @@ def offer_search(
     currency: str | None = None,
     max_price_per_card_hour_minor: int | None = None,
     max_price_per_ecu_hour_minor: int | None = None,
+    launch_template: LaunchTemplate | None = None,
     sort: str = DEFAULT_SORT,
 ) -> OfferSearchResults:
     """Active offers on online sites that match every filter, with free cards in [start, end).
@@ -224,6 +226,8 @@ def offer_search(
         offers = offers.filter(accelerator_model__memory_gb__gte=min_memory_gb)
     if stacks:
         offers = offers.filter(accelerator_model__stack__in=stacks)
+    if launch_template is not None:  # only hardware whose stack has an image for the workload
+        offers = offers.filter(accelerator_model__stack__in=launch_template_stacks(template=launch_template))
     if country:
         offers = offers.filter(cluster__site__country__iexact=country)
     if province:
@@ -281,6 +285,7 @@ class Exclusion:
     DIFFERENT_CURRENCY = "different_currency"
     DURATION_OUT_OF_RANGE = "duration_out_of_range"
     OUTSIDE_RENTABLE_PERIOD = "outside_rentable_period"
+    NO_IMAGE_FOR_TEMPLATE = "no_image_for_template"
 
     LABELS = {
         NOT_ENOUGH_FREE_CARDS: "Not enough free cards in the window",
@@ -296,6 +301,7 @@ class Exclusion:
         DIFFERENT_CURRENCY: "Priced in a different currency",
         DURATION_OUT_OF_RANGE: "Duration outside the offer's limits",
         OUTSIDE_RENTABLE_PERIOD: "Outside the offer's rentable period",
+        NO_IMAGE_FOR_TEMPLATE: "No image for the chosen workload on this hardware",
     }
     ALL = tuple(LABELS)
 
@@ -333,6 +339,7 @@ class Quote:
     currency: str
     cards: int | None
     total_ecu: Decimal | None
+    launch_template: LaunchTemplate | None = None  # the workload asked for (None: any)
     placements: list[Placement] = field(default_factory=list)
     excluded: list[ExcludedOffer] = field(default_factory=list)
 
@@ -351,6 +358,7 @@ def quote_build(
     currency: str = "CNY",
     max_total_price_minor: int | None = None,
     max_price_per_ecu_hour_minor: Decimal | None = None,
+    launch_template: LaunchTemplate | None = None,
 ) -> Quote:
     """Rank every active offer that can take the whole request (one offer = one cluster, so a
     multi-node job stays inside one fabric); for every other active offer, say all the reasons why.
@@ -361,13 +369,15 @@ def quote_build(
     if (cards is None) == (total_ecu is None):
         raise ValueError("Give exactly one of cards or total_ecu.")
     hours = hours_between(start, end)
-    quote = Quote(start=start, end=end, hours=hours, currency=currency, cards=cards, total_ecu=total_ecu)
+    quote = Quote(start=start, end=end, hours=hours, currency=currency, cards=cards, total_ecu=total_ecu,
+                  launch_template=launch_template)
     rows = _offer_rows(Offer.objects.filter(is_active=True).order_by("id"))
     _attach_capacity(rows, start=start, end=end)
     region_wanted = bool(countries or provinces or hubs)
     countries_upper = {c.upper() for c in countries or []}
     provinces_upper = {p.upper() for p in provinces or []}
     hubs_set = set(hubs or [])
+    template_stacks = launch_template_stacks(template=launch_template) if launch_template is not None else None
 
     for row in rows:
         reasons: list[Reason] = []
@@ -378,6 +388,8 @@ def quote_build(
             reasons.append(Reason(Exclusion.MEMORY_TOO_SMALL, f"{row.model_name} has {row.memory_gb or 'unknown'} GB per card; you need at least {min_memory_gb} GB."))
         if stacks and row.stack not in stacks:
             reasons.append(Reason(Exclusion.STACK_NOT_ACCEPTED, f"{row.model_name} runs {row.stack}; you accept {', '.join(stacks)}."))
+        if template_stacks is not None and row.stack not in template_stacks:
+            reasons.append(Reason(Exclusion.NO_IMAGE_FOR_TEMPLATE, no_image_message(template=launch_template, stack=row.stack)))
         if region_wanted and not (
             row.country.upper() in countries_upper
             or (row.province_code or "").upper() in provinces_upper
@@ -450,8 +462,8 @@ def reservation_list(*, organization: Organization | None) -> QuerySet[Reservati
         return Reservation.objects.none()
     # Every relation the API and the pages show per row, read in the same query (no query per row).
     return Reservation.objects.filter(buyer=organization).select_related(
-        "buyer", "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer"
-    ).prefetch_related("segments")  # the price is read from the segments: one query for the whole list
+        "buyer", "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer", "launch_template"
+    ).prefetch_related("segments", "launch_template__images")  # the price is read from the segments: one query for the whole list
 
 
 def reservation_get(*, organization: Organization | None, reservation_id: int) -> Reservation:

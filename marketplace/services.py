@@ -28,6 +28,7 @@ from inventory.allocations import (
 from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Device, DeviceAllocation, Node, NodeStatusChange, Offer, Site
 from inventory.signals import CAPACITY_LOST_STATUSES
+from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_for_booking
 from marketplace.models import Reservation, ReservationSegment, ReservationStatusChange
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 from marketplace.windows import offer_terms_breach, window_errors
@@ -72,7 +73,7 @@ class ReservationStateError(Exception):
     """The reservation's status or timing does not allow this action. Maps to 409."""
 
 
-def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: datetime) -> str:
+def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: datetime, launch_template: str) -> str:
     """SHA-256 of the request. Times are normalized to UTC first: the same instant sent as +08:00
     and as Z is the same request (a retry), not a reused key."""
     body = json.dumps(
@@ -81,6 +82,7 @@ def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: dateti
             "cards": card_count,
             "start": start.astimezone(UTC).isoformat(),
             "end": end.astimezone(UTC).isoformat(),
+            "launch_template": launch_template,
         },
         sort_keys=True,
     )
@@ -134,8 +136,13 @@ def reservation_create(
     start: datetime,
     end: datetime,
     idempotency_key: str = "",
+    launch_template: str | None = None,
 ) -> tuple[Reservation, bool]:
-    """Book `card_count` devices of `offer` for [start, end) at today's price.
+    """Book `card_count` devices of `offer` for [start, end) at today's price, to run `launch_template`.
+
+    `launch_template` is a template's slug; None means marketplace.launch.DEFAULT_LAUNCH_TEMPLATE
+    ("bare-ssh"). The offer's software stack must have an image for it (ValidationError on
+    `launch_template` otherwise).
 
     Returns (reservation, created). With an idempotency key, a retry of the same request returns
     the first reservation (created=False); the same key with a different request raises
@@ -150,16 +157,19 @@ def reservation_create(
     if not key.isprintable():
         # A NUL byte cannot be stored (and control characters have no business in a key): refuse, don't crash.
         raise ValidationError({"idempotency_key": ["Use printable characters only (a UUID is a good key)."]})
-    fingerprint = _fingerprint(offer_id=offer.pk, card_count=card_count, start=start, end=end)
+    template_slug = launch_template or DEFAULT_LAUNCH_TEMPLATE
+    fingerprint = _fingerprint(offer_id=offer.pk, card_count=card_count, start=start, end=end, launch_template=template_slug)
     if key:
         existing = _existing_for_key(organization=organization, key=key, fingerprint=fingerprint)
         if existing is not None:
             return existing, False
     _validate_booking(card_count=card_count, start=start, end=end, now=timezone.now())
+    # The model (and so the stack) of an offer never changes, so the caller's copy is good enough here.
+    template = launch_template_for_booking(slug=template_slug, stack=offer.accelerator_model.stack)
     try:
         reservation = _reservation_book(
             organization=organization, created_by=created_by, offer=offer, card_count=card_count,
-            start=start, end=end, key=key, fingerprint=fingerprint,
+            start=start, end=end, key=key, fingerprint=fingerprint, launch_template=template,
         )
     except IntegrityError as error:
         # A concurrent request with the same key committed first: answer with its reservation.
@@ -173,7 +183,7 @@ def reservation_create(
 
 @transaction.atomic
 def _reservation_book(
-    *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str
+    *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str, launch_template
 ) -> Reservation:
     # Five statements: lock and read the offer, read its duration terms (under that lock), insert the
     # reservation, pick and allocate its devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
@@ -200,6 +210,7 @@ def _reservation_book(
         cluster_id=terms.cluster_id,
         accelerator_model_id=terms.accelerator_model_id,
         card_count=card_count,
+        launch_template=launch_template,
         start=start,
         end=end,
         booked_end=end,

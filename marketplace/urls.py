@@ -11,6 +11,7 @@ urlpatterns = [
     path("market/offers/", api.OfferSearchApi.as_view(), name="offer-search"),
     path("market/offers/<int:offer_id>/", api.OfferDetailApi.as_view(), name="offer-detail"),
     path("quotes/", api.QuoteApi.as_view(), name="quote"),
+    path("launch-templates/", api.LaunchTemplateListApi.as_view(), name="launch-templates"),
     path("reservations/", api.ReservationListCreateApi.as_view(), name="reservations"),
     path("reservations/<int:reservation_id>/", api.ReservationDetailApi.as_view(), name="reservation-detail"),
     path("reservations/<int:reservation_id>/cancel/", api.ReservationCancelApi.as_view(), name="reservation-cancel"),

@@ -8,6 +8,8 @@ from django.utils import timezone
 from accounts.models import Membership, Organization, User
 from inventory.catalog import load_catalog, load_regions
 from inventory.models import AcceleratorModel, Cluster, Device, NationalHub, Node, Offer, Province, Site
+from marketplace.launch import load_launch_templates
+from marketplace.models import LaunchTemplate
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -17,6 +19,9 @@ def catalog_loaded() -> None:
         load_catalog(accelerator_model_cls=AcceleratorModel)
     if not Province.objects.exists():
         load_regions(national_hub_cls=NationalHub, province_cls=Province)
+    # Transactional tests flush the data migrations' rows: offers need the templates to be bookable.
+    if not LaunchTemplate.objects.exists():
+        load_launch_templates()
 
 
 def accelerator(slug: str = "nvidia-h100-sxm5-80gb") -> AcceleratorModel:

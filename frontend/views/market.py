@@ -20,6 +20,7 @@ from accounts.views import add_service_errors
 from config.api import MAX_PAGE_SIZE
 from inventory.market_selectors import offer_get
 from marketplace.forms import BookingForm, ExtendForm, OfferSearchForm, QuoteForm
+from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE
 from marketplace.selectors import offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
     BookingConflict,
@@ -133,6 +134,7 @@ def quote(request):
             status = 400
     return render(request, "market/quote.html", {
         "form": form, "quote": result, "can_book": _can_book(request), "booking_key": uuid.uuid4().hex,
+        "default_launch_template": DEFAULT_LAUNCH_TEMPLATE,
     }, status=status)
 
 
@@ -161,6 +163,7 @@ def offer_detail(request, offer_id: int):
                     organization=request.organization, created_by=request.user, offer=offer,
                     card_count=form.cleaned_data["card_count"], start=form.cleaned_data["start"], end=form.cleaned_data["end"],
                     idempotency_key=form.cleaned_data.get("idempotency_key") or "",
+                    launch_template=getattr(form.cleaned_data.get("launch_template"), "slug", None),
                 )
             except BookingConflict as conflict:
                 # too few free cards is about the card count (shown next to it); a lost race is about the booking
@@ -189,6 +192,7 @@ def offer_detail(request, offer_id: int):
             "start": timezone.localtime(start).strftime("%Y-%m-%dT%H:%M"),
             "end": timezone.localtime(end).strftime("%Y-%m-%dT%H:%M"),
             "idempotency_key": uuid.uuid4().hex,
+            "launch_template": request.GET.get("launch_template") or DEFAULT_LAUNCH_TEMPLATE,
         })
     try:
         row = offer_row_get(offer_id=offer_id, start=window[0], end=window[1])

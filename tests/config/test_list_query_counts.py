@@ -20,6 +20,7 @@ from accounts.models import Membership, Organization, User
 from accounts.services import api_token_create, ssh_key_add
 from inventory.agent_services import node_agent_token_create
 from inventory.services import maintenance_window_create
+from marketplace.models import LaunchTemplate, LaunchTemplateImage
 from marketplace.services import reservation_cancel, reservation_create
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory, SiteFactory, member
 
@@ -91,6 +92,14 @@ def add_reservations(world, n):
             reservation_cancel(reservation=reservation, actor=world.buyer_user)
 
 
+def add_launch_templates(world, n):
+    for i in range(n):
+        template = LaunchTemplate.objects.create(slug=f"qc-{LaunchTemplate.objects.count()}-{i}", name="Query count",
+                                                 workload_kind=LaunchTemplate.WorkloadKind.TRAINING)
+        for stack in ("cuda", "rocm"):  # several images per row, so an image read per row shows
+            LaunchTemplateImage.objects.create(template=template, stack=stack, image=f"example/{stack}:1")
+
+
 def add_agent_keys(world, n):
     for _ in range(n):
         node_agent_token_create(node=world.key_node)
@@ -113,6 +122,7 @@ LIST_ENDPOINTS = {
     "/api/market/offers/": (add_offers, True),
     "/api/reservations/": (add_reservations, True),
     "/api/ssh-keys/": (add_ssh_keys, True),
+    "/api/launch-templates/": (add_launch_templates, True),
 }
 
 

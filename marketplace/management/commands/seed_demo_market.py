@@ -18,6 +18,7 @@ from accounts.models import Organization
 from inventory.allocations import devices_free
 from inventory.management.demo_network import DEMO_DOMAIN
 from inventory.models import Offer, Site
+from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks
 from marketplace.models import Reservation
 from marketplace.services import BookingConflict, reservation_cancel, reservation_create, reservation_extend
 
@@ -54,6 +55,11 @@ class Command(BaseCommand):
                  (timedelta(days=6), 24 * 5, 16), (timedelta(days=9), 36, 4)]
         # The demo provider's sites get the first booking of every buyer, so its utilization panel shows them.
         demo_provider_offers = [o for o in offers if o.cluster.site.owner.memberships.filter(user__email=f"provider@{DEMO_DOMAIN}").exists()]
+        # Demo bookings run the default workload: skip hardware it has no image for (e.g. Biren, TPUs).
+        default_template = launch_template_get(slug=DEFAULT_LAUNCH_TEMPLATE)
+        runnable = launch_template_stacks(template=default_template) if default_template else set()
+        offers = [o for o in offers if o.accelerator_model.stack in runnable]
+        demo_provider_offers = [o for o in demo_provider_offers if o.accelerator_model.stack in runnable]
         booked = []
         for buyer in buyers:
             member = buyer.memberships.select_related("user").order_by("id").first().user
