@@ -11,11 +11,13 @@ from django.dispatch import Signal
 
 from inventory.models import Node
 
-# A node's cards stopped being usable: it went offline or unhealthy, or it (or its cluster) was
-# retired. Sent with `node_ids` (a list of Node ids), after the change committed.
+# A node's cards stopped being usable: it went offline, unhealthy or into maintenance, or it (or its
+# cluster) was retired. Sent with `node_ids` (a list of Node ids), after the change committed.
 capacity_lost = Signal()
 
-CAPACITY_LOST_STATUSES = frozenset({Node.Status.OFFLINE, Node.Status.UNHEALTHY, Node.Status.RETIRED})
+CAPACITY_LOST_STATUSES = frozenset(
+    {Node.Status.OFFLINE, Node.Status.UNHEALTHY, Node.Status.MAINTENANCE, Node.Status.RETIRED}
+)
 
 
 def capacity_lost_send_on_commit(*, node_ids: list[int]) -> None:

@@ -69,7 +69,7 @@ class ReservationAdmin(OperatorOnly, admin.ModelAdmin):
     date_hierarchy = "start"
     ordering = ["-start", "-id"]
     fields = readonly_fields = [
-        "buyer", "created_by", "offer", "cluster", "accelerator_model", "card_count", "status", "starts", "ends",
+        "buyer", "created_by", "offer", "cluster", "accelerator_model", "card_count", "launch_template", "status", "starts", "ends",
         "booked_until", "released", "active_from", "active_to", "locked_price", "total",
     ]
     inlines = [ReservationStatusChangeInline]

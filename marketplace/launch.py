@@ -6,7 +6,7 @@ run it, so quotes exclude it with its own reason (selectors.Exclusion.NO_IMAGE_F
 booking refuses it with a `launch_template` field error.
 
 The catalog below is loaded by a data migration (0006_load_launch_templates). The image names are
-references published by the vendors and projects as of 2026; they age, so providers and platform
+references published by the vendors and projects as of 2026; they age, so platform
 operators edit them in the admin (marketplace.admin), and the migration never runs again over their
 edits. A stack is left without an image where no public image is known: then the exclusion reason
 says so, instead of a guessed name failing at boot.

@@ -76,7 +76,7 @@ REASON_TEMPLATES: dict[str, ReasonTemplate] = {
         times=("booked_until",),
     ),
     ReasonCode.CAPACITY_LOST: ReasonTemplate(
-        _("{cards} of these cards sit on node {node}, which went {node_status} at {at}."), times=("at",)
+        _("{cards} of these cards sit on node {node}, whose status became {node_status} at {at}."), times=("at",)
     ),
     ReasonCode.REHOMED: ReasonTemplate(_("{cards} cards are moving to other devices from {at}."), times=("at",)),
     ReasonCode.REHOMED_HEALTHY: ReasonTemplate(_("The new devices are healthy; handed over again.")),

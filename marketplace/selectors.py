@@ -19,7 +19,7 @@ from inventory.market_selectors import OfferCapacity, offer_capacity, offers_act
 from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
-from marketplace.launch import launch_template_stacks, no_image_message
+from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks, no_image_message
 from marketplace.models import LaunchTemplate, Reservation, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor, hours_between, total_price_minor
 from marketplace.windows import offer_terms_breach, offer_terms_q
@@ -377,7 +377,10 @@ def quote_build(
     countries_upper = {c.upper() for c in countries or []}
     provinces_upper = {p.upper() for p in provinces or []}
     hubs_set = set(hubs or [])
-    template_stacks = launch_template_stacks(template=launch_template) if launch_template is not None else None
+    # No workload named: booking will use the default one, so offers it cannot run are excluded too
+    # (a Book button on a placement that booking then refuses would be a lie).
+    checked_template = launch_template or launch_template_get(slug=DEFAULT_LAUNCH_TEMPLATE)
+    template_stacks = launch_template_stacks(template=checked_template) if checked_template is not None else None
 
     for row in rows:
         reasons: list[Reason] = []
@@ -389,7 +392,7 @@ def quote_build(
         if stacks and row.stack not in stacks:
             reasons.append(Reason(Exclusion.STACK_NOT_ACCEPTED, f"{row.model_name} runs {row.stack}; you accept {', '.join(stacks)}."))
         if template_stacks is not None and row.stack not in template_stacks:
-            reasons.append(Reason(Exclusion.NO_IMAGE_FOR_TEMPLATE, no_image_message(template=launch_template, stack=row.stack)))
+            reasons.append(Reason(Exclusion.NO_IMAGE_FOR_TEMPLATE, no_image_message(template=checked_template, stack=row.stack)))
         if region_wanted and not (
             row.country.upper() in countries_upper
             or (row.province_code or "").upper() in provinces_upper

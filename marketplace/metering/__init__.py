@@ -18,7 +18,7 @@ Flow
    RETURNING, and marks the touched (device, hour) pairs dirty (UsageRollupDirty). If any sample
    breaks a rule nothing is inserted, and Python works out the per-field reasons for the 400.
    The answer counts new samples and duplicates.
-3. Celery beat runs services.usage_rollup_refresh every minute: it takes dirty (device, hour)
+3. Celery beat runs services.usage_rollup_refresh every 5 minutes: it takes dirty (device, hour)
    pairs (FOR UPDATE SKIP LOCKED, so workers never do the same work) and recomputes those hours
    set-based from the raw samples with INSERT ... ON CONFLICT DO UPDATE. A late sample therefore
    corrects its hour; running the refresh twice changes nothing.

@@ -77,7 +77,11 @@ _NUMBER = (int, float)
 def _datetime(value) -> datetime:
     if not isinstance(value, str) or not _ISO_DATETIME.fullmatch(value):
         raise ValueError("an ISO 8601 date-time with a time zone, e.g. 2026-12-01T10:00:00Z")
-    return datetime.fromisoformat(value).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError):
+        # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC: Python overflows where PostgreSQL would not
+        raise ValueError("a valid date-time between the years 1 and 9999 in UTC") from None
 
 
 def _number(value, *, low: float, high: float) -> float:

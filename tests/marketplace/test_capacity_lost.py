@@ -57,7 +57,7 @@ def test_the_event_is_written_once_per_reservation_and_node_change_however_often
     upcoming.refresh_from_db()
     event = upcoming.status_changes.get(reason_code="capacity_lost")
     assert upcoming.status == Reservation.Status.REQUESTED and event.from_status == event.to_status == "requested"
-    assert event.reason_params["cards"] == 8 and "went offline" in event.reason_text
+    assert event.reason_params["cards"] == 8 and "status became offline" in event.reason_text
 
 
 @pytest.mark.django_db(transaction=True)
@@ -118,3 +118,16 @@ def test_retiring_a_cluster_announces_each_of_its_nodes_after_commit(small_offer
         assert announced == sorted(Node.objects.filter(cluster=small_offer.cluster).values_list("pk", flat=True))
     finally:
         capacity_lost.disconnect(dispatch_uid="test-cluster-retire")
+
+
+@pytest.mark.django_db
+def test_a_provider_putting_a_booked_node_into_maintenance_is_told_to_its_buyers(small_offer, buyer, soon):
+    # given an upcoming reservation on a node
+    upcoming = booked(small_offer, buyer, soon)
+    node = node_of(upcoming)
+    # when the provider sets the node to maintenance by hand and the market hears of it
+    node_set_status(node=node, status=Node.Status.MAINTENANCE, reason="changed by the provider")
+    assert reservations_note_capacity_lost(node_ids=[node.pk]) == 1
+    # then the buyer's timeline says so (never silently)
+    event = upcoming.status_changes.get(reason_code="capacity_lost")
+    assert event.reason_params["node_status"] == "maintenance" and "status became maintenance" in event.reason_text

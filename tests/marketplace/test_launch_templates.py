@@ -86,8 +86,20 @@ def test_a_quote_for_a_workload_excludes_hardware_without_its_image_with_its_own
     [reason] = excluded.reasons
     assert reason.code == Exclusion.NO_IMAGE_FOR_TEMPLATE and "dtk" in reason.message and "vLLM" in reason.message
     assert reason.label == Exclusion.LABELS[Exclusion.NO_IMAGE_FOR_TEMPLATE]
-    # and without a workload both are placements
+    # and without a workload both are placements (the default, bare SSH, runs on both)
     assert {p.offer.offer_id for p in quote_build(**window).placements} == {cuda.pk, dtk.pk}
+
+
+def test_a_quote_without_a_workload_excludes_hardware_the_default_workload_cannot_run(catalog, soon):
+    # given a CUDA offer and a Biren offer (no container mapping, so no bare-SSH image)
+    cuda, biren = offer_on("cuda"), offer_on("birensupa")
+    # when the buyer asks for no workload in particular
+    quote = quote_build(start=soon, end=soon + timedelta(hours=24), cards=2)
+    # then only what booking (with its default workload) accepts gets a Book button
+    assert [p.offer.offer_id for p in quote.placements] == [cuda.pk]
+    [excluded] = quote.excluded
+    assert excluded.offer.offer_id == biren.pk
+    assert [reason.code for reason in excluded.reasons] == [Exclusion.NO_IMAGE_FOR_TEMPLATE]
 
 
 def test_the_quote_api_takes_a_template_and_refuses_an_unknown_one(buyer_client, catalog, soon):

@@ -171,6 +171,9 @@ MALFORMED = {
     "time in another format": dict(window_start="2026-12-01 10:00:00+00:00"),
     "device beyond 64 bits": dict(device=2**70),
     "memory beyond 32 bits": dict(memory_used_mib=2**40),
+    # Regression: before year 1 / after 9999 once converted to UTC overflowed into a 500
+    "start before year 1 in UTC": dict(window_start="0001-01-01T00:00:00+01:00"),
+    "end after 9999 in UTC": dict(window_end="9999-12-31T23:30:00-01:00"),
 }
 
 

@@ -308,3 +308,30 @@ def test_a_cancelled_booking_keeps_when_and_why_its_devices_were_released(small_
     assert {r.release_reason for r in rows} == {"cancelled"} and all(r.released_at < soon for r in rows)
     assert {r.booked_period.upper for r in rows} == {soon + timedelta(hours=4)}
     assert reservation_device_intervals(reservation_id=reservation.pk) == []
+
+
+@pytest.mark.django_db
+def test_reservations_served_before_service_periods_existed_get_them_from_the_backfill_migration(small_offer, buyer, soon):
+    import importlib
+
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    backfill = importlib.import_module("marketplace.migrations.0007_backfill_service_periods")
+    # given an active reservation as a database migrated before 0004 holds it: no active period, no segments
+    reservation = activated(small_offer, buyer, soon)
+    ReservationSegment.objects.filter(reservation=reservation).delete()
+    Reservation.objects.filter(pk=reservation.pk).update(active_from=None, active_to=None)
+    assert Reservation.objects.get(pk=reservation.pk).total_price_minor == 0
+    # when the backfill runs
+    state = MigrationExecutor(connection).loader.project_state(("marketplace", "0007_backfill_service_periods"))
+    backfill.backfill(state.apps, connection.schema_editor())
+    # then it has its active period from the status change and one open segment per node of its cards
+    reservation = Reservation.objects.get(pk=reservation.pk)
+    assert reservation.active_from is not None and reservation.active_to is None
+    [segment] = ReservationSegment.objects.filter(reservation=reservation)
+    assert (segment.started_at, segment.ended_at, len(segment.device_ids)) == (reservation.active_from, None, 8)
+    assert segment.price_per_card_hour_minor == reservation.price_per_card_hour_minor
+    # and running it again adds nothing
+    backfill.backfill(state.apps, connection.schema_editor())
+    assert ReservationSegment.objects.filter(reservation=reservation).count() == 1
