@@ -40,14 +40,15 @@ def buyer_org(db):
     return OrganizationFactory(kind=Organization.Kind.BUYER)
 
 
-def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETED, node_index=0, offer_for_segments=None):
+def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETED, node_index=0, offer_for_segments=None, price=None):
     """A reservation of `buyer` on `offer` that was served in each (start, end|None) of `periods` on
     the `node_index`-th node of the offer's cluster (first `cards` devices)."""
+    price = offer.price_per_card_hour_minor if price is None else price
     start = periods[0][0]
     end = max((p[1] or p[0] + H) for p in periods)
     reservation = Reservation.objects.create(
         buyer=buyer, offer=offer, cluster=offer.cluster, accelerator_model=offer.accelerator_model, card_count=cards,
-        start=start, end=end, booked_end=end, status=status, price_per_card_hour_minor=offer.price_per_card_hour_minor,
+        start=start, end=end, booked_end=end, status=status, price_per_card_hour_minor=price,
         currency=offer.currency, active_from=start,
     )
     seg_offer = offer_for_segments or offer
@@ -56,6 +57,6 @@ def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETE
     for a, b in periods:
         ReservationSegment.objects.create(
             reservation=reservation, node=node, device_ids=devices, provider=seg_offer.cluster.site.owner, offer=seg_offer,
-            started_at=a, ended_at=b, price_per_card_hour_minor=offer.price_per_card_hour_minor, currency=offer.currency,
+            started_at=a, ended_at=b, price_per_card_hour_minor=price, currency=offer.currency,
         )
     return reservation
