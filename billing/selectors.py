@@ -2,7 +2,11 @@
 
 from datetime import datetime
 
-from billing.models import BillingAccount, Invoice, JournalPosting
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+
+from accounts.models import Organization
+from billing.models import BillingAccount, CreditNote, Invoice, InvoiceLine, JournalPosting
 from billing.rating import Downtime
 
 
@@ -18,9 +22,28 @@ def reservation_downtimes(*, reservation_ids: list[int], start: datetime, end: d
     return {}
 
 
-def invoice_list(*, organization=None) -> "list[Invoice]":
-    qs = Invoice.objects.select_related("buyer").prefetch_related("lines")
-    return qs.filter(buyer=organization) if organization is not None else qs
+def invoice_list(*, organization: Organization | None, viewer_is_finance: bool = False) -> QuerySet[Invoice]:
+    """Invoices, newest period first, with what the API shows per row read in fixed queries.
+    organization None: every organization's (only for finance staff, `viewer_is_finance`); a buyer's
+    members see only issued invoices (numbered at approval: drafts are finance's work in progress)."""
+    qs = Invoice.objects.select_related("buyer").prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.select_related("provider")), "credit_notes"
+    ).order_by("-period_start", "currency", "-id")
+    if organization is None:
+        return qs if viewer_is_finance else qs.none()
+    qs = qs.filter(buyer=organization)
+    return qs if viewer_is_finance else qs.filter(number__isnull=False)
+
+
+def invoice_get(*, organization: Organization | None, viewer_is_finance: bool, invoice_id: int) -> Invoice:
+    """One invoice the viewer may read; 404 for anyone else's (no hint that it exists)."""
+    return get_object_or_404(invoice_list(organization=organization, viewer_is_finance=viewer_is_finance), pk=invoice_id)
+
+
+def credit_note_list(*, organization: Organization | None) -> QuerySet[CreditNote]:
+    """Credit notes, newest first; organization None: all (the caller checked the viewer is finance staff)."""
+    qs = CreditNote.objects.order_by("-created_at", "-id")
+    return qs if organization is None else qs.filter(invoice__buyer=organization)
 
 
 def billing_account_list() -> "list[BillingAccount]":
