@@ -77,6 +77,10 @@ class Invoice(models.Model):
         ordering = ["-period_start", "currency", "id"]
         constraints = [
             models.UniqueConstraint(fields=["currency", "number"], name="invoice_number_unique_per_currency"),
+            # One live invoice per buyer, currency and period: a second run of the same month cannot add one.
+            models.UniqueConstraint(
+                fields=["buyer", "currency", "period_start"], condition=~Q(status="void"), name="invoice_one_per_buyer_currency_period"
+            ),
             models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoice_period_positive"),
             # A number exists exactly from approval on (void may be either: a voided draft has none).
             models.CheckConstraint(

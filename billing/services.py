@@ -26,9 +26,9 @@ from billing.models import (
     LedgerAccount,
     NumberSequence,
 )
-from billing.rating import Downtime, SlaPolicy, Span, rate_reservation, round_minor
+from billing.rating import SlaPolicy, Span, rate_reservation, round_minor
 from billing.selectors import reservation_downtimes
-from marketplace.metering.selectors import reservation_usage_hours
+from marketplace.metering.selectors import reservations_usage_hours_between
 from marketplace.selectors import reservation_segments_first_start, reservation_segments_of_buyer_between
 
 
@@ -79,8 +79,11 @@ def _next_period(account: BillingAccount, now: datetime) -> tuple[datetime, date
 def _build_period(*, organization_id: int, period_start: datetime, period_end: datetime) -> list[Invoice]:
     """Draft invoices (one per currency) for the buyer's usage in [period_start, period_end): a charge
     line (and an SLA credit line when there was downtime) per reservation and provider, each charge
-    with its device-hour evidence. Runs inside the caller's transaction."""
+    with its device-hour evidence. Runs inside the caller's transaction; a fixed number of queries
+    per buyer and period (set-based inserts), whatever the number of reservations."""
     segments = list(reservation_segments_of_buyer_between(buyer_id=organization_id, start=period_start, end=period_end))
+    if not segments:
+        return []
     by_key: dict[tuple[int, int], list] = defaultdict(list)
     reservations = {}
     for segment in segments:
@@ -88,7 +91,7 @@ def _build_period(*, organization_id: int, period_start: datetime, period_end: d
         reservations[segment.reservation_id] = segment.reservation
     downtimes = reservation_downtimes(reservation_ids=list(reservations), start=period_start, end=period_end)
     policy = sla_policy()
-    invoices: dict[str, Invoice] = {}
+    rated = []  # (reservation, provider id, rating)
     for (reservation_id, provider_id), group in sorted(by_key.items()):
         reservation = reservations[reservation_id]
         rating = rate_reservation(
@@ -98,51 +101,62 @@ def _build_period(*, organization_id: int, period_start: datetime, period_end: d
                      price_per_card_hour_minor=s.price_per_card_hour_minor)
                 for s in group
             ],
-            downtimes=[d for d in downtimes.get(reservation_id, []) if isinstance(d, Downtime)],
+            downtimes=downtimes.get(reservation_id, []),
             period_start=period_start, period_end=period_end, policy=policy,
         )
-        if rating.card_seconds == 0:
-            continue  # nothing served in the period (or failed/cancelled): no line, and no credit on nothing
-        currency = reservation.currency
-        invoice = invoices.get(currency)
-        if invoice is None:
-            invoice = Invoice.objects.create(buyer_id=organization_id, currency=currency, period_start=period_start, period_end=period_end)
-            InvoiceStatusChange.objects.create(invoice=invoice, from_status="", to_status=Invoice.Status.DRAFT, reason="billing run")
-            invoices[currency] = invoice
-        common = dict(invoice=invoice, reservation_id=reservation_id, provider_id=provider_id, period_start=period_start,
-                      period_end=period_end, price_per_card_hour_minor=reservation.price_per_card_hour_minor)
-        charge = InvoiceLine.objects.create(kind=InvoiceLine.Kind.CHARGE, card_seconds=rating.card_seconds,
-                                            amount_minor=rating.charge_minor, **common)
+        if rating.card_seconds:  # nothing served (or failed/cancelled): no line, and no credit on nothing
+            rated.append((reservation, provider_id, rating))
+    if not rated:
+        return []
+    invoices: dict[str, Invoice] = {}
+    for currency in sorted({reservation.currency for reservation, _, _ in rated}):
+        invoices[currency] = Invoice.objects.create(buyer_id=organization_id, currency=currency, period_start=period_start,
+                                                    period_end=period_end)
+    InvoiceStatusChange.objects.bulk_create([
+        InvoiceStatusChange(invoice=invoice, from_status="", to_status=Invoice.Status.DRAFT, reason="billing run") for invoice in invoices.values()
+    ])
+    lines, charges = [], []
+    for reservation, provider_id, rating in rated:
+        common = dict(invoice=invoices[reservation.currency], reservation_id=reservation.pk, provider_id=provider_id,
+                      period_start=period_start, period_end=period_end, price_per_card_hour_minor=reservation.price_per_card_hour_minor)
+        charge = InvoiceLine(kind=InvoiceLine.Kind.CHARGE, card_seconds=rating.card_seconds, amount_minor=rating.charge_minor, **common)
+        lines.append(charge)
+        charges.append((charge, rating))
         if rating.sla_credit_minor:
-            InvoiceLine.objects.create(kind=InvoiceLine.Kind.SLA_CREDIT, card_seconds=rating.down_card_seconds,
-                                       amount_minor=-rating.sla_credit_minor, **common)
-        _evidence_create(line=charge, reservation=reservation, grid=rating.device_hour_seconds,
-                         period_start=period_start, period_end=period_end)
+            lines.append(InvoiceLine(kind=InvoiceLine.Kind.SLA_CREDIT, card_seconds=rating.down_card_seconds,
+                                     amount_minor=-rating.sla_credit_minor, **common))
+    InvoiceLine.objects.bulk_create(lines, batch_size=2000)  # PostgreSQL returns the ids
+    _evidence_create(charges=charges, period_start=period_start, period_end=period_end)
     for invoice in invoices.values():
-        invoice.total_minor = sum(line.amount_minor for line in invoice.lines.all())
+        invoice.total_minor = sum(line.amount_minor for line in lines if line.invoice is invoice)
         invoice.save(update_fields=["total_minor"])
     return list(invoices.values())
 
 
-def _evidence_create(*, line: InvoiceLine, reservation, grid: dict, period_start: datetime, period_end: datetime) -> None:
-    """The line's device-hours: billable seconds from the rating beside the rollup's samples (read
-    through marketplace's metering selectors). Hours with usage but no billable time are kept too
-    (billable 0): they show what was measured while the node was down."""
-    usage = {
-        (row.device_id, int(row.hour.timestamp())): row
-        for row in reservation_usage_hours(reservation=reservation).filter(hour__gte=period_start, hour__lt=period_end)
-    }
+def _evidence_create(*, charges: list, period_start: datetime, period_end: datetime) -> None:
+    """Each charge line's device-hours: billable seconds from the rating beside the rollup's samples
+    (read through marketplace's metering selectors, one query for the period). Hours with usage but no
+    billable time are kept too (billable 0): they show what was measured while the node was down."""
+    usage: dict[tuple[int, int], dict] = defaultdict(dict)  # reservation id -> (device, hour) -> rollup row
+    for row in reservations_usage_hours_between(reservation_ids=sorted({line.reservation_id for line, _ in charges}),
+                                                start=period_start, end=period_end):
+        usage[row.reservation_id][(row.device_id, int(row.hour.timestamp()))] = row
     rows = []
-    for device_id, hour in sorted(set(grid) | set(usage)):
-        sample = usage.get((device_id, hour))
-        rows.append(InvoiceLineEvidence(
-            line=line, device_id=device_id, hour=datetime.fromtimestamp(hour, UTC),
-            billable_seconds=grid.get((device_id, hour), 0),
-            samples=sample.samples if sample else 0,
-            busy_seconds=sample.busy_seconds if sample else None,
-            utilization_mean=sample.utilization_mean if sample else None,
-        ))
-    InvoiceLineEvidence.objects.bulk_create(rows, batch_size=2000)
+    for line, rating in charges:
+        grid = rating.device_hour_seconds
+        # a reservation with lines for several providers: each line takes the usage of its own devices
+        devices = {device_id for device_id, _ in grid}
+        measured = {key: row for key, row in usage.get(line.reservation_id, {}).items() if key[0] in devices}
+        for device_id, hour in sorted(set(grid) | set(measured)):
+            sample = measured.get((device_id, hour))
+            rows.append(InvoiceLineEvidence(
+                line=line, device_id=device_id, hour=datetime.fromtimestamp(hour, UTC),
+                billable_seconds=grid.get((device_id, hour), 0),
+                samples=sample.samples if sample else 0,
+                busy_seconds=sample.busy_seconds if sample else None,
+                utilization_mean=sample.utilization_mean if sample else None,
+            ))
+    InvoiceLineEvidence.objects.bulk_create(rows, batch_size=5000)
 
 
 def billing_account_get(*, organization_id: int) -> BillingAccount:

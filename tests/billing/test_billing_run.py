@@ -137,3 +137,32 @@ def test_two_runs_at_once_invoice_each_month_once(buyer_org, offer):
     assert errors == []
     assert sorted(Invoice.objects.values_list("period_start", flat=True)) == [MARCH, APRIL]
     assert InvoiceLine.objects.count() == 6
+
+
+def test_a_buyer_has_one_live_invoice_per_currency_and_month(buyer_org, offer):
+    served(buyer=buyer_org, offer=offer, periods=[(MARCH + H, MARCH + 2 * H)])
+    billing_run(now=APRIL + H)
+    first = Invoice.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.create(buyer=buyer_org, currency="CNY", period_start=MARCH, period_end=APRIL)
+    invoice_set_status(invoice=first, status="void", reason="rebuild")
+    Invoice.objects.create(buyer=buyer_org, currency="CNY", period_start=MARCH, period_end=APRIL)
+
+
+def test_a_reservation_moved_to_another_providers_cards_gets_a_line_per_provider(buyer_org, offer, catalog):
+    from tests.factories import ClusterFactory, NodeFactory, OfferFactory
+
+    other_cluster = ClusterFactory()
+    NodeFactory(cluster=other_cluster)
+    other_offer = OfferFactory(cluster=other_cluster)
+    reservation = served(buyer=buyer_org, offer=offer, cards=2, periods=[(MARCH + H, MARCH + 3 * H)])
+    # moved after a node failure: 1 h on the other provider's node at the same locked price
+    served_elsewhere = served(buyer=buyer_org, offer=other_offer, cards=2, periods=[(MARCH + 4 * H, MARCH + 5 * H)])
+    segment = served_elsewhere.segments.get()
+    segment.reservation = reservation
+    segment.save()
+    served_elsewhere.delete()
+    billing_run(now=APRIL + H)
+    lines = {line.provider_id: (line.card_seconds, line.amount_minor) for line in InvoiceLine.objects.filter(reservation=reservation)}
+    assert lines == {offer.cluster.site.owner_id: (2 * 7200, 10_000), other_offer.cluster.site.owner_id: (2 * 3600, 5_000)}
+    assert Invoice.objects.get().total_minor == 15_000
