@@ -20,7 +20,8 @@ Rating (billing/rating.py, pure functions)
     ReservationDowntime on merge; until then it returns none).
 
 Invoices (billing/models.py, billing/services.py)
-    The billing run invoices each buyer's whole local months (BillingAccount.time_zone; the 1st, 00:00)
+    The billing run invoices each buyer's whole local months (BillingAccount.time_zone, taken from the
+    first owner when the account is made; the 1st, 00:00)
     that have ended: one draft per currency, a charge line (and an SLA credit line) per reservation and
     provider, each charge with its evidence per device and hour (billable seconds beside the rollup's
     samples and utilization). Each month is built in ONE transaction that also moves the account's

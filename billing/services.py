@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Organization, User
+from accounts.models import Membership, Organization, User
 from billing.models import (
     BillingAccount,
     CreditNote,
@@ -160,8 +160,24 @@ def _evidence_create(*, charges: list, period_start: datetime, period_end: datet
 
 
 def billing_account_get(*, organization_id: int) -> BillingAccount:
-    account, _ = BillingAccount.objects.get_or_create(organization_id=organization_id)
+    """The buyer's billing account, made on first use with the time zone of its first owner (the
+    organization has no zone of its own; the months are the local months of whoever runs it)."""
+    account = BillingAccount.objects.filter(organization_id=organization_id).first()
+    if account is not None:
+        return account
+    owner = (Membership.objects.filter(organization_id=organization_id, role=Membership.Role.OWNER)
+             .select_related("user").order_by("created_at", "pk").first())
+    defaults = {"time_zone": owner.user.time_zone} if owner else {}
+    account, _ = BillingAccount.objects.get_or_create(organization_id=organization_id, defaults=defaults)
     return account
+
+
+def _is_due(account: BillingAccount | None, now: datetime) -> bool:
+    """Whether a run has anything to do for this account: never run, left started by a crash, or a
+    local month ended since its cursor."""
+    if account is None or account.invoiced_through is None or account.invoicing_status != BillingAccount.InvoicingStatus.DONE:
+        return True
+    return next_local_month_start(instant=account.invoiced_through, time_zone=account.time_zone) <= now
 
 
 def billing_run_organization(*, organization_id: int, now: datetime | None = None) -> list[int]:
@@ -209,8 +225,12 @@ def billing_run(*, now: datetime | None = None, organization_ids: list[int] | No
         organization_ids = list(
             Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH]).order_by("pk").values_list("pk", flat=True)
         )
+    # One read of every cursor, so the hourly run touches only the buyers whose month has ended.
+    accounts = {a.organization_id: a for a in BillingAccount.objects.filter(organization_id__in=organization_ids)}
     created = 0
     for organization_id in organization_ids:
+        if not _is_due(accounts.get(organization_id), now):
+            continue
         created += len(billing_run_organization(organization_id=organization_id, now=now))
         if pause_seconds:
             time.sleep(pause_seconds)
@@ -327,23 +347,45 @@ def _ledger_invoice_voided(*, invoice: Invoice) -> None:
 def ledger_reconcile() -> list[str]:
     """Differences between the ledger and the documents, as sentences (empty: all reconciles).
 
-    Checks: every currency's ledger sums to zero; each issued invoice's receivable equals its total
-    minus its credit notes (a void one: zero); each invoice's payable and fee postings equal what its
-    charge lines say. Payments are not booked yet (Stripe is a later step), so an open or paid invoice
-    is expected to carry its full receivable."""
+    Checks: every currency's ledger sums to zero; each invoice's total is the sum of its lines; for
+    each issued invoice (void ones: everything back to zero) the ledger holds, under that invoice,
+    the buyer's receivable = total - credit notes, each provider's payable = its charges less the fee,
+    the fee revenue, and the credits issued = SLA credits + credit notes. Payments are not booked yet
+    (Stripe is a later step), so an open or paid invoice still carries its full receivable."""
     from django.db.models import Sum
 
     problems = []
-    for row in JournalPosting.objects.values("currency").annotate(total=Sum("amount_minor")):
+    for row in JournalPosting.objects.values("currency").annotate(total=Sum("amount_minor")).order_by("currency"):
         if row["total"] != 0:
             problems.append(f"ledger in {row['currency']} sums to {row['total']}, not 0")
-    receivables = dict(
-        JournalPosting.objects.filter(account=LedgerAccount.BUYER_RECEIVABLES, entry__invoice__isnull=False)
-        .values_list("entry__invoice").annotate(total=Sum("amount_minor"))
-    )
-    for invoice in Invoice.objects.filter(status__in=[*Invoice.ISSUED, Invoice.Status.VOID]).prefetch_related("credit_notes"):
-        expected = 0 if invoice.status == Invoice.Status.VOID else invoice.total_minor - sum(n.amount_minor for n in invoice.credit_notes.all())
-        actual = receivables.get(invoice.pk, 0)
-        if actual != expected:
-            problems.append(f"invoice {invoice.display_number}: receivable {actual} in the ledger, {expected} by the documents")
+    posted: dict[int, dict[tuple[str, int | None], int]] = defaultdict(lambda: defaultdict(int))
+    for invoice_id, account, organization_id, total in (
+        JournalPosting.objects.filter(entry__invoice__isnull=False)
+        .values_list("entry__invoice", "account", "organization").annotate(total=Sum("amount_minor")).order_by()
+    ):
+        posted[invoice_id][(account, organization_id)] += total
+    for invoice in Invoice.objects.order_by("pk").prefetch_related("lines", "credit_notes"):
+        lines = list(invoice.lines.all())
+        if invoice.total_minor != sum(line.amount_minor for line in lines):
+            problems.append(f"invoice {invoice.display_number}: total {invoice.total_minor}, its lines sum to "
+                            f"{sum(line.amount_minor for line in lines)}")
+        expected: dict[tuple[str, int | None], int] = defaultdict(int)
+        if invoice.status in Invoice.ISSUED:
+            credited = sum(note.amount_minor for note in invoice.credit_notes.all())
+            expected[(LedgerAccount.BUYER_RECEIVABLES, invoice.buyer_id)] = invoice.total_minor - credited
+            expected[(LedgerAccount.CREDITS_ISSUED, None)] = credited
+            for line in lines:
+                if line.kind == InvoiceLine.Kind.CHARGE:
+                    fee = platform_fee_minor(line.amount_minor)
+                    expected[(LedgerAccount.PLATFORM_FEE_REVENUE, None)] -= fee
+                    expected[(LedgerAccount.PROVIDER_PAYABLES, line.provider_id)] -= line.amount_minor - fee
+                else:
+                    expected[(LedgerAccount.CREDITS_ISSUED, None)] -= line.amount_minor
+        actual = posted.get(invoice.pk, {})
+        for key in sorted(set(expected) | set(actual), key=str):
+            if expected.get(key, 0) != actual.get(key, 0):
+                account, organization_id = key
+                whose = f" of organization {organization_id}" if organization_id else ""
+                problems.append(f"invoice {invoice.display_number}: {account}{whose} is {actual.get(key, 0)} in the ledger, "
+                                f"{expected.get(key, 0)} by the documents")
     return problems

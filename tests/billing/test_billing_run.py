@@ -166,3 +166,30 @@ def test_a_reservation_moved_to_another_providers_cards_gets_a_line_per_provider
     lines = {line.provider_id: (line.card_seconds, line.amount_minor) for line in InvoiceLine.objects.filter(reservation=reservation)}
     assert lines == {offer.cluster.site.owner_id: (2 * 7200, 10_000), other_offer.cluster.site.owner_id: (2 * 3600, 5_000)}
     assert Invoice.objects.get().total_minor == 15_000
+
+
+def test_the_account_takes_its_first_owners_time_zone(offer):
+    from tests.factories import member
+
+    owner = member()
+    owner.time_zone = "America/New_York"
+    owner.save()
+    org = owner.memberships.get().organization
+    served(buyer=org, offer=offer, periods=[(datetime(2026, 3, 10, tzinfo=UTC), datetime(2026, 3, 10, 5, tzinfo=UTC))])
+    # 1 April 03:00 UTC is still 31 March in New York: nothing due; at 04:00 UTC (midnight there) March is
+    assert billing_run(now=datetime(2026, 4, 1, 3, tzinfo=UTC)) == 0
+    assert billing_run(now=datetime(2026, 4, 1, 4, tzinfo=UTC)) == 1
+    invoice = Invoice.objects.get()
+    assert (invoice.period_start, invoice.period_end) == (datetime(2026, 3, 1, 5, tzinfo=UTC), datetime(2026, 4, 1, 4, tzinfo=UTC))
+
+
+def test_the_hourly_run_skips_buyers_with_nothing_due_and_resumes_one_left_started(buyer_org, offer, django_assert_max_num_queries):
+    served(buyer=buyer_org, offer=offer, periods=[(MARCH + H, MARCH + 2 * H)])
+    billing_run(now=APRIL + H)
+    # Given the month is invoiced: the next hourly runs read the cursors and do nothing else
+    with django_assert_max_num_queries(2):
+        assert billing_run(now=APRIL + 2 * H) == 0
+    # Given a run died holding the account (started): the next run takes it again and finishes
+    BillingAccount.objects.filter(organization=buyer_org).update(invoicing_status="started")
+    assert billing_run(now=APRIL + 3 * H) == 0
+    assert BillingAccount.objects.get(organization=buyer_org).invoicing_status == "done"

@@ -171,9 +171,12 @@ def test_reconcile_reports_a_receivable_that_does_not_match_the_invoice(drafts, 
     JournalPosting.objects.create(entry=entry, account=LedgerAccount.STRIPE_CLEARING, currency="CNY", amount_minor=700)
     JournalPosting.objects.create(entry=entry, account=LedgerAccount.BUYER_RECEIVABLES, organization=invoice.buyer, currency="CNY",
                                   amount_minor=-700)
-    with pytest.raises(CommandError, match="1 difference"):
+    with pytest.raises(CommandError, match="2 difference"):
         call_command("billing_reconcile")
-    assert f"invoice {invoice.display_number}: receivable {invoice.total_minor - 700} in the ledger, {invoice.total_minor}" in capsys.readouterr().out
+    # Then both sides of the stray entry are reported
+    assert (f"invoice {invoice.display_number}: buyer_receivables of organization {invoice.buyer_id} is {invoice.total_minor - 700} "
+            f"in the ledger, {invoice.total_minor} by the documents") in (out := capsys.readouterr().out)
+    assert f"invoice {invoice.display_number}: stripe_clearing is 700 in the ledger, 0 by the documents" in out
 
 
 @pytest.mark.django_db(transaction=True)
@@ -190,3 +193,9 @@ def test_an_unbalanced_entry_is_refused_at_commit_and_nothing_of_it_stays():
         JournalPosting.objects.create(entry=entry, account=LedgerAccount.BUYER_RECEIVABLES, currency="CNY", amount_minor=100)
         JournalPosting.objects.create(entry=entry, account=LedgerAccount.CREDITS_ISSUED, currency="CNY", amount_minor=-100)
     assert JournalPosting.objects.count() == 2
+
+
+def test_reconcile_reports_a_total_that_is_not_the_sum_of_the_lines(drafts):
+    invoice = drafts[1]
+    Invoice.objects.filter(pk=invoice.pk).update(total_minor=invoice.total_minor + 1)
+    assert ledger_reconcile() == [f"invoice {invoice.display_number}: total {invoice.total_minor + 1}, its lines sum to {invoice.total_minor}"]
