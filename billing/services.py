@@ -29,7 +29,11 @@ from billing.models import (
 from billing.rating import SlaPolicy, Span, rate_reservation, round_minor
 from billing.selectors import reservation_downtimes
 from marketplace.metering.selectors import reservations_usage_hours_between
-from marketplace.selectors import reservation_segments_first_start, reservation_segments_of_buyer_between
+from marketplace.selectors import (
+    reservation_segments_first_start,
+    reservation_segments_of_buyer_between,
+    reservations_segments,
+)
 
 
 class InvoiceStateError(Exception):
@@ -388,4 +392,38 @@ def ledger_reconcile() -> list[str]:
                 whose = f" of organization {organization_id}" if organization_id else ""
                 problems.append(f"invoice {invoice.display_number}: {account}{whose} is {actual.get(key, 0)} in the ledger, "
                                 f"{expected.get(key, 0)} by the documents")
+    return problems
+
+
+def billing_usage_drift() -> list[str]:
+    """Charge lines whose usage changed after they were invoiced, as sentences (empty: none).
+
+    A segment can be closed or written after its month was invoiced (an agent that reports late, a
+    move observed late): the line then no longer matches its segments. Each charge line of a live
+    invoice is re-rated from today's segments and downtime; a difference is for finance to correct
+    (a credit note, or a void and a new draft) - the run never rewrites an invoiced month."""
+    lines = list(InvoiceLine.objects.filter(kind=InvoiceLine.Kind.CHARGE, is_void=False).select_related("invoice").order_by("pk"))
+    if not lines:
+        return []
+    reservation_ids = sorted({line.reservation_id for line in lines})
+    spans: dict[tuple[int, int], list] = defaultdict(list)
+    statuses = {}
+    for segment in reservations_segments(reservation_ids=reservation_ids):
+        statuses[segment.reservation_id] = segment.reservation.status
+        spans[(segment.reservation_id, segment.provider_id)].append(Span(
+            node_id=segment.node_id, device_ids=tuple(segment.device_ids), started_at=segment.started_at,
+            ended_at=segment.ended_at, price_per_card_hour_minor=segment.price_per_card_hour_minor))
+    first = min(line.period_start for line in lines)
+    last = max(line.period_end for line in lines)
+    downtimes = reservation_downtimes(reservation_ids=reservation_ids, start=first, end=last)
+    policy = sla_policy()
+    problems = []
+    for line in lines:
+        rating = rate_reservation(status=statuses.get(line.reservation_id, ""), spans=spans.get((line.reservation_id, line.provider_id), []),
+                                  downtimes=downtimes.get(line.reservation_id, []), period_start=line.period_start,
+                                  period_end=line.period_end, policy=policy)
+        if (rating.card_seconds, rating.charge_minor) != (line.card_seconds, line.amount_minor):
+            problems.append(
+                f"invoice {line.invoice.display_number}, reservation {line.reservation_id}: invoiced {line.card_seconds} card-seconds "
+                f"({line.amount_minor}), its segments now say {rating.card_seconds} ({rating.charge_minor})")
     return problems

@@ -513,3 +513,10 @@ def reservation_segments_of_buyer_between(*, buyer_id: int, start: datetime, end
 def reservation_segments_first_start(*, buyer_id: int) -> datetime | None:
     """When the buyer's first service segment began (None: never served)."""
     return ReservationSegment.objects.filter(reservation__buyer_id=buyer_id).aggregate(first=Min("started_at"))["first"]
+
+
+def reservations_segments(*, reservation_ids: list[int]) -> QuerySet[ReservationSegment]:
+    """Every service segment of the given reservations, with the reservation (billing re-rates invoiced
+    time with them to find segments that changed after they were invoiced)."""
+    return ReservationSegment.objects.filter(reservation_id__in=reservation_ids).select_related("reservation").order_by(
+        "reservation_id", "started_at", "node_id")

@@ -116,4 +116,6 @@ def _check(offer, usd_offer, monkeypatch, scenario):
     for currency in ("CNY", "USD"):
         assert sum(JournalPosting.objects.filter(currency=currency).values_list("amount_minor", flat=True)) == 0
     assert ledger_reconcile() == []
+    # And re-rating every live charge line from the (unchanged) segments finds no drift
+    assert billing.services.billing_usage_drift() == []
 

@@ -193,3 +193,21 @@ def test_the_hourly_run_skips_buyers_with_nothing_due_and_resumes_one_left_start
     BillingAccount.objects.filter(organization=buyer_org).update(invoicing_status="started")
     assert billing_run(now=APRIL + 3 * H) == 0
     assert BillingAccount.objects.get(organization=buyer_org).invoicing_status == "done"
+
+
+def test_a_segment_closed_after_its_month_was_invoiced_is_reported_as_drift(buyer_org, offer, capsys):
+    from django.core.management import CommandError
+
+    from billing.services import billing_usage_drift
+
+    # Given a segment still open when March was invoiced (billed to the end of March)
+    reservation = served(buyer=buyer_org, offer=offer, cards=1, periods=[(APRIL - 2 * H, None)], status=Reservation.Status.ACTIVE)
+    billing_run(now=APRIL + H)
+    assert billing_usage_drift() == []
+    # When the agent's late report closes it one hour before the end of March
+    reservation.segments.update(ended_at=APRIL - H)
+    # Then the reconciliation names the line and both figures, and fails
+    [drift] = billing_usage_drift()
+    assert f"reservation {reservation.pk}: invoiced 7200 card-seconds (5000), its segments now say 3600 (2500)" in drift
+    with pytest.raises(CommandError, match="1 invoiced line"):
+        call_command("billing_reconcile")
