@@ -199,3 +199,42 @@ def test_reconcile_reports_a_total_that_is_not_the_sum_of_the_lines(drafts):
     invoice = drafts[1]
     Invoice.objects.filter(pk=invoice.pk).update(total_minor=invoice.total_minor + 1)
     assert ledger_reconcile() == [f"invoice {invoice.display_number}: total {invoice.total_minor + 1}, its lines sum to {invoice.total_minor}"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_approvals_at_once_get_consecutive_numbers_and_a_failed_one_leaves_no_gap(offer):
+    import threading
+
+    buyers = [OrganizationFactory() for _ in range(8)]
+    for n, buyer in enumerate(buyers):
+        served(buyer=buyer, offer=offer, cards=1, periods=[(MARCH + n * H, MARCH + (n + 1) * H)], node_index=n % 2)
+    billing_run(now=APRIL + H)
+    invoices = list(Invoice.objects.order_by("pk"))
+    for invoice in invoices:
+        invoice_set_status(invoice=invoice, status="pending_review")
+    barrier = threading.Barrier(len(invoices))
+    errors = []
+
+    def approve_one(invoice, fail):
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                invoice_set_status(invoice=invoice, status="approved")
+                if fail:
+                    raise RuntimeError("the approval's transaction fails after numbering")
+        except RuntimeError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve_one, args=(invoice, n % 3 == 0)) for n, invoice in enumerate(invoices)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    numbers = sorted(Invoice.objects.filter(status="approved").values_list("number", flat=True))
+    assert numbers == list(range(1, len(invoices) - 3 + 1))  # 3 of 8 failed: 1..5, no hole, no duplicate
+    assert set(Invoice.objects.exclude(status="approved").values_list("number", flat=True)) == {None}
