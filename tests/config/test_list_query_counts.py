@@ -122,12 +122,12 @@ def _issued_invoices(world, n):
     invoices = []
     for _ in range(n):
         offer = _offer_with_cards(world)
-        start = datetime(2026, 3, 1, tzinfo=UTC)
+        start = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=Invoice.objects.count())  # one invoice per buyer and period
         reservation = Reservation.objects.create(
             buyer=world.buyer, offer=offer, cluster=offer.cluster, accelerator_model=offer.accelerator_model, card_count=1,
-            start=start, end=datetime(2026, 3, 2, tzinfo=UTC), booked_end=datetime(2026, 3, 2, tzinfo=UTC), status="completed",
+            start=start, end=start + timedelta(days=1), booked_end=start + timedelta(days=1), status="completed",
             price_per_card_hour_minor=100, currency="CNY")
-        invoice = Invoice.objects.create(buyer=world.buyer, currency="CNY", period_start=start, period_end=datetime(2026, 4, 1, tzinfo=UTC),
+        invoice = Invoice.objects.create(buyer=world.buyer, currency="CNY", period_start=start, period_end=start + timedelta(days=1),
                                          total_minor=2400)
         InvoiceLine.objects.create(invoice=invoice, reservation=reservation, provider=SiteFactory(owner=OrganizationFactory(kind="provider")).owner,
                                    kind="charge", period_start=invoice.period_start, period_end=invoice.period_end, card_seconds=86400,
