@@ -3,6 +3,7 @@
 See billing/__init__.py for the rules (rating, run, numbering, ledger accounts).
 """
 
+import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from accounts.models import Membership, Organization, User
@@ -35,9 +36,21 @@ from marketplace.selectors import (
     reservations_segments,
 )
 
+logger = logging.getLogger(__name__)
+
 
 class InvoiceStateError(Exception):
     """A move the invoice's state machine does not allow (or a change to an issued invoice)."""
+
+
+class BillingRunIncomplete(Exception):
+    """The run invoiced everyone it could; these organizations' months were refused by the database."""
+
+    def __init__(self, *, organization_ids: list[int], created: int):
+        self.organization_ids = organization_ids
+        self.created = created
+        super().__init__(f"{len(organization_ids)} organization(s) could not be invoiced ({created} invoice(s) created): "
+                         f"{organization_ids[:20]}")
 
 
 class CreditNoteRefused(Exception):
@@ -232,12 +245,22 @@ def billing_run(*, now: datetime | None = None, organization_ids: list[int] | No
     # One read of every cursor, so the hourly run touches only the buyers whose month has ended.
     accounts = {a.organization_id: a for a in BillingAccount.objects.filter(organization_id__in=organization_ids)}
     created = 0
+    failed = []
     for organization_id in organization_ids:
         if not _is_due(accounts.get(organization_id), now):
             continue
-        created += len(billing_run_organization(organization_id=organization_id, now=now))
+        try:
+            created += len(billing_run_organization(organization_id=organization_id, now=now))
+        except DatabaseError:
+            # One buyer whose month the database refuses (e.g. usage already on a live invoice) must not
+            # hold up every other buyer: its month rolled back, its account stays "started" for finance,
+            # and the run goes on; the failure is logged here and raised at the end.
+            logger.exception("billing run: organization %s could not be invoiced", organization_id)
+            failed.append(organization_id)
         if pause_seconds:
             time.sleep(pause_seconds)
+    if failed:
+        raise BillingRunIncomplete(organization_ids=failed, created=created)
     return created
 
 

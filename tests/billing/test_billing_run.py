@@ -211,3 +211,24 @@ def test_a_segment_closed_after_its_month_was_invoiced_is_reported_as_drift(buye
     assert f"reservation {reservation.pk}: invoiced 7200 card-seconds (5000), its segments now say 3600 (2500)" in drift
     with pytest.raises(CommandError, match="1 invoiced line"):
         call_command("billing_reconcile")
+
+
+def test_a_buyer_the_database_refuses_does_not_hold_up_the_others(offer):
+    from billing.services import BillingRunIncomplete
+    from tests.factories import OrganizationFactory
+
+    refused, fine = OrganizationFactory(), OrganizationFactory()
+    reservation = served(buyer=refused, offer=offer, periods=[(MARCH + H, MARCH + 2 * H)])
+    served(buyer=fine, offer=offer, periods=[(MARCH + H, MARCH + 2 * H)], node_index=1)
+    # Given March usage of one buyer already on a live invoice (made by hand, outside the run)
+    invoice = Invoice.objects.create(buyer=refused, currency="USD", period_start=MARCH, period_end=APRIL)
+    InvoiceLine.objects.create(invoice=invoice, reservation=reservation, provider=offer.cluster.site.owner, kind="charge",
+                               period_start=MARCH, period_end=APRIL, card_seconds=1, price_per_card_hour_minor=1, amount_minor=1)
+    # When the run goes over both
+    with pytest.raises(BillingRunIncomplete) as refusal:
+        billing_run(organization_ids=[refused.pk, fine.pk], now=APRIL + H)
+    # Then the other buyer is invoiced, the refused one is named, left started, and has nothing half written
+    assert refusal.value.organization_ids == [refused.pk] and refusal.value.created == 1
+    assert Invoice.objects.filter(buyer=fine).count() == 1
+    assert Invoice.objects.filter(buyer=refused).count() == 1
+    assert BillingAccount.objects.get(organization=refused).invoicing_status == "started"

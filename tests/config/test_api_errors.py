@@ -100,6 +100,8 @@ DOMAIN_EXAMPLES = {
                                       bad_row_count=1), 400, "invalid"),
     "billing.services.InvoiceStateError": (
         lambda m: m.InvoiceStateError("An invoice cannot go from void to approved."), 409, "invoice_state"),
+    "billing.services.BillingRunIncomplete": (
+        lambda m: m.BillingRunIncomplete(organization_ids=[7], created=3), 409, "billing_run_incomplete"),
     "billing.services.CreditNoteRefused": (
         lambda m: m.CreditNoteRefused("A credit note must be more than 0 and at most 1200."), 422, "credit_note_refused"),
 }
