@@ -2,14 +2,15 @@
 may see finances (owner, admin, finance viewer), and all of them to platform finance staff. A buyer
 sees an invoice only once it is issued (numbered at approval); drafts are finance's work in progress."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can, user_is_finance_staff
-from billing.models import CreditNote, Invoice, InvoiceLine
-from billing.selectors import credit_note_list, invoice_get, invoice_list
+from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence
+from billing.selectors import credit_note_list, invoice_evidence_list, invoice_get, invoice_list
 from config.api import Pagination
 
 
@@ -81,3 +82,35 @@ class CreditNoteListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(credit_note_list(organization=_scope(request)), request, view=self)
         return paginator.get_paginated_response(CreditNoteSerializer(page, many=True).data)
+
+
+class InvoiceEvidenceListApi(APIView):
+    """Why each charge line says what it says: per device and hour, the billable seconds beside the
+    sampled usage of the hourly rollup (samples 0 and nulls: no sample arrived for that hour)."""
+
+    pagination_class = Pagination
+
+    class EvidenceSerializer(serializers.ModelSerializer):
+        line = serializers.IntegerField(source="line_id")
+
+        class Meta:
+            model = InvoiceLineEvidence
+            fields = ["line", "device_id", "hour", "billable_seconds", "samples", "busy_seconds", "utilization_mean"]
+
+    class FilterSerializer(serializers.Serializer):
+        invoice = serializers.IntegerField(required=False, min_value=1)
+        line = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema(
+        responses=EvidenceSerializer(many=True), summary="Device-hours behind my organization's invoice lines",
+        parameters=[OpenApiParameter("invoice", OpenApiTypes.INT, description="only this invoice's lines"),
+                    OpenApiParameter("line", OpenApiTypes.INT, description="only this line")],
+    )
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        evidence = invoice_evidence_list(organization=_scope(request), viewer_is_finance=user_is_finance_staff(user=request.user),
+                                         invoice_id=filters.validated_data.get("invoice"), line_id=filters.validated_data.get("line"))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(evidence, request, view=self)
+        return paginator.get_paginated_response(self.EvidenceSerializer(page, many=True).data)

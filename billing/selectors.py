@@ -6,7 +6,7 @@ from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Organization
-from billing.models import BillingAccount, CreditNote, Invoice, InvoiceLine, JournalPosting
+from billing.models import BillingAccount, CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence, JournalPosting
 from billing.rating import Downtime
 
 
@@ -38,6 +38,20 @@ def invoice_list(*, organization: Organization | None, viewer_is_finance: bool =
 def invoice_get(*, organization: Organization | None, viewer_is_finance: bool, invoice_id: int) -> Invoice:
     """One invoice the viewer may read; 404 for anyone else's (no hint that it exists)."""
     return get_object_or_404(invoice_list(organization=organization, viewer_is_finance=viewer_is_finance), pk=invoice_id)
+
+
+def invoice_evidence_list(*, organization: Organization | None, viewer_is_finance: bool, invoice_id: int | None = None,
+                          line_id: int | None = None) -> QuerySet[InvoiceLineEvidence]:
+    """The device-hours behind the charge lines of the invoices the viewer may read (invoice_list's rule),
+    optionally of one invoice or one line, by hour and device."""
+    qs = InvoiceLineEvidence.objects.filter(
+        line__invoice__in=invoice_list(organization=organization, viewer_is_finance=viewer_is_finance).values("pk")
+    ).order_by("line_id", "hour", "device_id")
+    if invoice_id is not None:
+        qs = qs.filter(line__invoice_id=invoice_id)
+    if line_id is not None:
+        qs = qs.filter(line_id=line_id)
+    return qs
 
 
 def credit_note_list(*, organization: Organization | None) -> QuerySet[CreditNote]:

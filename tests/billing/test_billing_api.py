@@ -85,3 +85,18 @@ def test_the_api_is_read_only(books):
     client = client_for(member(organization=books["a"]))
     assert client.post("/api/invoices/", {}).status_code == 405
     assert client.delete(f"/api/invoices/{books['issued'].pk}/").status_code == 405
+
+
+def test_the_evidence_behind_a_line_is_readable_by_its_buyer_only(books):
+    from billing.models import InvoiceLineEvidence
+
+    line = books["issued"].lines.get()
+    mine = client_for(member(organization=books["a"], role=Membership.Role.FINANCE_VIEWER))
+    rows = mine.get("/api/invoice-evidence/", {"line": line.pk, "page_size": 200}).json()["results"]
+    assert len(rows) == InvoiceLineEvidence.objects.filter(line=line).count() == 8 * 2  # 8 cards x 2 hours
+    assert sum(row["billable_seconds"] for row in rows) == line.card_seconds
+    assert mine.get("/api/invoice-evidence/", {"invoice": books["draft"].pk}).json()["results"] == []
+    other = client_for(member(organization=books["b"]))
+    assert other.get("/api/invoice-evidence/", {"line": line.pk}).json()["results"] == []
+    bad = mine.get("/api/invoice-evidence/", {"line": "x"})
+    assert bad.status_code == 400 and "line" in bad.json()["error"]["fields"]

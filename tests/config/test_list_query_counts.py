@@ -142,6 +142,15 @@ def add_invoices(world, n):
     _issued_invoices(world, n)
 
 
+def add_invoice_evidence(world, n):
+    from billing.models import InvoiceLine, InvoiceLineEvidence
+
+    for invoice in _issued_invoices(world, n):
+        line = InvoiceLine.objects.get(invoice=invoice)
+        InvoiceLineEvidence.objects.create(line=line, device_id=1, hour=line.period_start, billable_seconds=3600, samples=60,
+                                           busy_seconds=3000.0, utilization_mean=80.0)
+
+
 def add_credit_notes(world, n):
     _issued_invoices(world, n)
 
@@ -160,6 +169,7 @@ LIST_ENDPOINTS = {
     "/api/launch-templates/": (add_launch_templates, True),
     "/api/invoices/": (add_invoices, True),
     "/api/credit-notes/": (add_credit_notes, True),
+    "/api/invoice-evidence/": (add_invoice_evidence, True),
 }
 
 
