@@ -98,8 +98,9 @@ class InvoiceEvidenceListApi(APIView):
             fields = ["line", "device_id", "hour", "billable_seconds", "samples", "busy_seconds", "utilization_mean"]
 
     class FilterSerializer(serializers.Serializer):
-        invoice = serializers.IntegerField(required=False, min_value=1)
-        line = serializers.IntegerField(required=False, min_value=1)
+        # ids are bigints: a larger number is a 400 here, never an overflow in PostgreSQL
+        invoice = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+        line = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
     @extend_schema(
         responses=EvidenceSerializer(many=True), summary="Device-hours behind my organization's invoice lines",

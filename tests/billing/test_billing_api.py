@@ -100,3 +100,9 @@ def test_the_evidence_behind_a_line_is_readable_by_its_buyer_only(books):
     assert other.get("/api/invoice-evidence/", {"line": line.pk}).json()["results"] == []
     bad = mine.get("/api/invoice-evidence/", {"line": "x"})
     assert bad.status_code == 400 and "line" in bad.json()["error"]["fields"]
+
+
+def test_ids_beyond_a_bigint_are_a_400_or_a_404_never_a_500(books):
+    client = client_for(member(organization=books["a"]))
+    assert client.get("/api/invoice-evidence/", {"line": str(2**63)}).status_code == 400
+    assert client.get(f"/api/invoices/{2**63}/").status_code == 404
