@@ -232,3 +232,10 @@ def test_a_buyer_the_database_refuses_does_not_hold_up_the_others(offer):
     assert Invoice.objects.filter(buyer=fine).count() == 1
     assert Invoice.objects.filter(buyer=refused).count() == 1
     assert BillingAccount.objects.get(organization=refused).invoicing_status == "started"
+
+
+def test_billing_run_command_refuses_an_unknown_organization():
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="No organization with slug 'nobody'"):
+        call_command("billing_run", organization="nobody")
