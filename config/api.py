@@ -112,6 +112,14 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     "inventory.importers.NodeImportInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields()),
     # a malformed usage batch, or samples not the node's to report: nothing of it was stored
     "marketplace.metering.services.UsageBatchInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields),
+    # billing: a move the invoice state machine refuses (e.g. approving a void invoice)
+    "billing.services.InvoiceStateError": DomainError(409, "invoice_state"),
+    # a credit note on a draft, without a reason, or for more than the invoice still carries
+    # an on-demand billing run that the database refused for some organizations (the others were invoiced)
+    "billing.services.BillingRunIncomplete": DomainError(
+        409, "billing_run_incomplete", members=lambda exc: {"organization_ids": exc.organization_ids, "created": exc.created}
+    ),
+    "billing.services.CreditNoteRefused": DomainError(422, "credit_note_refused", fields=lambda exc: {"amount_minor": [_message(exc)]}),
 }
 
 

@@ -169,6 +169,12 @@ USAGE_SAMPLE_RETENTION_DAYS = env_int("USAGE_SAMPLE_RETENTION_DAYS", 35)
 # Daily partitions of the raw samples are created this many days ahead.
 USAGE_SAMPLE_PARTITIONS_AHEAD_DAYS = env_int("USAGE_SAMPLE_PARTITIONS_AHEAD_DAYS", 3)
 
+# Billing: the platform's share of every charge, in basis points (1500 = 15%); the provider gets the rest.
+PLATFORM_FEE_BPS = env_int("PLATFORM_FEE_BPS", 1500)
+# SLA credit: the buyer is credited this many times the hourly price for each card-hour down, capped at
+# the charge line. A decimal string (exact: never a float in money); "0" switches credits off.
+BILLING_SLA_CREDIT_MULTIPLIER = env_str("BILLING_SLA_CREDIT_MULTIPLIER", "1")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -190,4 +196,7 @@ CELERY_BEAT_SCHEDULE = {
     # ahead and dropped after the retention.
     "usage-rollup-refresh": {"task": "marketplace.usage_rollup_refresh", "schedule": 300.0},
     "usage-partitions-maintain": {"task": "marketplace.usage_partitions_maintain", "schedule": 3600.0},
+    # Billing: hourly, each buyer whose local month ended (the 1st, 00:00 in the buyer's zone) gets its
+    # month invoiced; a missed hour is caught up by the next (the cursor decides, not the clock).
+    "billing-run-due": {"task": "billing.billing_run", "schedule": 3600.0},
 }

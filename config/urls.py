@@ -10,6 +10,7 @@ api_patterns = [
     path("", include("accounts.api_urls")),
     path("", include("inventory.urls")),
     path("", include("marketplace.urls")),
+    path("", include("billing.urls")),
 ]
 
 urlpatterns = [

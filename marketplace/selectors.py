@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import Min, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -497,3 +497,26 @@ def reservation_billed_price_minor(*, reservation: Reservation, now: datetime | 
 
 def reservation_segments_open(*, reservation_id: int) -> QuerySet[ReservationSegment]:
     return ReservationSegment.objects.filter(reservation_id=reservation_id, ended_at__isnull=True)
+
+
+def reservation_segments_of_buyer_between(*, buyer_id: int, start: datetime, end: datetime) -> QuerySet[ReservationSegment]:
+    """The service segments of the buyer's reservations that overlap [start, end) (an open segment
+    overlaps every later range), with their reservation: what billing rates for a period."""
+    return (
+        ReservationSegment.objects.filter(reservation__buyer_id=buyer_id, started_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .select_related("reservation")
+        .order_by("reservation_id", "started_at", "node_id")
+    )
+
+
+def reservation_segments_first_start(*, buyer_id: int) -> datetime | None:
+    """When the buyer's first service segment began (None: never served)."""
+    return ReservationSegment.objects.filter(reservation__buyer_id=buyer_id).aggregate(first=Min("started_at"))["first"]
+
+
+def reservations_segments(*, reservation_ids: list[int]) -> QuerySet[ReservationSegment]:
+    """Every service segment of the given reservations, with the reservation (billing re-rates invoiced
+    time with them to find segments that changed after they were invoiced)."""
+    return ReservationSegment.objects.filter(reservation_id__in=reservation_ids).select_related("reservation").order_by(
+        "reservation_id", "started_at", "node_id")

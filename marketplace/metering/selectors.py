@@ -32,3 +32,9 @@ def reservation_usage_summary(*, reservation: Reservation) -> dict:
         "memory_max_mib": totals["peak_memory_mib"],
         "utilization_mean": totals["weighted_utilization"] / samples if samples else None,
     }
+
+
+def reservations_usage_hours_between(*, reservation_ids: list[int], start, end) -> QuerySet[UsageHourly]:
+    """The hourly usage rows of several reservations with `hour` in [start, end): what billing shows
+    beside each invoice line as its evidence (one query for a whole billing period of a buyer)."""
+    return UsageHourly.objects.filter(reservation_id__in=reservation_ids, hour__gte=start, hour__lt=end).order_by("hour", "device_id")

@@ -98,6 +98,12 @@ DOMAIN_EXAMPLES = {
     "inventory.importers.NodeImportInvalid": (
         lambda m: m.NodeImportInvalid(row_errors=[m.RowError(row=7, column="card_count", message="not a number")],
                                       bad_row_count=1), 400, "invalid"),
+    "billing.services.InvoiceStateError": (
+        lambda m: m.InvoiceStateError("An invoice cannot go from void to approved."), 409, "invoice_state"),
+    "billing.services.BillingRunIncomplete": (
+        lambda m: m.BillingRunIncomplete(organization_ids=[7], created=3), 409, "billing_run_incomplete"),
+    "billing.services.CreditNoteRefused": (
+        lambda m: m.CreditNoteRefused("A credit note must be more than 0 and at most 1200."), 422, "credit_note_refused"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 

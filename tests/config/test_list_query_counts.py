@@ -111,6 +111,50 @@ def add_ssh_keys(world, n):
         ssh_key_add(user=world.buyer_user, name="", public_key=f"ssh-ed25519 {base64.b64encode(blob).decode()} k@laptop")
 
 
+def _issued_invoices(world, n):
+    """n approved invoices of the buyer, each with a charge line of its own reservation and provider, and a credit note."""
+    from datetime import UTC, datetime
+
+    from billing.models import Invoice, InvoiceLine
+    from billing.services import credit_note_create, invoice_set_status
+    from marketplace.models import Reservation
+
+    invoices = []
+    for _ in range(n):
+        offer = _offer_with_cards(world)
+        start = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(days=Invoice.objects.count())  # one invoice per buyer and period
+        reservation = Reservation.objects.create(
+            buyer=world.buyer, offer=offer, cluster=offer.cluster, accelerator_model=offer.accelerator_model, card_count=1,
+            start=start, end=start + timedelta(days=1), booked_end=start + timedelta(days=1), status="completed",
+            price_per_card_hour_minor=100, currency="CNY")
+        invoice = Invoice.objects.create(buyer=world.buyer, currency="CNY", period_start=start, period_end=start + timedelta(days=1),
+                                         total_minor=2400)
+        InvoiceLine.objects.create(invoice=invoice, reservation=reservation, provider=SiteFactory(owner=OrganizationFactory(kind="provider")).owner,
+                                   kind="charge", period_start=invoice.period_start, period_end=invoice.period_end, card_seconds=86400,
+                                   price_per_card_hour_minor=100, amount_minor=2400)
+        invoice_set_status(invoice=invoice, status="pending_review")
+        invoices.append(invoice_set_status(invoice=invoice, status="approved"))
+        credit_note_create(invoice=invoice, amount_minor=100, reason="query count", actor=None)
+    return invoices
+
+
+def add_invoices(world, n):
+    _issued_invoices(world, n)
+
+
+def add_invoice_evidence(world, n):
+    from billing.models import InvoiceLine, InvoiceLineEvidence
+
+    for invoice in _issued_invoices(world, n):
+        line = InvoiceLine.objects.get(invoice=invoice)
+        InvoiceLineEvidence.objects.create(line=line, device_id=1, hour=line.period_start, billable_seconds=3600, samples=60,
+                                           busy_seconds=3000.0, utilization_mean=80.0)
+
+
+def add_credit_notes(world, n):
+    _issued_invoices(world, n)
+
+
 # schema path -> (rows builder, asked as the buyer?)
 LIST_ENDPOINTS = {
     "/api/sites/": (add_sites, False),
@@ -123,6 +167,9 @@ LIST_ENDPOINTS = {
     "/api/reservations/": (add_reservations, True),
     "/api/ssh-keys/": (add_ssh_keys, True),
     "/api/launch-templates/": (add_launch_templates, True),
+    "/api/invoices/": (add_invoices, True),
+    "/api/credit-notes/": (add_credit_notes, True),
+    "/api/invoice-evidence/": (add_invoice_evidence, True),
 }
 
 

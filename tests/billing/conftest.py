@@ -1,0 +1,62 @@
+"""Billing fixtures: providers' offers and buyers' reservations that were served in the past.
+
+Reservations and their segments are written as rows here (marketplace's services only book in the
+future and stamp segments with the instants they observe); billing only reads them.
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from accounts.models import Organization
+from inventory.models import Device
+from marketplace.models import Reservation, ReservationSegment
+from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory
+
+MARCH = datetime(2026, 2, 28, 16, tzinfo=UTC)  # 1 March 00:00 in Asia/Shanghai (the default billing zone)
+APRIL = datetime(2026, 3, 31, 16, tzinfo=UTC)
+MAY = datetime(2026, 4, 30, 16, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+@pytest.fixture
+def offer(catalog):
+    """A CNY offer on a 2-node (16-card) cluster at 25.00 per card-hour."""
+    cluster = ClusterFactory()
+    NodeFactory(cluster=cluster)
+    NodeFactory(cluster=cluster)
+    return OfferFactory(cluster=cluster)
+
+
+@pytest.fixture
+def usd_offer(catalog):
+    cluster = ClusterFactory()
+    NodeFactory(cluster=cluster)
+    return OfferFactory(cluster=cluster, currency="USD", price_per_card_hour_minor=399)
+
+
+@pytest.fixture
+def buyer_org(db):
+    return OrganizationFactory(kind=Organization.Kind.BUYER)
+
+
+def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETED, node_index=0, offer_for_segments=None, price=None):
+    """A reservation of `buyer` on `offer` that was served in each (start, end|None) of `periods` on
+    the `node_index`-th node of the offer's cluster (first `cards` devices)."""
+    price = offer.price_per_card_hour_minor if price is None else price
+    start = periods[0][0]
+    end = max((p[1] or p[0] + H) for p in periods)
+    reservation = Reservation.objects.create(
+        buyer=buyer, offer=offer, cluster=offer.cluster, accelerator_model=offer.accelerator_model, card_count=cards,
+        start=start, end=end, booked_end=end, status=status, price_per_card_hour_minor=price,
+        currency=offer.currency, active_from=start,
+    )
+    seg_offer = offer_for_segments or offer
+    node = seg_offer.cluster.nodes.order_by("pk")[node_index]
+    devices = list(Device.objects.filter(node=node).order_by("index").values_list("pk", flat=True)[:cards])
+    for a, b in periods:
+        ReservationSegment.objects.create(
+            reservation=reservation, node=node, device_ids=devices, provider=seg_offer.cluster.site.owner, offer=seg_offer,
+            started_at=a, ended_at=b, price_per_card_hour_minor=price, currency=offer.currency,
+        )
+    return reservation
