@@ -29,7 +29,7 @@ from inventory.market_selectors import maintenance_overlaps, offer_lock_for_book
 from inventory.models import Device, DeviceAllocation, Node, NodeStatusChange, Offer, Site
 from inventory.signals import CAPACITY_LOST_STATUSES
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_for_booking
-from marketplace.models import Reservation, ReservationSegment, ReservationStatusChange
+from marketplace.models import Reservation, ReservationDowntime, ReservationSegment, ReservationStatusChange
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 from marketplace.windows import offer_terms_breach, window_errors
 
@@ -300,6 +300,10 @@ def reservation_set_status(
         _segments_open(reservation=reservation, at=at)
     if closes:
         _segments_close(reservation_id=reservation.pk, at=at)
+        # An outage still open when service ends (a move that never finished) ends with it.
+        ReservationDowntime.objects.filter(reservation_id=reservation.pk, ended_at__isnull=True).update(
+            ended_at=Greatest(F("started_at"), Value(at))
+        )
         reservation.active_to = at
         changed.append("active_to")
     reservation.status = status
@@ -633,7 +637,7 @@ def reservation_rehome(
 def reservations_note_capacity_lost(*, node_ids: list[int], now: datetime | None = None) -> int:
     """Write a timeline event (reason capacity_lost) on each reservation that holds cards on these nodes
     and is active or upcoming (requested, provisioning, active, migrating, not over). Marks nothing
-    else: failover (re-homing through reservation_rehome) comes next and will act on the same news.
+    else: failover (marketplace.failover.reservations_failover) acts on the same news right after.
 
     Idempotent: one event per reservation and node status change (the node's latest move to offline,
     unhealthy or retired), so a redelivered task writes nothing twice. Returns the events written.
