@@ -212,7 +212,7 @@ class Node(models.Model):
     mismatch_reason = models.TextField(blank=True)
     # 0-100 over the last RELIABILITY_WINDOW_DAYS (inventory.reliability): stored and refreshed, so
     # pages and search read a column instead of counting events.
-    reliability_score = models.PositiveSmallIntegerField(default=100)
+    reliability_score = models.PositiveSmallIntegerField(default=100, db_default=100)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -425,7 +425,8 @@ class NodeStatusChange(models.Model):
     reason = models.CharField(max_length=300, blank=True)
     # Why the node failed, for a move out of online that is a failure (a ReliabilityEvent.Cause value;
     # "" otherwise). Failover copies it onto its reliability record and the buyers' downtime.
-    cause = models.CharField(max_length=16, blank=True)
+    # db_default: bulk writers (seed_demo's COPY) leave it out.
+    cause = models.CharField(max_length=16, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
