@@ -483,6 +483,9 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
     from inventory.reliability import node_reliability_record
 
     now = now or timezone.now()
+    # The demo network's stand-in agents beat first (a no-op unless DEMO_AGENTS): after `make run` was
+    # stopped for a while, the sweep must not fail every demo node over before they had a chance.
+    nodes_demo_heartbeat(now=now)
     timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
     cutoff = now - timedelta(seconds=timeout)
     # A node online without any heartbeat (listed online by hand, or by an older version) is as stale

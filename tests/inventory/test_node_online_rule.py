@@ -62,10 +62,13 @@ def test_the_demo_agents_keep_demo_nodes_on_the_market_only_when_turned_on(setti
 
 @pytest.mark.django_db
 def test_the_demo_agents_revive_nodes_the_sweep_took_off_but_not_nodes_listed_offline(settings):
-    settings.DEMO_AGENTS = True
+    # (swept while the stand-in agents were off: with them on, the sweep lets them beat first)
+    settings.DEMO_AGENTS = False
     old = timezone.now() - timedelta(hours=1)
     swept = _demo_node(last_heartbeat_at=old)
-    nodes_mark_stale()
+    assert nodes_mark_stale() == [swept.pk]
+    assert Node.objects.get(pk=swept.pk).status == Node.Status.UNHEALTHY
+    settings.DEMO_AGENTS = True
     listed_offline = _demo_node(status=Node.Status.OFFLINE)
     NodeStatusChange.objects.create(node=listed_offline, from_status="online", to_status="offline", reason="rack power work")
     nodes_demo_heartbeat()
