@@ -197,9 +197,16 @@ def _reservation_failover(*, reservation_id: int, failure: NodeFailure, now: dat
     at = max(failure.at, reservation.start, reservation.active_from or reservation.start)
     if at >= reservation.end:
         return "skipped"
-    leaving = sorted(_held_at(reservation, at).filter(node_id=node.pk).values_list("device_id", flat=True))
-    if not leaving:
+    on_node = _held_at(reservation, at).filter(node_id=node.pk)
+    if not on_node.exists():
         return "skipped"  # moved already (a redelivered task), or never on this node
+    # Nor before the reservation arrived on this node (a move onto a node that was already going quiet):
+    # the cards it left earlier are not moved a second time.
+    arrived = min(row.period.lower for row in on_node.only("period"))
+    at = max(at, arrived)
+    if at >= reservation.end:
+        return "skipped"
+    leaving = sorted(_held_at(reservation, at).filter(node_id=node.pk).values_list("device_id", flat=True))
     held = _held_at(reservation, at).values("device_id").distinct().count()
     target = _find_target(reservation=reservation, at=at, share=len(leaving), held=held)
     in_service = reservation.status in IN_SERVICE

@@ -287,3 +287,34 @@ def test_a_member_of_another_organization_never_sees_the_failover(small_offer, b
     reservations_failover(node_ids=[failed.pk], now=soon + SILENT_FROM + timedelta(minutes=1))
     client.force_login(member(kind="buyer"))
     assert client.get(f"/market/reservations/{reservation.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize("second_silent_from", [timedelta(hours=3), timedelta(hours=1)])
+def test_a_second_failure_during_a_move_moves_it_again_and_keeps_one_outage(catalog, buyer, soon, second_silent_from):
+    # given a 3-node cluster and an active reservation on its first node
+    cluster = ClusterFactory()
+    nodes = [NodeFactory(cluster=cluster) for _ in range(3)]
+    offer = OfferFactory(cluster=cluster)
+    reservation = activated(offer, buyer, soon)
+    first = node_holding(reservation)
+    t1 = soon + SILENT_FROM
+    fail(first, last_heartbeat=t1)
+    reservations_failover(node_ids=[first.pk], now=t1 + timedelta(minutes=1))
+    second_id = next(iter(held_nodes(reservation, t1)))
+    third = next(node for node in nodes if node.pk not in (first.pk, second_id))
+    first_rows = list(DeviceAllocation.objects.filter(node=first).order_by("pk").values_list("pk", "period", "is_active"))
+    # when the node it moved to fails too (last heard from after the move, or - a node already going
+    # quiet when it was picked - before it)
+    t2 = soon + second_silent_from
+    fail(Node.objects.get(pk=second_id), last_heartbeat=t2)
+    assert reservations_failover(node_ids=[second_id], now=max(t1, t2) + timedelta(minutes=2))["moved"] == 1
+    # then it runs on the third node from the later of the two instants, still migrating; the first
+    # node's history is untouched, and the outage is one record open since the first failure
+    reservation.refresh_from_db()
+    moved_at = max(t1, t2)
+    assert held_nodes(reservation, moved_at) == {third.pk: 8}
+    assert reservation.status == Reservation.Status.MIGRATING
+    assert list(DeviceAllocation.objects.filter(node=first).order_by("pk").values_list("pk", "period", "is_active")) == first_rows
+    assert list(ReservationDowntime.objects.filter(reservation=reservation).values_list("node_id", "started_at", "ended_at")) == [
+        (first.pk, t1, None)
+    ]
