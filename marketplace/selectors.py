@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from accounts.models import Organization
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
-from inventory.models import DeviceAllocation, Offer, Site
+from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks, no_image_message
@@ -515,20 +515,6 @@ def reservation_segments_open(*, reservation_id: int) -> QuerySet[ReservationSeg
 # ---------------------------------------------------------------------------------------------
 # Operations (platform operators only: the views check)
 # ---------------------------------------------------------------------------------------------
-
-
-def reservations_on_nodes_count(*, node_ids: list[int], now: datetime | None = None) -> dict[int, int]:
-    """Per node id: how many reservations still hold cards on it (not over, not ended). One query."""
-    if not node_ids:
-        return {}
-    rows = (
-        DeviceAllocation.objects.filter(
-            node_id__in=node_ids, is_active=True, purpose=DeviceAllocation.Purpose.RESERVATION,
-            period__endswith__gt=now or timezone.now(),
-        )
-        .values("node_id").annotate(reservations=Count("reservation_id", distinct=True))
-    )
-    return {row["node_id"]: row["reservations"] for row in rows}
 
 
 def reservations_migrating() -> QuerySet[Reservation]:

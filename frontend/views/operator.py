@@ -10,11 +10,12 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_is_operator
 from accounts.views import add_service_errors
+from inventory.allocations import reservations_per_node
 from inventory.forms import NodeMarkFailedForm
 from inventory.models import Node
 from inventory.selectors import nodes_failed
 from inventory.services import node_mark_failed
-from marketplace.selectors import reservations_migrating, reservations_on_nodes_count
+from marketplace.selectors import reservations_migrating
 
 
 def _require_operator(request) -> None:
@@ -24,7 +25,7 @@ def _require_operator(request) -> None:
 
 def _page(request, form, *, status: int = 200):
     nodes = list(nodes_failed())
-    counts = reservations_on_nodes_count(node_ids=[node.pk for node in nodes])
+    counts = reservations_per_node(node_ids=[node.pk for node in nodes])
     for node in nodes:
         node.reservations_affected = counts.get(node.pk, 0)
     return render(request, "operator/home.html", {
