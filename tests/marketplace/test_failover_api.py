@@ -80,3 +80,27 @@ def test_an_unknown_alternative_is_a_400_and_books_nothing(buyer_client, small_o
     # by default, none
     response = buyer_client.post("/api/reservations/", body, format="json")
     assert response.status_code == 201 and response.json()["accepted_alternatives"] == []
+
+
+def test_the_search_page_filters_by_min_reliability_and_shows_the_score(client, buyer, two_providers):
+    shaky, steady = two_providers
+    client.force_login(buyer)
+    body = client.get("/market/", {"min_reliability": 90}).content.decode()
+    assert f'data-offer="{steady.pk}"' in body and f'data-offer="{shaky.pk}"' not in body
+    assert "reliability 100/100" in body
+    everything = client.get("/market/").content.decode()
+    assert "reliability 86/100" in everything
+    assert "reliability 86/100" in client.get(f"/market/offers/{shaky.pk}/").content.decode()
+
+
+def test_the_provider_sees_the_node_and_organization_scores_on_their_pages(client, two_providers):
+    from tests.factories import MembershipFactory
+
+    shaky, _ = two_providers
+    node = shaky.cluster.nodes.get()
+    owner = MembershipFactory(organization=shaky.cluster.site.owner).user
+    client.force_login(owner)
+    node_page = client.get(f"/provider/nodes/{node.pk}/").content.decode()
+    assert "Reliability: 86/100" in node_page and "Failover (work moved off the node)" in node_page
+    site_page = client.get(f"/provider/sites/{shaky.cluster.site.pk}/").content.decode()
+    assert "86/100" in site_page
