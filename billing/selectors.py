@@ -8,18 +8,18 @@ from django.shortcuts import get_object_or_404
 from accounts.models import Organization
 from billing.models import BillingAccount, CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence, JournalPosting
 from billing.rating import Downtime
+from marketplace.selectors import reservation_downtimes_between
 
 
 def reservation_downtimes(*, reservation_ids: list[int], start: datetime, end: datetime) -> dict[int, list[Downtime]]:
-    """Recorded downtime of the reservations overlapping [start, end), per reservation id.
-
-    # wired on merge: marketplace's ReservationDowntime (reservation, node, started_at, ended_at) is
-    # being added by the Operations work; until it lands there is no downtime to read, so this returns
-    # no intervals. The rating and SLA credit logic take the intervals as input and are tested with
-    # explicit ones (tests/billing/test_rating.py). After the merge: filter ReservationDowntime by
-    # reservation_id__in, started_at < end and (ended_at NULL or > start), through marketplace's selectors.
-    """
-    return {}
+    """Recorded downtime of the reservations overlapping [start, end), per reservation id (marketplace's
+    ReservationDowntime, written by failover: from the failed node's last heartbeat until served again)."""
+    downtimes: dict[int, list[Downtime]] = {}
+    for record in reservation_downtimes_between(reservation_ids=reservation_ids, start=start, end=end):
+        downtimes.setdefault(record.reservation_id, []).append(
+            Downtime(node_id=record.node_id, started_at=record.started_at, ended_at=record.ended_at)
+        )
+    return downtimes
 
 
 def invoice_list(*, organization: Organization | None, viewer_is_finance: bool = False) -> QuerySet[Invoice]:

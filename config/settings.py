@@ -185,8 +185,10 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "network-totals-refresh": {"task": "inventory.network_totals_refresh", "schedule": 60.0},
-    # Nodes whose agent went quiet leave the market (NODE_HEARTBEAT_TIMEOUT_SECONDS).
+    # Nodes whose agent went quiet turn unhealthy (NODE_HEARTBEAT_TIMEOUT_SECONDS); failover follows.
     "nodes-mark-stale": {"task": "inventory.nodes_mark_stale", "schedule": 60.0},
+    # Reliability scores: events older than the window (30 days) stop counting.
+    "reliability-refresh": {"task": "inventory.reliability_refresh", "schedule": 3600.0},
     # Stand-in agents for the demo network (a no-op unless DEMO_AGENTS is on).
     "nodes-demo-heartbeat": {"task": "inventory.nodes_demo_heartbeat", "schedule": 30.0},
     # Reservations move requested -> provisioning -> active -> completed as their times come.

@@ -11,4 +11,5 @@ urlpatterns = [
     path("catalog/", home.catalog, name="catalog"),
     path("provider/", include("frontend.urls_provider")),
     path("market/", include("frontend.urls_market")),
+    path("operator/", include("frontend.urls_operator")),
 ]

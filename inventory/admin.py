@@ -11,6 +11,7 @@ from inventory.models import (
     Node,
     Offer,
     Province,
+    ReliabilityEvent,
     Site,
 )
 from inventory.pricing import format_money, price_per_ecu_hour_minor
@@ -172,3 +173,11 @@ class DeviceAllocationAdmin(ReadOnlyAdmin):
     search_fields = ["reservation_id__exact", "device__serial", "device__node__hostname"]
     list_select_related = ["device__node"]
     raw_id_fields = ["device", "maintenance_window"]
+
+
+@admin.register(ReliabilityEvent)
+class ReliabilityEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "node", "provider", "kind", "cause", "details"]
+    list_filter = ["kind", "cause"]
+    search_fields = ["node__hostname", "provider__name"]
+    list_select_related = ["node", "provider"]

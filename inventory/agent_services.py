@@ -10,12 +10,14 @@ detects and then sends heartbeats. The platform compares each report with the li
 More cards than listed is fine (a provider may keep some cards off the market).
 
 Status and flag are kept apart on purpose: `Node.status` says whether the agent is alive
-(registered -> online on the first report, online -> offline when heartbeats stop), while
+(registered -> online on the first report, online -> unhealthy when heartbeats stop, back online with
+the next heartbeat), while
 `Node.mismatch_reason` says whether the hardware contradicts the listing. A flagged node therefore
 stays `online` - its agent is reachable - but it is not rentable (inventory.allocations.
 rentable_devices requires an empty mismatch_reason) until a later report matches or the provider
 corrects the listing (node_mismatch_check / node_mismatch_resolve). Statuses the provider or an
-operator set (maintenance, unhealthy) are never changed by the agent.
+operator set (maintenance, unhealthy by node_mark_failed) are never changed by the agent; only an
+unhealthy status the stale sweep set for silence is undone by the next heartbeat.
 """
 
 import csv
@@ -376,8 +378,19 @@ def _refuse_retired(node: Node) -> None:
 
 
 # Statuses the agent moves to online by being alive. Maintenance and unhealthy were set by a person
-# or by a health check, and only they move the node out again.
+# or by a health check, and only they move the node out again - except unhealthy set by the stale
+# sweep for silence (SILENCE_REASON_PREFIX), which the next heartbeat disproves.
 AGENT_REVIVES = frozenset({Node.Status.REGISTERED, Node.Status.OFFLINE})
+# The stale sweep's audit reason starts with this (and nothing else's does).
+SILENCE_REASON_PREFIX = "no agent heartbeat"
+
+
+def node_unhealthy_by_silence(node: Node) -> bool:
+    """True if the node is unhealthy because the stale sweep found its agent silent (its latest move)."""
+    if node.status != Node.Status.UNHEALTHY:
+        return False
+    latest = NodeStatusChange.objects.filter(node=node).order_by("-created_at", "-id").values_list("to_status", "reason").first()
+    return latest is not None and latest[0] == Node.Status.UNHEALTHY and latest[1].startswith(SILENCE_REASON_PREFIX)
 
 
 @transaction.atomic
@@ -386,7 +399,7 @@ def node_agent_register(*, token: NodeAgentToken, report: dict, now: datetime | 
 
     `report` is validated input: model_name, card_count, memory_gb (or None), driver_version,
     software_versions. A matching report clears an earlier flag; a contradicting one sets it.
-    The first report moves a registered node to online; an offline node comes back online.
+    The first report moves a registered node to online; an offline node (or one unhealthy for silence) comes back online.
     """
     now = now or timezone.now()
     node = Node.objects.select_for_update().select_related("accelerator_model").get(pk=token.node_id)
@@ -412,7 +425,7 @@ def node_agent_register(*, token: NodeAgentToken, report: dict, now: datetime | 
         ]
     )
     _log_flag_change(node, before, node.mismatch_reason)
-    if node.status in AGENT_REVIVES:
+    if node.status in AGENT_REVIVES or node_unhealthy_by_silence(node):
         reason = "node agent registered" if node.status == Node.Status.REGISTERED else "node agent is back"
         node = node_set_status(node=node, status=Node.Status.ONLINE, reason=reason)
     _token_touch(token, now)
@@ -422,7 +435,7 @@ def node_agent_register(*, token: NodeAgentToken, report: dict, now: datetime | 
 def node_agent_heartbeat(*, token: NodeAgentToken, now: datetime | None = None) -> Node:
     """The agent is alive. Idempotent; for an online node it costs one UPDATE.
 
-    An offline node (heartbeats had stopped) comes back online. A node that never registered its
+    A node the stale sweep made unhealthy (heartbeats had stopped), or an offline one, comes back online. A node that never registered its
     hardware is refused (NodeAgentRefused, code "register_first"): there is nothing to compare yet.
     """
     now = now or timezone.now()
@@ -446,7 +459,7 @@ def _heartbeat_slow_path(*, token: NodeAgentToken, now: datetime) -> Node:
         raise NodeAgentRefused("Register the node's hardware before sending heartbeats.", code="register_first")
     node.last_heartbeat_at = now
     node.save(update_fields=["last_heartbeat_at"])
-    if node.status in AGENT_REVIVES:
+    if node.status in AGENT_REVIVES or node_unhealthy_by_silence(node):
         node = node_set_status(node=node, status=Node.Status.ONLINE, reason="node agent heartbeats resumed")
     return node
 
@@ -457,12 +470,22 @@ def _heartbeat_slow_path(*, token: NodeAgentToken, now: datetime) -> Node:
 
 
 def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
-    """Move online nodes whose last heartbeat is older than NODE_HEARTBEAT_TIMEOUT_SECONDS to offline.
+    """The one rule for silence: an online node whose last heartbeat is older than
+    NODE_HEARTBEAT_TIMEOUT_SECONDS turns unhealthy (audited, cause "network": the platform cannot tell a
+    dead host from a cut link), with a heartbeat_missed reliability event at its last heartbeat.
+    Its status change announces capacity_lost, so the market fails its work over; the agent's next
+    heartbeat brings it back online (node_agent_heartbeat).
 
     Returns the ids moved. Safe to run any number of times, in several processes: each node is
     re-checked under its row lock, so a heartbeat that lands meanwhile keeps the node online.
     """
+    from inventory.models import ReliabilityEvent
+    from inventory.reliability import node_reliability_record
+
     now = now or timezone.now()
+    # The demo network's stand-in agents beat first (a no-op unless DEMO_AGENTS): after `make run` was
+    # stopped for a while, the sweep must not fail every demo node over before they had a chance.
+    nodes_demo_heartbeat(now=now)
     timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
     cutoff = now - timedelta(seconds=timeout)
     # A node online without any heartbeat (listed online by hand, or by an older version) is as stale
@@ -475,11 +498,16 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
             if node is None:
                 continue
             node_set_status(
-                node=node, status=Node.Status.OFFLINE, reason=f"no agent heartbeat for more than {timeout} seconds"
+                node=node, status=Node.Status.UNHEALTHY, cause=ReliabilityEvent.Cause.NETWORK,
+                reason=f"{SILENCE_REASON_PREFIX} for more than {timeout} seconds",
+            )
+            node_reliability_record(
+                node=node, kind=ReliabilityEvent.Kind.HEARTBEAT_MISSED, cause=ReliabilityEvent.Cause.NETWORK,
+                at=node.last_heartbeat_at or now, details=f"silent for more than {timeout} seconds",
             )
             moved.append(node_id)
     if moved:
-        logger.warning("%d node(s) marked offline after %ss without a heartbeat: %s", len(moved), timeout, moved)
+        logger.warning("%d node(s) marked unhealthy after %ss without a heartbeat: %s", len(moved), timeout, moved)
     return moved
 
 
@@ -493,10 +521,11 @@ def nodes_demo_heartbeat(*, now: datetime | None = None) -> int:
 
     Without it the stale sweep would take every demo node off the market minutes after `make run`.
     Only the nodes of the demo organizations (Organization.is_demo, set by seed_demo alone) are
-    kept alive - never a real provider's node, whose stopped agent must take it offline, even when
+    kept alive - never a real provider's node, whose stopped agent must take it off the market, even when
     that provider invited a demo user or signed up with an address of the demo mail domain. Of
-    those, only nodes whose hardware was reported (as by an agent), and an offline node is revived
-    only if the stale sweep took it offline - nodes the demo lists as offline stay offline.
+    those, only nodes whose hardware was reported (as by an agent), and an unhealthy (or offline) node is
+    revived only if the stale sweep took it off for silence - nodes the demo lists as offline, and
+    nodes an operator marked failed, stay as they are.
     Does nothing unless DEMO_AGENTS is on.
     """
     if not settings.DEMO_AGENTS:
@@ -508,9 +537,9 @@ def nodes_demo_heartbeat(*, now: datetime | None = None) -> int:
     )
     went_quiet = NodeStatusChange.objects.filter(node=OuterRef("pk")).order_by("-created_at", "-id").values("reason")[:1]
     revived = 0
-    offline = Node.objects.filter(pk__in=demo_nodes.filter(status=Node.Status.OFFLINE).values("pk"))
-    for node in offline.annotate(last_reason=Subquery(went_quiet)):
-        if (node.last_reason or "").startswith("no agent heartbeat"):
+    quiet = Node.objects.filter(pk__in=demo_nodes.filter(status__in=[Node.Status.OFFLINE, Node.Status.UNHEALTHY]).values("pk"))
+    for node in quiet.annotate(last_reason=Subquery(went_quiet)):
+        if (node.last_reason or "").startswith(SILENCE_REASON_PREFIX):
             Node.objects.filter(pk=node.pk).update(last_heartbeat_at=now)
             node_set_status(node=node, status=Node.Status.ONLINE, reason="demo agent heartbeats resumed")
             revived += 1

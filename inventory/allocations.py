@@ -316,3 +316,17 @@ def reservation_device_intervals(*, reservation_id: int) -> list[DeviceInterval]
                 released_at=row.released_at, release_reason=row.release_reason,
             ))
     return sorted(intervals, key=lambda i: (i.start, i.device_id))
+
+
+def reservations_per_node(*, node_ids: list[int], now: datetime | None = None) -> dict[int, int]:
+    """Per node id: how many reservations still hold cards on it (allocations not over). One query."""
+    if not node_ids:
+        return {}
+    rows = (
+        DeviceAllocation.objects.filter(
+            node_id__in=node_ids, is_active=True, purpose=DeviceAllocation.Purpose.RESERVATION,
+            period__endswith__gt=now or timezone.now(),
+        )
+        .values("node_id").annotate(reservations=Count("reservation_id", distinct=True))
+    )
+    return {row["node_id"]: row["reservations"] for row in rows}

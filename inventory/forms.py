@@ -129,3 +129,14 @@ class NodeImportForm(forms.Form):
                 f"The file is {upload.size / 1024 / 1024:.1f} MB; the limit is {NODE_IMPORT_MAX_BYTES // 1024 // 1024} MB. Nothing was imported."
             )
         return upload
+
+
+class NodeMarkFailedForm(forms.Form):
+    """An operator declares a node failed (inventory.services.node_mark_failed)."""
+
+    node = forms.IntegerField(min_value=1, label="Node id", help_text="The id shown in the admin or on the provider's node page.")
+    cause = forms.ChoiceField(choices=[
+        ("host_fault", "Host fault"), ("network", "Network"), ("maintenance", "Declared maintenance"),
+    ], initial="host_fault")
+    reason = forms.CharField(max_length=250, label="Why", help_text="Kept in the node's audit trail.")
+    confirm = forms.BooleanField(label="I confirm: this node's reservations move to other cards (or end if none are free).")

@@ -210,6 +210,9 @@ class Node(models.Model):
     software_versions = models.JSONField(default=dict, blank=True)
     # Non-empty while the agent's report contradicts the listing; such a node is not rentable.
     mismatch_reason = models.TextField(blank=True)
+    # 0-100 over the last RELIABILITY_WINDOW_DAYS (inventory.reliability): stored and refreshed, so
+    # pages and search read a column instead of counting events.
+    reliability_score = models.PositiveSmallIntegerField(default=100, db_default=100)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -343,6 +346,7 @@ class DeviceAllocation(models.Model):
         RELEASED_EARLY = "released_early", "Released early"
         FAILED = "failed", "The reservation failed"
         REHOMED = "rehomed", "Moved to other devices"
+        NODE_FAILED = "node_failed", "The node failed and nothing equivalent was free"
         MAINTENANCE_CANCELLED = "maintenance_cancelled", "Maintenance window called off"
 
     # What was booked when the row was written. `period` above is the *effective* period (what the
@@ -419,6 +423,10 @@ class NodeStatusChange(models.Model):
     to_status = models.CharField(max_length=16, choices=Node.Status.choices)
     actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.CharField(max_length=300, blank=True)
+    # Why the node failed, for a move out of online that is a failure (a ReliabilityEvent.Cause value;
+    # "" otherwise). Failover copies it onto its reliability record and the buyers' downtime.
+    # db_default: bulk writers (seed_demo's COPY) leave it out.
+    cause = models.CharField(max_length=16, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -443,3 +451,55 @@ class SiteLifecycleChange(models.Model):
 
     def __str__(self):
         return f"site {self.site_id}: {self.from_lifecycle} -> {self.to_lifecycle}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reliability (inventory.reliability computes the scores)
+# ---------------------------------------------------------------------------------------------
+
+
+class ReliabilityEvent(models.Model):
+    """Something that went wrong with a node, by kind and cause. Append-only; written only by
+    inventory.reliability.node_reliability_record. The provider is copied from the node's site so the
+    provider's record is one indexed read."""
+
+    class Kind(models.TextChoices):
+        HEARTBEAT_MISSED = "heartbeat_missed", "Heartbeats missed"
+        BOOT_FAILED = "boot_failed", "Boot failed"
+        FAILOVER = "failover", "Failover (work moved off the node)"
+
+    class Cause(models.TextChoices):
+        HOST_FAULT = "host_fault", "Host fault"
+        NETWORK = "network", "Network"
+        MAINTENANCE = "maintenance", "Declared maintenance"
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="reliability_events")
+    provider = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    cause = models.CharField(max_length=16, choices=Cause.choices)
+    at = models.DateTimeField()  # when it happened (for a failure: the node's last heartbeat)
+    details = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["node", "at"]), models.Index(fields=["provider", "at"])]
+        constraints = [
+            # The same event recorded twice (a redelivered task) is one event.
+            models.UniqueConstraint(fields=["node", "kind", "at"], name="reliability_event_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} ({self.cause}) on node {self.node_id} at {self.at}"
+
+
+class ProviderReliability(models.Model):
+    """A provider's stored score (inventory.reliability.provider_score over its nodes), refreshed with
+    each event and by beat, so search filters and shows it without counting anything."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="reliability")
+    score = models.PositiveSmallIntegerField(default=100)
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"reliability {self.score} of {self.organization_id}"

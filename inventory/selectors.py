@@ -360,3 +360,15 @@ def node_device_ids_sql(*, node_id: str) -> str:
 def node_device_ids(*, node_id: int) -> set[int]:
     """The ids of the node's devices (a node's cards are fixed at listing)."""
     return set(Device.objects.filter(node_id=node_id).values_list("id", flat=True))
+
+
+def nodes_failed():
+    """Nodes off the market for a fault (unhealthy or offline), with where they are, oldest heartbeat
+    first: what an operator looks at during an incident."""
+    from inventory.models import Node
+
+    return (
+        Node.objects.filter(status__in=[Node.Status.UNHEALTHY, Node.Status.OFFLINE])
+        .select_related("cluster__site__owner", "accelerator_model")
+        .order_by(F("last_heartbeat_at").asc(nulls_first=True), "pk")
+    )

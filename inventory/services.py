@@ -42,6 +42,7 @@ from inventory.pricing import (  # noqa: F401 - the money rule, re-exported for 
     price_minor_to_major,
     price_per_ecu_hour_minor,
 )
+from inventory.reliability import node_reliability_record  # noqa: F401 - the reliability record, for callers of services
 from inventory.selectors import NETWORK_TOTALS_CACHE_KEY, NETWORK_TOTALS_CACHE_SECONDS, network_totals
 from inventory.signals import CAPACITY_LOST_STATUSES, capacity_lost_send_on_commit
 
@@ -143,10 +144,11 @@ def _refuse_online_without_agent(node: Node) -> None:
 
 
 @transaction.atomic
-def node_set_status(*, node: Node, status: str, actor: User | None = None, reason: str = "") -> Node:
+def node_set_status(*, node: Node, status: str, actor: User | None = None, reason: str = "", cause: str = "") -> Node:
     """Move a node to `status`: locks the row, checks the move, writes an audit row.
 
-    Setting the status a node already has is a no-op (so retried tasks are harmless).
+    `cause` (a ReliabilityEvent.Cause, optional) says why a node failed; failover reads it from the
+    audit row. Setting the status a node already has is a no-op (so retried tasks are harmless).
     """
     node = Node.objects.select_for_update().get(pk=node.pk)
     if node.status == status:
@@ -161,12 +163,38 @@ def node_set_status(*, node: Node, status: str, actor: User | None = None, reaso
             accelerator_model_id=node.accelerator_model_id, node_id=node.pk,
             stop_new="ending the rentable period of its cluster's offer",
         )
-    NodeStatusChange.objects.create(node=node, from_status=node.status, to_status=status, actor=actor, reason=reason[:300])
+    NodeStatusChange.objects.create(
+        node=node, from_status=node.status, to_status=status, actor=actor, reason=reason[:300], cause=cause
+    )
     node.status = status
     node.save(update_fields=["status", "updated_at"])
     if status in CAPACITY_LOST_STATUSES:
         capacity_lost_send_on_commit(node_ids=[node.pk])
     return node
+
+
+MARKED_FAILED_PREFIX = "marked failed by an operator"
+
+
+def node_mark_failed(*, node: Node, actor: User, reason: str, cause: str = "host_fault") -> Node:
+    """An operator declares a node failed (a real incident, or a demo): it turns unhealthy, audited,
+    and the market's failover moves its work as for a node that went silent (capacity_lost).
+
+    `reason` is required (it is the audit row and the operators' record); `cause` a ReliabilityEvent.Cause.
+    A heartbeat does not bring such a node back: only a person does (node_set_status to online).
+    """
+    from inventory.models import ReliabilityEvent
+
+    note = " ".join((reason or "").split())
+    if not note:
+        raise ValidationError({"reason": ["Say why the node failed: it is kept in the node's audit trail."]})
+    if cause not in ReliabilityEvent.Cause.values:
+        raise ValidationError({"cause": [f"Pick one of {', '.join(ReliabilityEvent.Cause.values)}."]})
+    if node.status not in (Node.Status.ONLINE, Node.Status.OFFLINE):
+        raise ValidationError({"node": [f"Only an online (or offline) node can be marked failed; this one is {node.status}."]})
+    return node_set_status(
+        node=node, status=Node.Status.UNHEALTHY, actor=actor, reason=f"{MARKED_FAILED_PREFIX}: {note}"[:300], cause=cause
+    )
 
 
 @transaction.atomic

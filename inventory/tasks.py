@@ -12,10 +12,19 @@ def network_totals_refresh_task() -> dict:
 
 @shared_task(name="inventory.nodes_mark_stale")
 def nodes_mark_stale_task() -> dict:
-    """Move nodes whose agent stopped sending heartbeats to offline. Safe to run any number of times."""
+    """Move nodes whose agent stopped sending heartbeats to unhealthy (failover follows through
+    capacity_lost). Safe to run any number of times."""
     from inventory.agent_services import nodes_mark_stale
 
-    return {"marked_offline": nodes_mark_stale()}
+    return {"marked_unhealthy": nodes_mark_stale()}
+
+
+@shared_task(name="inventory.reliability_refresh")
+def reliability_refresh_task() -> dict:
+    """Recompute the stored reliability scores (events leave the window with time). Idempotent."""
+    from inventory.reliability import reliability_refresh_all
+
+    return {"providers": reliability_refresh_all()}
 
 
 @shared_task(name="inventory.nodes_demo_heartbeat")

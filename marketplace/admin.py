@@ -16,7 +16,13 @@ from accounts.selectors import user_is_operator
 from accounts.timezones import format_local_time
 from inventory.admin import ViewOnly
 from inventory.pricing import format_money
-from marketplace.models import LaunchTemplate, LaunchTemplateImage, Reservation, ReservationStatusChange
+from marketplace.models import (
+    LaunchTemplate,
+    LaunchTemplateImage,
+    Reservation,
+    ReservationDowntime,
+    ReservationStatusChange,
+)
 from marketplace.services import BookingConflict, ReservationStateError, reservation_cancel, reservation_release
 
 
@@ -48,6 +54,15 @@ class ReservationStatusChangeInline(OperatorOnly, admin.TabularInline):
         return event.reason_text
 
 
+class ReservationDowntimeInline(OperatorOnly, admin.TabularInline):
+    model = ReservationDowntime
+    verbose_name = "downtime"
+    verbose_name_plural = "downtime (node failures; for SLA credits)"
+    extra = 0
+    fields = readonly_fields = ["node", "started_at", "ended_at", "cause"]
+    ordering = ["started_at", "id"]
+
+
 class OperatorNoteForm(forms.Form):
     reason = forms.CharField(
         label="Why (the buyer sees this in the reservation's timeline)", max_length=250,
@@ -72,7 +87,7 @@ class ReservationAdmin(OperatorOnly, admin.ModelAdmin):
         "buyer", "created_by", "offer", "cluster", "accelerator_model", "card_count", "launch_template", "status", "starts", "ends",
         "booked_until", "released", "active_from", "active_to", "locked_price", "total",
     ]
-    inlines = [ReservationStatusChangeInline]
+    inlines = [ReservationStatusChangeInline, ReservationDowntimeInline]
     actions = ["cancel_reservations", "release_reservations"]
 
     def get_queryset(self, request):

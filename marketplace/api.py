@@ -75,6 +75,8 @@ class MarketOfferSerializer(serializers.Serializer):
     country = serializers.CharField()
     province = serializers.CharField(source="province_code", allow_null=True)
     national_hub = serializers.CharField(source="hub_name", allow_null=True)
+    reliability = serializers.IntegerField(
+        help_text="the provider's reliability score, 0-100, over the last 30 days (see README: Failover and reliability)")
     capacity = MarketCapacitySerializer(help_text="cards of this offer in the asked window")
 
 
@@ -83,7 +85,7 @@ def _search_parameters():
     for name, form_field in OfferSearchForm.base_fields.items():
         many = name == "stack"
         kind = OpenApiTypes.DATETIME if name in ("start", "end") else (
-            OpenApiTypes.INT if name in ("min_memory_gb", "min_free_cards", "hub") else OpenApiTypes.STR
+            OpenApiTypes.INT if name in ("min_memory_gb", "min_free_cards", "hub", "min_reliability") else OpenApiTypes.STR
         )
         enum = [choice for choice, _ in getattr(form_field, "choices", []) if choice] if name in (
             "stack", "fabric", "currency", "sort") else None
@@ -151,6 +153,9 @@ class QuoteApi(APIView):
         launch_template = serializers.CharField(
             required=False, max_length=64,
             help_text="a template slug (GET /api/launch-templates/): offers whose stack has no image for it are excluded")
+        min_reliability = serializers.IntegerField(
+            required=False, min_value=0, max_value=100,
+            help_text="offers of providers whose reliability score is lower are excluded (low_reliability)")
 
     class QuoteReasonSerializer(serializers.Serializer):
         code = serializers.ChoiceField(choices=[(code, label) for code, label in Exclusion.LABELS.items()])
@@ -265,6 +270,17 @@ class MarketReservationSerializer(serializers.ModelSerializer):
         slug_field="slug", read_only=True, help_text="the workload (template slug); null only on bookings made before templates")
     image = serializers.CharField(source="launch_image.image", allow_null=True, default=None,
                                   help_text="the container image that runs on these cards (null: none)")
+    accepted_alternatives = serializers.SlugRelatedField(
+        many=True, slug_field="name", read_only=True,
+        help_text="other models (catalog names) failover may move this reservation to when none of its own is free")
+    downtime = serializers.SerializerMethodField(help_text="outages from node failures: node, started_at (its last heartbeat), "
+                                                         "ended_at (null until served again), cause")
+
+    def get_downtime(self, reservation) -> list[dict]:
+        return [
+            {"node": d.node.hostname, "started_at": d.started_at, "ended_at": d.ended_at, "cause": d.cause}
+            for d in reservation.downtimes.all()
+        ]
 
     class Meta:
         model = Reservation
@@ -273,6 +289,7 @@ class MarketReservationSerializer(serializers.ModelSerializer):
             "start", "end", "booked_end",
             "released_at", "status", "price_per_card_hour_minor", "currency", "ecu_per_card", "price_per_ecu_hour_minor",
             "total_price_minor", "price_is_estimate", "active_from", "active_to", "created_at", "timeline",
+            "accepted_alternatives", "downtime",
         ]
 
 
@@ -288,6 +305,10 @@ class ReservationListCreateApi(APIView):
             required=False, max_length=64, default=DEFAULT_LAUNCH_TEMPLATE,
             help_text=f"the workload, a template slug (GET /api/launch-templates/); \"{DEFAULT_LAUNCH_TEMPLATE}\" when left out. "
             "The offer's software stack must have an image for it (400 on launch_template otherwise).")
+        accepted_alternatives = serializers.ListField(
+            child=serializers.CharField(max_length=128), required=False, default=list, max_length=20,
+            help_text="other accelerator models (catalog names as in quotes, or slugs) that failover may move the "
+                      "reservation to, same card count and price, when none of the booked model is free; [] = none")
 
     @extend_schema(responses=MarketReservationSerializer(many=True), summary="My organization's reservations")
     def get(self, request):
@@ -320,7 +341,7 @@ class ReservationListCreateApi(APIView):
         reservation, created = reservation_create(
             organization=organization, created_by=request.user, offer=offer, card_count=data["card_count"],
             start=data["start"], end=data["end"], idempotency_key=request.headers.get("Idempotency-Key", ""),
-            launch_template=data["launch_template"],
+            launch_template=data["launch_template"], accepted_alternatives=data["accepted_alternatives"],
         )
         reservation = reservation_get(organization=organization, reservation_id=reservation.pk)
         return Response(MarketReservationSerializer(reservation).data,

@@ -110,6 +110,7 @@ class OfferSearchForm(WindowMixin, forms.Form):
     sort = forms.ChoiceField(required=False, choices=[(key, SORT_LABELS[key]) for key in SORT_LABELS])
     # Only hardware that can run the workload (its stack has an image for the template).
     launch_template = launch_template_field(label="Runs workload")
+    min_reliability = forms.IntegerField(required=False, min_value=0, max_value=100, label="Min provider reliability (0-100)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -164,6 +165,7 @@ class OfferSearchForm(WindowMixin, forms.Form):
             "max_price_per_card_hour_minor": to_minor(data.get("max_price_per_card_hour")),
             "max_price_per_ecu_hour_minor": to_minor(data.get("max_price_per_ecu_hour")),
             "launch_template": data.get("launch_template"),
+            "min_reliability": data.get("min_reliability"),
             "sort": data.get("sort") or DEFAULT_SORT,
         }
 
@@ -195,6 +197,7 @@ class QuoteForm(WindowMixin, forms.Form):
                                                 label="Budget: max price per ECU-hour")
     # Offers whose stack has no image for it are excluded with their own reason.
     launch_template = launch_template_field()
+    min_reliability = forms.IntegerField(required=False, min_value=0, max_value=100, label="Min provider reliability (0-100)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -241,6 +244,7 @@ class QuoteForm(WindowMixin, forms.Form):
             "max_total_price_minor": to_minor(data.get("max_total_price")),
             "max_price_per_ecu_hour_minor": to_minor(data.get("max_price_per_ecu_hour")),
             "launch_template": data.get("launch_template"),
+            "min_reliability": data.get("min_reliability"),
         }
 
 
@@ -253,6 +257,13 @@ class BookingForm(WindowMixin, forms.Form):
     # The select offers no "any": the page always sends one. reservation_create checks that the offer's
     # stack has an image for it, and runs DEFAULT_LAUNCH_TEMPLATE when a post leaves it out.
     launch_template = launch_template_field(any_label=None)
+    # Failover's last resort (marketplace.failover): other models that may replace these cards.
+    accepted_alternatives = forms.MultipleChoiceField(
+        required=False, choices=accelerator_model_choices, label="Accept other models if this one fails",
+        help_text="If the node fails and no card of this model is free nearby, your work may move to the same number "
+                  "of cards of one of these (same price). Leave empty to accept only this model.",
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+    )
     # Generated when the form is shown: a double submit books once.
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=200, required=False)
 

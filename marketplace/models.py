@@ -100,6 +100,10 @@ class Reservation(models.Model):
     launch_template = models.ForeignKey(
         LaunchTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="reservations"
     )
+    # Other accelerator models the buyer accepts if failover finds nothing of the booked model free
+    # (chosen at booking from the quote, by name; empty = only the booked model). The same card count
+    # of one of them may replace the booking when its node fails (marketplace.failover).
+    accepted_alternatives = models.ManyToManyField(AcceleratorModel, blank=True, related_name="+")
     # Half-open [start, end), UTC. `end` moves only through reservation_release (earlier) and
     # reservation_extend (later); `booked_end` keeps what was agreed at booking.
     start = models.DateTimeField()
@@ -376,3 +380,39 @@ class UsageRollupDirty(models.Model):
 
     def __str__(self):
         return f"rollup of device {self.device_id} at {self.hour} is stale"
+
+
+class ReservationDowntime(models.Model):
+    """Time a reservation lost to a node failure, for SLA credits: from the failed node's last heartbeat
+    (`started_at`) until the reservation is served again (`ended_at`, NULL meanwhile) - when its new
+    devices report healthy, or when it ends. Written by marketplace.failover; closed by
+    reservation_downtime_close. Never billed: the segments leave the gap out."""
+
+    class Cause(models.TextChoices):
+        HOST_FAULT = "host_fault", "Host fault"
+        NETWORK = "network", "Network"
+        MAINTENANCE = "maintenance", "Declared maintenance"
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="downtimes")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="+")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cause = models.CharField(max_length=16, choices=Cause.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        constraints = [
+            # One record per failure of a node for a reservation (a redelivered task adds none).
+            models.UniqueConstraint(fields=["reservation", "node", "started_at"], name="reservation_downtime_once"),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")), name="reservation_downtime_ends_after_start"
+            ),
+        ]
+
+    def __str__(self):
+        return f"downtime of reservation {self.reservation_id} on node {self.node_id} from {self.started_at}"
+
+    @property
+    def seconds(self) -> int | None:
+        return None if self.ended_at is None else int((self.ended_at - self.started_at).total_seconds())

@@ -45,6 +45,9 @@ class ReasonCode:
     CAPACITY_LOST = "capacity_lost"
     REHOMED = "rehomed"
     REHOMED_HEALTHY = "rehomed_healthy"
+    FAILOVER_MOVED = "failover_moved"
+    FAILOVER_NO_CAPACITY = "failover_no_capacity"
+    FAILOVER_NOT_MOVED = "failover_not_moved"
 
 
 # THE map: code -> message template. Add a code here (and only here) to give a new reason.
@@ -80,6 +83,19 @@ REASON_TEMPLATES: dict[str, ReasonTemplate] = {
     ),
     ReasonCode.REHOMED: ReasonTemplate(_("{cards} cards are moving to other devices from {at}."), times=("at",)),
     ReasonCode.REHOMED_HEALTHY: ReasonTemplate(_("The new devices are healthy; handed over again.")),
+    ReasonCode.FAILOVER_MOVED: ReasonTemplate(_(
+        "Node {node} failed (last heard from at {at}); {cards} cards were moved to {target}. "
+        "The time from {at} until the new cards are healthy is not billed."
+    ), times=("at",)),
+    ReasonCode.FAILOVER_NO_CAPACITY: ReasonTemplate(_(
+        "Node {node} failed (last heard from at {at}) and no equivalent cards were free to move {cards} cards to "
+        "(same model in this cluster or national hub{alternatives}), so the reservation ended at {at}. "
+        "Nothing after {at} is billed."
+    ), times=("at",)),
+    ReasonCode.FAILOVER_NOT_MOVED: ReasonTemplate(_(
+        "Node {node}, which holds {cards} of these cards, failed and no equivalent cards are free yet. "
+        "If it is not back online by the start, the reservation fails with nothing to pay."
+    )),
 }
 
 

@@ -20,7 +20,7 @@ from inventory.models import Offer, Site
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks, no_image_message
-from marketplace.models import LaunchTemplate, Reservation, ReservationSegment
+from marketplace.models import LaunchTemplate, Reservation, ReservationDowntime, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor, hours_between, total_price_minor
 from marketplace.windows import offer_terms_breach, offer_terms_q
 
@@ -72,6 +72,8 @@ _OFFER_FIELDS = {
     "memory_gb": "accelerator_model__memory_gb",
     "stack": "accelerator_model__stack",
     "ecu_per_card": "accelerator_model__ecu_per_card",
+    # The provider's stored reliability score (inventory.reliability); NULL = no record yet = 100.
+    "reliability": "cluster__site__owner__reliability__score",
 }
 
 
@@ -106,6 +108,7 @@ class OfferRow:
     memory_gb: int | None
     stack: str
     ecu_per_card: Decimal | None
+    reliability: int | None
     price_per_ecu_hour_minor: int | None = None  # inventory.pricing's rule: whole minor units
     capacity: OfferCapacity | None = None
 
@@ -123,6 +126,8 @@ def _offer_rows(offers: QuerySet[Offer]) -> list[OfferRow]:
     rows = []
     for values in offers.values_list(*_OFFER_FIELDS.values()):
         row = OfferRow(**dict(zip(names, values, strict=True)))
+        if row.reliability is None:
+            row.reliability = 100  # a provider without a record has had no failure
         row.price_per_ecu_hour_minor = price_per_ecu_hour_minor(
             price_per_card_hour_minor=row.price_per_card_hour_minor, ecu_per_card=row.ecu_per_card
         )
@@ -208,6 +213,7 @@ def offer_search(
     max_price_per_card_hour_minor: int | None = None,
     max_price_per_ecu_hour_minor: int | None = None,
     launch_template: LaunchTemplate | None = None,
+    min_reliability: int | None = None,
     sort: str = DEFAULT_SORT,
 ) -> OfferSearchResults:
     """Active offers on online sites that match every filter, with free cards in [start, end).
@@ -228,6 +234,8 @@ def offer_search(
         offers = offers.filter(accelerator_model__stack__in=stacks)
     if launch_template is not None:  # only hardware whose stack has an image for the workload
         offers = offers.filter(accelerator_model__stack__in=launch_template_stacks(template=launch_template))
+    if min_reliability is not None:  # the stored provider score; a provider without a row has 100
+        offers = offers.exclude(cluster__site__owner__reliability__score__lt=min_reliability)
     if country:
         offers = offers.filter(cluster__site__country__iexact=country)
     if province:
@@ -286,6 +294,7 @@ class Exclusion:
     DURATION_OUT_OF_RANGE = "duration_out_of_range"
     OUTSIDE_RENTABLE_PERIOD = "outside_rentable_period"
     NO_IMAGE_FOR_TEMPLATE = "no_image_for_template"
+    LOW_RELIABILITY = "low_reliability"
 
     LABELS = {
         NOT_ENOUGH_FREE_CARDS: "Not enough free cards in the window",
@@ -302,6 +311,7 @@ class Exclusion:
         DURATION_OUT_OF_RANGE: "Duration outside the offer's limits",
         OUTSIDE_RENTABLE_PERIOD: "Outside the offer's rentable period",
         NO_IMAGE_FOR_TEMPLATE: "No image for the chosen workload on this hardware",
+        LOW_RELIABILITY: "Provider reliability below your minimum",
     }
     ALL = tuple(LABELS)
 
@@ -359,6 +369,7 @@ def quote_build(
     max_total_price_minor: int | None = None,
     max_price_per_ecu_hour_minor: Decimal | None = None,
     launch_template: LaunchTemplate | None = None,
+    min_reliability: int | None = None,
 ) -> Quote:
     """Rank every active offer that can take the whole request (one offer = one cluster, so a
     multi-node job stays inside one fabric); for every other active offer, say all the reasons why.
@@ -400,6 +411,8 @@ def quote_build(
         ):
             where = row.province_name or row.country
             reasons.append(Reason(Exclusion.REGION_EXCLUDED, f"The site is in {where}{f' ({row.hub_name} hub)' if row.hub_name else ''}, outside the regions you chose."))
+        if min_reliability is not None and row.reliability < min_reliability:
+            reasons.append(Reason(Exclusion.LOW_RELIABILITY, f"{row.owner_name}'s reliability score is {row.reliability}; you asked for at least {min_reliability}."))
         if row.currency != currency:
             reasons.append(Reason(Exclusion.DIFFERENT_CURRENCY, f"Priced in {row.currency}; this quote is in {currency} (currencies are never converted silently)."))
         needs_rating = total_ecu is not None or max_price_per_ecu_hour_minor is not None
@@ -466,7 +479,7 @@ def reservation_list(*, organization: Organization | None) -> QuerySet[Reservati
     # Every relation the API and the pages show per row, read in the same query (no query per row).
     return Reservation.objects.filter(buyer=organization).select_related(
         "buyer", "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer", "launch_template"
-    ).prefetch_related("segments", "launch_template__images")  # the price is read from the segments: one query for the whole list
+    ).prefetch_related("segments", "launch_template__images", "accepted_alternatives", "downtimes__node")  # the price is read from the segments: one query for the whole list
 
 
 def reservation_get(*, organization: Organization | None, reservation_id: int) -> Reservation:
@@ -520,3 +533,28 @@ def reservations_segments(*, reservation_ids: list[int]) -> QuerySet[Reservation
     time with them to find segments that changed after they were invoiced)."""
     return ReservationSegment.objects.filter(reservation_id__in=reservation_ids).select_related("reservation").order_by(
         "reservation_id", "started_at", "node_id")
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations (platform operators only: the views check)
+# ---------------------------------------------------------------------------------------------
+
+
+def reservations_migrating() -> QuerySet[Reservation]:
+    """Reservations being moved to other cards (every buyer's: for operators), with their open downtime."""
+    return (
+        Reservation.objects.filter(status=Reservation.Status.MIGRATING)
+        .select_related("buyer", "accelerator_model", "cluster__site__owner")
+        .prefetch_related("downtimes__node")
+        .order_by("pk")
+    )
+
+
+def reservation_downtimes_between(*, reservation_ids: list[int], start: datetime, end: datetime) -> QuerySet[ReservationDowntime]:
+    """Recorded downtime (failover) of these reservations overlapping [start, end); an open record
+    (still down) overlaps every later range. Billing reads it for SLA credits."""
+    return (
+        ReservationDowntime.objects.filter(reservation_id__in=reservation_ids, started_at__lt=end)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
+        .order_by("reservation_id", "started_at", "id")
+    )

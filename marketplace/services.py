@@ -27,9 +27,10 @@ from inventory.allocations import (
 )
 from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Device, DeviceAllocation, Node, NodeStatusChange, Offer, Site
+from inventory.selectors import accelerator_models_for
 from inventory.signals import CAPACITY_LOST_STATUSES
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_for_booking
-from marketplace.models import Reservation, ReservationSegment, ReservationStatusChange
+from marketplace.models import Reservation, ReservationDowntime, ReservationSegment, ReservationStatusChange
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 from marketplace.windows import offer_terms_breach, window_errors
 
@@ -73,20 +74,44 @@ class ReservationStateError(Exception):
     """The reservation's status or timing does not allow this action. Maps to 409."""
 
 
-def _fingerprint(*, offer_id: int, card_count: int, start: datetime, end: datetime, launch_template: str) -> str:
+def _fingerprint(
+    *, offer_id: int, card_count: int, start: datetime, end: datetime, launch_template: str, alternatives: list[int] | None = None
+) -> str:
     """SHA-256 of the request. Times are normalized to UTC first: the same instant sent as +08:00
     and as Z is the same request (a retry), not a reused key."""
-    body = json.dumps(
-        {
-            "offer": offer_id,
-            "cards": card_count,
-            "start": start.astimezone(UTC).isoformat(),
-            "end": end.astimezone(UTC).isoformat(),
-            "launch_template": launch_template,
-        },
-        sort_keys=True,
-    )
+    request = {
+        "offer": offer_id,
+        "cards": card_count,
+        "start": start.astimezone(UTC).isoformat(),
+        "end": end.astimezone(UTC).isoformat(),
+        "launch_template": launch_template,
+    }
+    if alternatives:  # only when given, so the fingerprints of bookings without them stay what they were
+        request["accepted_alternatives"] = sorted(alternatives)
+    body = json.dumps(request, sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+MAX_ACCEPTED_ALTERNATIVES = 20
+
+
+def _accepted_alternatives(names: list[str], *, booked_model_id: int) -> list[int]:
+    """Catalog model ids for the names (or slugs) given, the booked model left out; unknown -> ValidationError."""
+    if len(names) > MAX_ACCEPTED_ALTERNATIVES:
+        raise ValidationError({"accepted_alternatives": [f"At most {MAX_ACCEPTED_ALTERNATIVES} models."]})
+    ids, unknown = set(), []
+    for name in names:
+        found = list(accelerator_models_for(str(name)).values_list("pk", flat=True)[:1]) if str(name).isprintable() else []
+        if found:
+            ids.add(found[0])
+        else:
+            unknown.append(str(name)[:80])
+    if unknown:
+        raise ValidationError({"accepted_alternatives": [
+            f"Not a model of the catalog: {', '.join(unknown)}. Give model names as the quote shows them (e.g. \"A100 SXM4 80GB\")."
+        ]})
+    ids.discard(booked_model_id)
+    return sorted(ids)
 
 
 def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
@@ -137,8 +162,12 @@ def reservation_create(
     end: datetime,
     idempotency_key: str = "",
     launch_template: str | None = None,
+    accepted_alternatives: list[str] | None = None,
 ) -> tuple[Reservation, bool]:
     """Book `card_count` devices of `offer` for [start, end) at today's price, to run `launch_template`.
+
+    `accepted_alternatives`: catalog model names (or slugs) the buyer accepts if failover finds none of
+    the booked model free (marketplace.failover); an unknown one is a ValidationError on the field.
 
     `launch_template` is a template's slug; None means marketplace.launch.DEFAULT_LAUNCH_TEMPLATE
     ("bare-ssh"). The offer's software stack must have an image for it (ValidationError on
@@ -158,7 +187,10 @@ def reservation_create(
         # A NUL byte cannot be stored (and control characters have no business in a key): refuse, don't crash.
         raise ValidationError({"idempotency_key": ["Use printable characters only (a UUID is a good key)."]})
     template_slug = launch_template or DEFAULT_LAUNCH_TEMPLATE
-    fingerprint = _fingerprint(offer_id=offer.pk, card_count=card_count, start=start, end=end, launch_template=template_slug)
+    alternatives = _accepted_alternatives(accepted_alternatives or [], booked_model_id=offer.accelerator_model_id)
+    fingerprint = _fingerprint(
+        offer_id=offer.pk, card_count=card_count, start=start, end=end, launch_template=template_slug, alternatives=alternatives
+    )
     if key:
         existing = _existing_for_key(organization=organization, key=key, fingerprint=fingerprint)
         if existing is not None:
@@ -169,7 +201,7 @@ def reservation_create(
     try:
         reservation = _reservation_book(
             organization=organization, created_by=created_by, offer=offer, card_count=card_count,
-            start=start, end=end, key=key, fingerprint=fingerprint, launch_template=template,
+            start=start, end=end, key=key, fingerprint=fingerprint, launch_template=template, alternatives=alternatives,
         )
     except IntegrityError as error:
         # A concurrent request with the same key committed first: answer with its reservation.
@@ -183,7 +215,8 @@ def reservation_create(
 
 @transaction.atomic
 def _reservation_book(
-    *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str, launch_template
+    *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str, launch_template,
+    alternatives: list[int] | None = None,
 ) -> Reservation:
     # Five statements: lock and read the offer, read its duration terms (under that lock), insert the
     # reservation, pick and allocate its devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
@@ -245,6 +278,8 @@ def _reservation_book(
         # else someone took some of the devices picked a moment ago: pick others for the rest
     else:
         raise BookingConflict()  # lost the race every time: how many are free now is unknown
+    if alternatives:
+        reservation.accepted_alternatives.set(alternatives)
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status="", to_status=Reservation.Status.REQUESTED, actor=created_by,
         reason_code=ReasonCode.BOOKED,
@@ -300,6 +335,10 @@ def reservation_set_status(
         _segments_open(reservation=reservation, at=at)
     if closes:
         _segments_close(reservation_id=reservation.pk, at=at)
+        # An outage still open when service ends (a move that never finished) ends with it.
+        ReservationDowntime.objects.filter(reservation_id=reservation.pk, ended_at__isnull=True).update(
+            ended_at=Greatest(F("started_at"), Value(at))
+        )
         reservation.active_to = at
         changed.append("active_to")
     reservation.status = status
@@ -633,7 +672,7 @@ def reservation_rehome(
 def reservations_note_capacity_lost(*, node_ids: list[int], now: datetime | None = None) -> int:
     """Write a timeline event (reason capacity_lost) on each reservation that holds cards on these nodes
     and is active or upcoming (requested, provisioning, active, migrating, not over). Marks nothing
-    else: failover (re-homing through reservation_rehome) comes next and will act on the same news.
+    else: failover (marketplace.failover.reservations_failover) acts on the same news right after.
 
     Idempotent: one event per reservation and node status change (the node's latest move to offline,
     unhealthy or retired), so a redelivered task writes nothing twice. Returns the events written.

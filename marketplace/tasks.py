@@ -34,7 +34,10 @@ def usage_partitions_maintain_task() -> dict:
 
 @shared_task(name="marketplace.reservations_on_capacity_lost")
 def reservations_on_capacity_lost_task(node_ids: list[int]) -> dict:
-    """Inventory lost these nodes' cards (offline, unhealthy, retired): note it on each active or
-    upcoming reservation holding cards there. Only a timeline event for now - failover, which will
-    move the reservations to other devices, comes next. Idempotent (see the service)."""
-    return {"events": reservations_note_capacity_lost(node_ids=node_ids)}
+    """Inventory lost these nodes' cards (offline, unhealthy, maintenance, retired): note it on each
+    active or upcoming reservation holding cards there, then fail them over to equivalent free cards
+    (marketplace.failover). Idempotent: a redelivery moves nothing twice (see the services)."""
+    from marketplace.failover import reservations_failover
+
+    events = reservations_note_capacity_lost(node_ids=node_ids)
+    return {"events": events, **reservations_failover(node_ids=node_ids)}

@@ -21,6 +21,7 @@ from config.api import MAX_PAGE_SIZE
 from inventory.market_selectors import offer_get
 from marketplace.forms import BookingForm, ExtendForm, OfferSearchForm, QuoteForm
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE
+from marketplace.reasons import ReasonCode
 from marketplace.selectors import offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
     BookingConflict,
@@ -164,6 +165,7 @@ def offer_detail(request, offer_id: int):
                     card_count=form.cleaned_data["card_count"], start=form.cleaned_data["start"], end=form.cleaned_data["end"],
                     idempotency_key=form.cleaned_data.get("idempotency_key") or "",
                     launch_template=getattr(form.cleaned_data.get("launch_template"), "slug", None),
+                    accepted_alternatives=form.cleaned_data.get("accepted_alternatives") or [],
                 )
             except BookingConflict as conflict:
                 # too few free cards is about the card count (shown next to it); a lost race is about the booking
@@ -212,6 +214,9 @@ def reservations(request):
     return render(request, "market/reservations.html", {"page": page})
 
 
+FAILOVER_CODES = (ReasonCode.FAILOVER_MOVED, ReasonCode.FAILOVER_NO_CAPACITY, ReasonCode.FAILOVER_NOT_MOVED)
+
+
 @login_required
 def reservation_detail(request, reservation_id: int):
     if not user_can(user=request.user, organization=request.organization, action="view"):
@@ -225,7 +230,13 @@ def reservation_detail(request, reservation_id: int):
 def _reservation_context(request, reservation, now, extend_form, action_error=None):
     holding = reservation.status in reservation.HOLDING and now < reservation.end
     can_book = _can_book(request)
+    timeline = list(reservation.status_changes.all())
+    # The latest failover news, shown above the timeline so a buyer whose cards moved (or whose
+    # reservation ended) sees why without reading the whole history.
+    failover_news = next((c for c in reversed(timeline) if c.reason_code in FAILOVER_CODES), None)
     return {
+        "failover_news": failover_news,
+        "downtimes": reservation.downtimes.select_related("node"),
         "reservation": reservation,
         "booked": request.GET.get("booked") == "1",
         "can_cancel": can_book and holding and now < reservation.start,
@@ -233,7 +244,7 @@ def _reservation_context(request, reservation, now, extend_form, action_error=No
         "can_extend": can_book and holding,
         "extend_form": extend_form,
         "action_error": action_error,
-        "timeline": reservation.status_changes.all(),
+        "timeline": timeline,
     }
 
 

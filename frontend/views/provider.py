@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can
 from accounts.views import add_service_errors
-from inventory import agent_services, selectors, services
+from inventory import agent_services, reliability, selectors, services
 from inventory.forms import (
     ClusterForm,
     MaintenanceWindowForm,
@@ -110,6 +110,7 @@ def site_detail(request, pk: int):
             "statuses": Node.Status.choices,
             "utilization": utilization,
             "peak": peak,
+            "provider_reliability": reliability.provider_reliability_score(organization=site.owner),
             "can_change": _can_change(request),
         },
     )
@@ -413,6 +414,7 @@ def node_detail(request, pk: int):
             "node": node,
             "tokens": agent_services.node_agent_token_list(node=node),
             "status_changes": node.status_changes.select_related("actor").order_by("-created_at")[:20],
+            "reliability_events": reliability.node_reliability_events(node=node)[:20],
             "new_key": request.session.pop(f"new-agent-key-{node.pk}", None),
             "can_change": _can_change(request),
         },

@@ -245,7 +245,7 @@ class TestHeartbeat:
 
 
 class TestStale:
-    def test_a_node_without_heartbeats_goes_offline_and_comes_back_with_the_next(self, node, agent_key, settings):
+    def test_a_node_without_heartbeats_turns_unhealthy_and_comes_back_with_the_next(self, node, agent_key, settings):
         # given three online nodes: one heard from long ago, one just now, one never
         settings.NODE_HEARTBEAT_TIMEOUT_SECONDS = 180
         register(agent_key)
@@ -258,19 +258,19 @@ class TestStale:
         moved = nodes_mark_stale(now=now)
         again = nodes_mark_stale(now=now)
 
-        # then the quiet node and the never-heard-from one are offline, with an audit row, off the market
+        # then the quiet node and the never-heard-from one are unhealthy, with an audit row, off the market
         assert sorted(moved) == sorted([node.pk, never.pk])
         assert again == []
         node.refresh_from_db()
-        assert node.status == Node.Status.OFFLINE
+        assert node.status == Node.Status.UNHEALTHY
         assert not node_rentable(node)
         assert (
-            NodeStatusChange.objects.filter(node=node, to_status="offline")
+            NodeStatusChange.objects.filter(node=node, to_status="unhealthy")
             .get()
             .reason.startswith("no agent heartbeat")
         )
         assert Node.objects.get(pk=fresh.pk).status == Node.Status.ONLINE
-        assert Node.objects.get(pk=never.pk).status == Node.Status.OFFLINE
+        assert Node.objects.get(pk=never.pk).status == Node.Status.UNHEALTHY
 
         # when the agent's next heartbeat arrives, then the node is online and rentable again
         response = agent_client(agent_key).post(HEARTBEAT)
@@ -285,8 +285,8 @@ class TestStale:
 
         result = nodes_mark_stale_task()
 
-        assert result == {"marked_offline": [node.pk]}
-        assert Node.objects.get(pk=node.pk).status == Node.Status.OFFLINE
+        assert result == {"marked_unhealthy": [node.pk]}
+        assert Node.objects.get(pk=node.pk).status == Node.Status.UNHEALTHY
 
     def test_the_sweep_is_in_the_beat_schedule(self, settings):
         schedule = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}

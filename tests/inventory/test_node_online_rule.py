@@ -61,11 +61,14 @@ def test_the_demo_agents_keep_demo_nodes_on_the_market_only_when_turned_on(setti
 
 
 @pytest.mark.django_db
-def test_the_demo_agents_revive_nodes_the_sweep_took_offline_but_not_nodes_listed_offline(settings):
-    settings.DEMO_AGENTS = True
+def test_the_demo_agents_revive_nodes_the_sweep_took_off_but_not_nodes_listed_offline(settings):
+    # (swept while the stand-in agents were off: with them on, the sweep lets them beat first)
+    settings.DEMO_AGENTS = False
     old = timezone.now() - timedelta(hours=1)
     swept = _demo_node(last_heartbeat_at=old)
-    nodes_mark_stale()
+    assert nodes_mark_stale() == [swept.pk]
+    assert Node.objects.get(pk=swept.pk).status == Node.Status.UNHEALTHY
+    settings.DEMO_AGENTS = True
     listed_offline = _demo_node(status=Node.Status.OFFLINE)
     NodeStatusChange.objects.create(node=listed_offline, from_status="online", to_status="offline", reason="rack power work")
     nodes_demo_heartbeat()
@@ -74,7 +77,7 @@ def test_the_demo_agents_revive_nodes_the_sweep_took_offline_but_not_nodes_liste
 
 
 @pytest.mark.django_db
-def test_a_real_providers_stopped_agent_goes_offline_even_with_demo_agents_on(settings):
+def test_a_real_providers_stopped_agent_leaves_the_market_even_with_demo_agents_on(settings):
     # Given DEMO_AGENTS on, a demo node, and real providers' nodes whose agents stopped 30 minutes
     # ago: one whose organization invited a demo user, one whose owner signed up with an address
     # of the demo mail domain (sign-up does not verify addresses)
@@ -92,7 +95,7 @@ def test_a_real_providers_stopped_agent_goes_offline_even_with_demo_agents_on(se
     # When the demo agents beat and the stale sweep runs
     nodes_demo_heartbeat()
     moved = nodes_mark_stale()
-    # Then the real nodes go offline and only the demo node stays online
+    # Then the real nodes turn unhealthy and only the demo node stays online
     assert sorted(moved) == sorted([invited.pk, lookalike.pk])
     assert Node.objects.get(pk=demo.pk).status == Node.Status.ONLINE
-    assert Node.objects.get(pk=invited.pk).status == Node.Status.OFFLINE
+    assert Node.objects.get(pk=invited.pk).status == Node.Status.UNHEALTHY

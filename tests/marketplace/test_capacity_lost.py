@@ -99,7 +99,7 @@ def test_a_node_taken_offline_reaches_its_reservations_through_a_real_worker(sma
     event = ReservationStatusChange.objects.get(reservation=reservation, reason_code="capacity_lost")
     assert event.reason_params["node"] == node.hostname and event.reason_params["node_status"] == "offline"
     reservation.refresh_from_db()
-    assert reservation.status == Reservation.Status.REQUESTED  # failover comes next: nothing else marked
+    assert reservation.status == Reservation.Status.REQUESTED  # an upcoming booking stays requested (failover may re-home it)
 
 
 @pytest.mark.django_db(transaction=True)
