@@ -17,10 +17,3 @@ def nodes_mark_stale_task() -> dict:
 
     return {"marked_offline": nodes_mark_stale()}
 
-
-@shared_task(name="inventory.nodes_demo_heartbeat")
-def nodes_demo_heartbeat_task() -> dict:
-    """Stand-in agents for the demo network (no-op unless DEMO_AGENTS). Safe to run any number of times."""
-    from inventory.agent_services import nodes_demo_heartbeat
-
-    return {"heartbeats": nodes_demo_heartbeat()}

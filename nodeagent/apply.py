@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from nodeagent.client import AgentRefused, ServerUnavailable
 from nodeagent.containers import CONTAINER_PREFIX, UnsupportedStack, Workload, container_name, plan_start, plan_stop
 
-logger = logging.getLogger("nodeagent")
+logger = logging.getLogger("nodeagent.apply")
 
 RUNTIMES = ("docker", "podman")
 # `docker run --detach` pulls the image first; a 15 GB CUDA image on a slow link takes a while.
