@@ -7,8 +7,8 @@ a boot is reported healthy, or failed with --simulate-fail-boot), and sends usag
 cards of running assignments are busy and the others idle. Only the transport is shared: one HTTP
 session with a few kept-alive connections, and a small pool of threads that step the agents as they
 fall due. Agents start spread over the first --spread seconds and each keeps its own rhythm, so the
-server sees a steady few requests per second rather than bursts (with the defaults, ~250 nodes send
-~3 heartbeats, ~4 assignment polls and <1 usage batch per second).
+server sees a steady rate rather than bursts: with the defaults, the demo's ~240 agents send ~2.7
+heartbeats, ~2.7 usage batches (one sample per card per heartbeat) and ~4 assignment polls per second.
 
 Which nodes: those of inventory.agent_services.demo_agent_nodes (demo organizations only - a real
 provider's node is never kept alive by the demo). Every few seconds the list is read again, and the
@@ -44,8 +44,8 @@ class Settings:
     server: str
     heartbeat_seconds: float = 90.0
     poll_seconds: float = 60.0
-    usage_seconds: float = 300.0
-    spread_seconds: float = 60.0
+    usage_seconds: float = 90.0
+    spread_seconds: float = 90.0
     workers: int = 4
     timeout: float = 10.0
     fail_boot: bool = False

@@ -14,6 +14,7 @@ and remembers what it "started". The applier's decisions are the same for both:
 * desired run, the server says running but the container is gone -> report failed (it exited).
 * desired stop                   -> plan_stop (rm --force; "no such container" is already stopped), report stopped.
 * a report the server refuses with 409 assignment_closed -> stop the container and report stopped.
+* a computeflow container no listed assignment mentions (two polls in a row) -> removed.
 
 Starting a container may pull a large image, which takes minutes: with a real runtime boots run in a
 background thread so that heartbeats keep going; their outcome is reported from the agent's loop (one
@@ -39,6 +40,9 @@ DEFAULT_START_TIMEOUT = 1800.0
 COMMAND_TIMEOUT = 120.0
 REASON_LIMIT = 500
 SIMULATED_BOOT_FAILURE = "simulated boot failure (--simulate-fail-boot): the container runtime could not start the workload"
+
+
+_missing_endpoint_logged = False
 
 
 class RuntimeFailed(Exception):
@@ -169,6 +173,7 @@ class Applier:
         self.poll_seconds: float | None = None
         self.endpoint_missing = False
         self.to_run: dict[int, tuple[int, ...]] = {}  # reservation id -> its cards, for the assignments to run
+        self._unlisted_before: set[int] = set()  # containers no assignment mentioned at the previous poll
 
     # -- the loop's entry point --------------------------------------------------------------
     def poll(self) -> list[dict] | None:
@@ -179,8 +184,10 @@ class Applier:
         except AgentRefused as error:
             if error.status_code == 404:
                 # A server without provisioning (older version): keep heartbeating and sending usage.
-                if not self.endpoint_missing:
+                global _missing_endpoint_logged
+                if not _missing_endpoint_logged:  # once per process: the demo runs hundreds of agents
                     logger.warning("the server has no assignments endpoint (%s); not applying any desired state", error)
+                    _missing_endpoint_logged = True
                 self.endpoint_missing = True
                 return None
             raise
@@ -203,6 +210,8 @@ class Applier:
         for assignment in assignments:
             try:
                 self._apply_one(assignment, here)
+            except RuntimeFailed as error:
+                logger.error("assignment %s: %s; retried on the next poll", assignment.get("id"), error)
             except ServerUnavailable as error:
                 logger.warning("assignment %s: %s; retried on the next poll", assignment.get("id"), error)
                 return
@@ -210,6 +219,22 @@ class Applier:
                 if error.status_code in (401, 403):
                     raise
                 logger.error("assignment %s: the server refused the report: %s", assignment.get("id"), error)
+        self._remove_orphans(assignments, here)
+
+    def _remove_orphans(self, assignments: list[dict], here: dict[int, bool]) -> None:
+        """Remove computeflow containers no assignment mentions (the server lists every assignment to run
+        and every one to stop until it is reported stopped, so such a container serves nobody - e.g. one
+        whose removal failed after a failed boot). Only after two polls in a row, so that a container
+        started just before its assignment was listed is never hit."""
+        listed = {int(a["reservation"]) for a in assignments} | {int(a["reservation"]) for a, _f in self.booting.values()}
+        unlisted = set(here) - listed
+        for reservation_id in sorted(unlisted & self._unlisted_before):
+            logger.warning("container %s belongs to no assignment of this node; removing it", container_name(reservation_id))
+            try:
+                self.runtime.stop(reservation_id)
+            except RuntimeFailed as error:
+                logger.error("%s", error)
+        self._unlisted_before = unlisted
 
     # -- decisions ---------------------------------------------------------------------------
     def _apply_one(self, assignment: dict, here: dict[int, bool]) -> None:
@@ -221,6 +246,8 @@ class Applier:
             self._stop(assignment)
             self._send(assignment, Outcome("stopped", devices=tuple((i, True) for i in _indices(assignment))))
             return
+        if assignment.get("state") in ("failed", "stopped"):
+            return  # the server has this outcome; it sets desired stop if anything is left to stop
         running = here.get(reservation_id)
         if running and assignment.get("state") == "running":
             return  # up, and the server knows it
@@ -277,11 +304,8 @@ class Applier:
         return Outcome("failed", reason[:REASON_LIMIT], tuple((i, False) for i in _indices(assignment)))
 
     def _stop(self, assignment: dict) -> None:
-        try:
-            self.runtime.stop(int(assignment["reservation"]))
-        except RuntimeFailed as error:
-            logger.error("assignment %s: %s", assignment.get("id"), error)
-            raise ServerUnavailable(str(error)) from error  # not stopped: do not report stopped; try again
+        """Remove the container; a RuntimeFailed propagates: not stopped, so not reported stopped (retried)."""
+        self.runtime.stop(int(assignment["reservation"]))
 
     def _stop_quietly(self, assignment: dict) -> None:
         """Remove what a failed boot left; a leftover is removed again before the next start."""

@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from nodeagent import cli
-from nodeagent.apply import SIMULATED_BOOT_FAILURE, Applier, ContainerRuntime, SimulatedRuntime
+from nodeagent.apply import SIMULATED_BOOT_FAILURE, Applier, ContainerRuntime, RuntimeFailed, SimulatedRuntime
 from nodeagent.client import AgentRefused
 from nodeagent.containers import Workload, plan_start
 from nodeagent.usage import SimulatedUsage
@@ -369,3 +369,36 @@ def test_simulate_fail_boot_gives_the_agent_a_failing_simulated_runtime():
     agent = cli.Agent(args, Server())
     assert isinstance(agent.applier.runtime, SimulatedRuntime)
     assert agent.applier.runtime.fail_boot
+
+
+def test_a_container_no_assignment_mentions_is_removed_after_two_polls(docker):
+    # Given a container of reservation 7 that nothing lists (a failed boot whose removal failed)
+    docker.state.write_text(json.dumps({"computeflow-r7": "running"}))
+    server = Server([assignment()])
+    agent_applier = applier(server)
+
+    agent_applier.poll()
+    assert "computeflow-r7" in docker.containers()  # not at the first sight
+    agent_applier.poll()
+
+    assert docker.containers() == {"computeflow-r42": "running"}
+    assert ["docker", "rm", "--force", "computeflow-r7"] in docker.changes()
+
+
+def test_a_stop_that_fails_is_not_reported_and_does_not_hold_up_the_other_assignments(docker):
+    # Given a container the runtime cannot remove (its stop raises as ContainerRuntime.stop does)
+    server = Server([assignment(id=500, reservation=41, desired="stop", state="running"), assignment()])
+    agent_applier = applier(server)
+    docker.state.write_text(json.dumps({"computeflow-r41": "running"}))
+    remove = agent_applier.runtime.stop
+
+    def stop(reservation_id):
+        if reservation_id == 41:
+            raise RuntimeFailed("docker could not remove computeflow-r41: device or resource busy")
+        remove(reservation_id)
+
+    agent_applier.runtime.stop = stop
+    agent_applier.poll()
+
+    assert [(r["id"], r["state"]) for r in server.reports] == [(501, "running")]
+    assert "computeflow-r41" in docker.containers()

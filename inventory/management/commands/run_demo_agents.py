@@ -27,8 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--heartbeat-interval", type=float, default=90.0, help="seconds between a node's heartbeats (default 90)")
         parser.add_argument("--poll-interval", type=float, default=60.0,
                             help="at least this many seconds between a node's assignment polls (default 60)")
-        parser.add_argument("--usage-interval", type=float, default=300.0, help="seconds each usage sample covers (default 300)")
-        parser.add_argument("--spread", type=float, default=60.0, help="start the agents spread over this many seconds (default 60)")
+        parser.add_argument("--usage-interval", type=float, default=90.0,
+                            help="seconds each usage sample covers at least; sent with the heartbeats (default 90)")
+        parser.add_argument("--spread", type=float, default=90.0, help="start the agents spread over this many seconds (default 90)")
         parser.add_argument("--workers", type=int, default=4, help="threads (and HTTP connections) shared by all agents (default 4)")
         parser.add_argument("--simulate-fail-boot", action="store_true", help="every boot fails with a clear reason")
         parser.add_argument("--alive-file", type=Path, help="touched every few seconds while running (a health check reads it)")
