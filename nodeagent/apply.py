@@ -186,7 +186,12 @@ class Applier:
                 # A server without provisioning (older version): keep heartbeating and sending usage.
                 global _missing_endpoint_logged
                 if not _missing_endpoint_logged:  # once per process: the demo runs hundreds of agents
-                    logger.warning("the server has no assignments endpoint (%s); not applying any desired state", error)
+                    # Not the answer's text: a server in debug mode answers a whole HTML page.
+                    logger.warning(
+                        "the server has no assignments endpoint (HTTP 404 on GET %sassignments/); "
+                        "not applying any desired state, heartbeats and usage go on",
+                        getattr(self.client, "base", ""),
+                    )
                     _missing_endpoint_logged = True
                 self.endpoint_missing = True
                 return None
