@@ -137,3 +137,19 @@ def test_without_demo_data_the_command_idles(capsys):
 
     assert "no demo nodes" in capsys.readouterr().out
     assert not NodeAgentToken.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_migration_removes_the_old_stand_in_beat_entry_and_nothing_else():
+    from importlib import import_module
+
+    from django.apps import apps
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every = IntervalSchedule.objects.create(every=30, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="nodes-demo-heartbeat", task="inventory.nodes_demo_heartbeat", interval=every)
+    PeriodicTask.objects.create(name="nodes-mark-stale", task="inventory.nodes_mark_stale", interval=every)
+
+    import_module("inventory.migrations.0009_demo_agents").forwards(apps, None)
+
+    assert list(PeriodicTask.objects.values_list("name", flat=True)) == ["nodes-mark-stale"]

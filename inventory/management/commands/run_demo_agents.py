@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+from django.conf import settings as django_settings
 from django.core.management.base import BaseCommand, CommandError
 
 from inventory.agent_services import demo_agent_keys_issue, demo_agent_nodes
@@ -62,9 +63,11 @@ class Command(BaseCommand):
             time.sleep(min(IDLE_RECHECK_SECONDS, options["run_seconds"] or IDLE_RECHECK_SECONDS))
         nodes = demo_agent_keys_issue()
         self.stdout.write(f"run_demo_agents: fresh agent keys for {len(nodes)} demo node(s); speaking for them at {options['server']}")
+        # Never slower than half the server's timeout: one late heartbeat must not take a demo node offline.
+        heartbeat = min(options["heartbeat_interval"], max(1.0, django_settings.NODE_HEARTBEAT_TIMEOUT_SECONDS / 2))
         settings = Settings(
             server=options["server"],
-            heartbeat_seconds=options["heartbeat_interval"],
+            heartbeat_seconds=heartbeat,
             poll_seconds=options["poll_interval"],
             usage_seconds=options["usage_interval"],
             spread_seconds=options["spread"],
