@@ -36,7 +36,10 @@ FAKE_DOCKER = textwrap.dedent(
     command, args = sys.argv[1], sys.argv[2:]
     if command == "run":
         name = next(a.split("=", 1)[1] for a in args if a.startswith("--name="))
-        image = args[-1]
+        position = 0
+        while args[position].startswith("--"):  # options; --gpus takes its value as the next argument
+            position += 2 if args[position] == "--gpus" else 1
+        image = args[position]
         if image.startswith("broken/"):
             sys.stderr.write("Unable to find image locally\\n")
             sys.stderr.write(f"Error response from daemon: pull access denied for {{image}}\\n")
