@@ -6,8 +6,8 @@ The container runtime is the seam: `ContainerRuntime` runs the argv that nodeage
 through docker or podman (a subprocess with a timeout); `SimulatedRuntime` (--simulate) runs nothing
 and remembers what it "started". The applier's decisions are the same for both:
 
-* desired run, not running here  -> plan_start, run it, check the container is running and every
-  reserved card is usable, report running (each card healthy); an UnsupportedStack, a runtime error
+* desired run, not running here  -> plan_start, run it, wait until the container's SSH server listens
+  and check every reserved card is usable, report running (each card healthy); an UnsupportedStack, a runtime error
   or an unusable card -> report failed with a reason the buyer can read (and remove what was created).
 * desired run, already running   -> report running if the server does not know yet (an agent that
   restarted finds its containers through `docker ps -a --filter name=computeflow-r`); nothing else.
@@ -25,6 +25,7 @@ nothing the second time, and the server treats a repeated report as a no-op.
 import logging
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ RUNTIMES = ("docker", "podman")
 # `docker run --detach` pulls the image first; a 15 GB CUDA image on a slow link takes a while.
 DEFAULT_START_TIMEOUT = 1800.0
 COMMAND_TIMEOUT = 120.0
+# sshd -e logs this to stderr once it accepts connections: the workload is up.
+SSHD_READY = "Server listening on"
+READY_POLL_SECONDS = 2.0
 REASON_LIMIT = 500
 SIMULATED_BOOT_FAILURE = "simulated boot failure (--simulate-fail-boot): the container runtime could not start the workload"
 
@@ -103,11 +107,24 @@ class ContainerRuntime:
         return found
 
     def start(self, workload: Workload) -> None:
+        """Start the container and wait until its SSH server listens (BOOT_SCRIPT may install OpenSSH first)."""
+        deadline = time.monotonic() + self.start_timeout
         result = self._run(plan_start(workload, runtime=self.name), timeout=self.start_timeout)
         if result.returncode != 0:
             raise RuntimeFailed(f"{self.name} could not start the container: {_short(result.stderr) or f'exit code {result.returncode}'}")
-        if not self.containers().get(workload.reservation_id):
-            raise RuntimeFailed("the container exited right after it started (check the image's entrypoint)")
+        name = container_name(workload.reservation_id)
+        while True:
+            running = self.containers().get(workload.reservation_id)
+            logs = self._run([self.name, "logs", "--tail=50", name], timeout=COMMAND_TIMEOUT)
+            output = f"{logs.stdout or ''}\n{logs.stderr or ''}"
+            if not running:
+                last = _short(output)
+                raise RuntimeFailed("the container exited while starting" + (f": {last}" if last else ""))
+            if SSHD_READY in output:
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeFailed(f"the container's SSH server did not start within {self.start_timeout:.0f}s")
+            time.sleep(READY_POLL_SECONDS)
 
     def stop(self, reservation_id: int) -> None:
         result = self._run(plan_stop(reservation_id, runtime=self.name), timeout=COMMAND_TIMEOUT)

@@ -48,16 +48,31 @@ FAKE_DOCKER = textwrap.dedent(
             sys.stderr.write(f'Error response from daemon: Conflict. The container name "/{{name}}" is already in use\\n')
             sys.exit(125)
         state[name] = "exited" if image.startswith("crashing/") else "running"
+        if image.startswith("slow/"):  # installs OpenSSH first: listening after two looks at the logs
+            state["_wait_" + name] = 2
+        if image.startswith("silent/"):  # never gets its SSH server up
+            state["_wait_" + name] = 10**9
         print("0123456789ab")
+    elif command == "logs":
+        name = args[-1]
+        if state.get(name) == "running" and state.get("_wait_" + name, 0) > 0:
+            state["_wait_" + name] -= 1
+            print("Reading package lists...")
+        elif state.get(name) == "running":
+            print("Server listening on 0.0.0.0 port 22.", file=sys.stderr)
+        elif name in state:
+            print("sh: 1: exec: /usr/sbin/sshd: not found", file=sys.stderr)
     elif command == "ps":
         for name, status in sorted(state.items()):
-            print(f"{{name}}\\t{{status}}")
+            if not name.startswith("_"):
+                print(f"{{name}}\\t{{status}}")
     elif command == "rm":
         name = args[-1]
         if name not in state:
             sys.stderr.write(f"Error response from daemon: No such container: {{name}}\\n")
             sys.exit(1)
         del state[name]
+        state.pop("_wait_" + name, None)
         print(name)
     json.dump(state, open(state_path, "w"))
     """
@@ -84,11 +99,12 @@ class Runtime:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
     def changes(self) -> list[list[str]]:
-        """The commands that change something (everything but `ps`)."""
-        return [call for call in self.calls() if call[1] != "ps"]
+        """The commands that change something (everything but `ps` and `logs`)."""
+        return [call for call in self.calls() if call[1] not in ("ps", "logs")]
 
     def containers(self) -> dict:
-        return json.loads(self.state.read_text()) if self.state.exists() else {}
+        found = json.loads(self.state.read_text()) if self.state.exists() else {}
+        return {name: status for name, status in found.items() if not name.startswith("_")}
 
 
 @pytest.fixture
@@ -208,7 +224,7 @@ def test_a_container_that_exits_at_once_is_a_failed_boot_and_is_removed(docker):
     applier(server).poll()
 
     assert server.reports[0]["state"] == "failed"
-    assert "exited right after it started" in server.reports[0]["reason"]
+    assert "exited while starting: sh: 1: exec: /usr/sbin/sshd: not found" in server.reports[0]["reason"]
     assert docker.changes()[-1] == ["docker", "rm", "--force", "computeflow-r42"]
     assert docker.containers() == {}
 
@@ -405,3 +421,25 @@ def test_a_stop_that_fails_is_not_reported_and_does_not_hold_up_the_other_assign
 
     assert [(r["id"], r["state"]) for r in server.reports] == [(501, "running")]
     assert "computeflow-r41" in docker.containers()
+
+
+def test_running_is_reported_only_once_the_containers_ssh_server_listens(docker, monkeypatch):
+    monkeypatch.setattr("nodeagent.apply.READY_POLL_SECONDS", 0.01)
+    server = Server([assignment(image="slow/ubuntu:24.04")])
+
+    applier(server).poll()
+
+    assert [call[1] for call in docker.calls()].count("logs") == 3  # two while OpenSSH installs, then ready
+    assert server.reports[0]["state"] == "running"
+
+
+def test_a_container_whose_ssh_server_never_starts_fails_at_the_start_timeout_and_is_removed(docker, monkeypatch):
+    monkeypatch.setattr("nodeagent.apply.READY_POLL_SECONDS", 0.01)
+    server = Server([assignment(image="silent/ubuntu:24.04")])
+    slow = Applier(client=server, runtime=ContainerRuntime("docker", start_timeout=0.5), card_health=dict, background=False)
+
+    slow.poll()
+
+    assert server.reports[0]["state"] == "failed"
+    assert "SSH server did not start within" in server.reports[0]["reason"]
+    assert docker.containers() == {}
