@@ -54,8 +54,8 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     # What the organization may do on the market: buy, list capacity, or both.
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.BUYER)
-    # Set only by `manage.py seed_demo` (never by sign-up or any form): the demo network's stand-in
-    # agents (settings.DEMO_AGENTS) heartbeat for the nodes of these organizations and no others.
+    # Set only by `manage.py seed_demo` (never by sign-up or any form): the demo network's simulated
+    # agents (`manage.py run_demo_agents`) speak for the nodes of these organizations and no others.
     is_demo = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

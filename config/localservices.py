@@ -1,6 +1,7 @@
 """Bring up what Computeflow needs on one machine: `make run` and `make test` call this.
 
     python -m config.localservices run            # services, migrate, demo data, web + worker + beat + Stripe fake
+                                                  # + the demo nodes' simulated agents
     python -m config.localservices run --production   # the same with docker-compose's web process: gunicorn,
                                                       # DJANGO_DEBUG off, collected static files served by WhiteNoise
     python -m config.localservices exec -- CMD    # services, then CMD with DATABASE_URL / REDIS_URL set
@@ -150,7 +151,6 @@ def run(services: LocalServices, *, port: int, production: bool = False) -> int:
         services.env["DJANGO_DEBUG"] = "0"
     else:
         services.env.setdefault("DJANGO_DEBUG", "1")
-    services.env.setdefault("DEMO_AGENTS", "1")  # the demo nodes have no real agents: beat heartbeats for them
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -173,6 +173,9 @@ def run(services: LocalServices, *, port: int, production: bool = False) -> int:
     else:
         services.spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"])
     wait_for_port(port, timeout=60)
+    # The demo nodes have no real machines: one process runs a simulated node agent for each of them,
+    # over HTTP through the agent API, once the web server answers (inventory/demo_agents.py).
+    services.spawn("demo-agents", [python, "manage.py", "run_demo_agents", "--server", f"http://127.0.0.1:{port}"])
     log(f"Computeflow is up: http://127.0.0.1:{port}/")
     log("Demo logins (password 'computeflow-demo' for all):")
     log("  buyer     buyer@demo.computeflow.test")

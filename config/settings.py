@@ -160,9 +160,6 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_computeflow_loca
 
 # A node agent is considered gone after this many seconds without a heartbeat.
 NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 180)
-# The demo network has no real node agents: with this on, a beat task heartbeats for them
-# (`make run` and the compose demo turn it on). Never on in production.
-DEMO_AGENTS = env_bool("DEMO_AGENTS", False)
 # Raw usage samples are kept this many days (daily partitions older than that are dropped); the
 # hourly rollup that billing and dashboards read is kept. See marketplace/metering/.
 USAGE_SAMPLE_RETENTION_DAYS = env_int("USAGE_SAMPLE_RETENTION_DAYS", 35)
@@ -189,8 +186,6 @@ CELERY_BEAT_SCHEDULE = {
     "nodes-mark-stale": {"task": "inventory.nodes_mark_stale", "schedule": 60.0},
     # Reliability scores: events older than the window (30 days) stop counting.
     "reliability-refresh": {"task": "inventory.reliability_refresh", "schedule": 3600.0},
-    # Stand-in agents for the demo network (a no-op unless DEMO_AGENTS is on).
-    "nodes-demo-heartbeat": {"task": "inventory.nodes_demo_heartbeat", "schedule": 30.0},
     # Reservations move requested -> provisioning -> active -> completed as their times come.
     "reservations-advance": {"task": "marketplace.reservations_advance", "schedule": 30.0},
     # Metering: hours that received usage samples are rolled up (every 5 minutes: each refresh re-reads

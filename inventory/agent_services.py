@@ -483,9 +483,6 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
     from inventory.reliability import node_reliability_record
 
     now = now or timezone.now()
-    # The demo network's stand-in agents beat first (a no-op unless DEMO_AGENTS): after `make run` was
-    # stopped for a while, the sweep must not fail every demo node over before they had a chance.
-    nodes_demo_heartbeat(now=now)
     timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
     cutoff = now - timedelta(seconds=timeout)
     # A node online without any heartbeat (listed online by hand, or by an older version) is as stale
@@ -512,35 +509,69 @@ def nodes_mark_stale(*, now: datetime | None = None) -> list[int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The demo network's stand-in agents
+# The demo network's simulated agents (manage.py run_demo_agents)
 # ---------------------------------------------------------------------------------------------
 
+# A demo node offline or unhealthy for silence (SILENCE_REASON_PREFIX, nodes_mark_stale) only lost its
+# agent (the demo agents were not running) and comes back when they run; any other offline node was
+# listed offline.
 
-def nodes_demo_heartbeat(*, now: datetime | None = None) -> int:
-    """Heartbeat for the demo network's nodes, which have no real agents (settings.DEMO_AGENTS).
 
-    Without it the stale sweep would take every demo node off the market minutes after `make run`.
-    Only the nodes of the demo organizations (Organization.is_demo, set by seed_demo alone) are
-    kept alive - never a real provider's node, whose stopped agent must take it off the market, even when
-    that provider invited a demo user or signed up with an address of the demo mail domain. Of
-    those, only nodes whose hardware was reported (as by an agent), and an unhealthy (or offline) node is
-    revived only if the stale sweep took it off for silence - nodes the demo lists as offline, and
-    nodes an operator marked failed, stay as they are.
-    Does nothing unless DEMO_AGENTS is on.
-    """
-    if not settings.DEMO_AGENTS:
-        return 0
-    now = now or timezone.now()
-    demo_nodes = Node.objects.filter(cluster__site__owner__is_demo=True).exclude(reported_model_name="")
-    alive = Node.objects.filter(pk__in=demo_nodes.filter(status=Node.Status.ONLINE).values("pk")).update(
-        last_heartbeat_at=now
-    )
+@dataclass(frozen=True)
+class DemoAgentNode:
+    """One demo node the simulated agents run for: its key and what its agent reports."""
+
+    node_id: int
+    hostname: str
+    key: str
+    report: dict
+    memory_gb: int | None
+
+
+def demo_agent_nodes() -> QuerySet[Node]:
+    """The demo network's nodes that have an agent: nodes of the demo organizations (Organization.is_demo,
+    set by seed_demo alone - never a real provider's node, whose stopped agent must take it offline),
+    whose hardware was reported, not retired, and not listed offline (an offline node counts as having
+    an agent only if the stale sweep took it offline)."""
     went_quiet = NodeStatusChange.objects.filter(node=OuterRef("pk")).order_by("-created_at", "-id").values("reason")[:1]
-    revived = 0
-    quiet = Node.objects.filter(pk__in=demo_nodes.filter(status__in=[Node.Status.OFFLINE, Node.Status.UNHEALTHY]).values("pk"))
-    for node in quiet.annotate(last_reason=Subquery(went_quiet)):
-        if (node.last_reason or "").startswith(SILENCE_REASON_PREFIX):
-            Node.objects.filter(pk=node.pk).update(last_heartbeat_at=now)
-            node_set_status(node=node, status=Node.Status.ONLINE, reason="demo agent heartbeats resumed")
-            revived += 1
-    return alive + revived
+    return (
+        Node.objects.filter(cluster__site__owner__is_demo=True)
+        .exclude(reported_model_name="")
+        .exclude(status__in=[Node.Status.RETIRED, Node.Status.REGISTERED])
+        .annotate(last_reason=Subquery(went_quiet))
+        .exclude(Q(status=Node.Status.OFFLINE) & ~Q(last_reason__startswith=SILENCE_REASON_PREFIX))
+    )
+
+
+def _demo_report(node: Node) -> dict:
+    """What the node's (simulated) agent reports: what the demo data says it reported, so a matching node
+    stays matching and the demo's flagged node stays flagged."""
+    versions = {str(k)[:64]: str(v)[:64] for k, v in list((node.software_versions or {}).items())[:32]}
+    return {
+        "model_name": node.reported_model_name,
+        "card_count": node.reported_card_count or node.card_count,
+        "memory_gb": node.reported_memory_gb,
+        "driver_version": node.driver_version or "simulated",
+        "software_versions": {**versions, "detected-by": "demo-simulation"},
+    }
+
+
+@transaction.atomic
+def demo_agent_keys_issue(*, now: datetime | None = None) -> list[DemoAgentNode]:
+    """Fresh agent keys for the demo network's nodes with an agent (demo_agent_nodes); every earlier key
+    of a demo organization's node is revoked first, so only the latest simulated agents can speak for them.
+    Touches nothing outside the demo organizations."""
+    now = now or timezone.now()
+    NodeAgentToken.objects.filter(node__cluster__site__owner__is_demo=True, revoked_at__isnull=True).update(revoked_at=now)
+    nodes = list(demo_agent_nodes().select_related("accelerator_model").order_by("pk"))
+    keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _ in nodes]
+    NodeAgentToken.objects.bulk_create(
+        [NodeAgentToken(node=node, prefix=key[:12], key_hash=_hash_key(key)) for node, key in zip(nodes, keys, strict=True)]
+    )
+    return [
+        DemoAgentNode(
+            node_id=node.pk, hostname=node.hostname, key=key, report=_demo_report(node),
+            memory_gb=node.reported_memory_gb or node.accelerator_model.memory_gb,
+        )
+        for node, key in zip(nodes, keys, strict=True)
+    ]

@@ -26,10 +26,3 @@ def reliability_refresh_task() -> dict:
 
     return {"providers": reliability_refresh_all()}
 
-
-@shared_task(name="inventory.nodes_demo_heartbeat")
-def nodes_demo_heartbeat_task() -> dict:
-    """Stand-in agents for the demo network (no-op unless DEMO_AGENTS). Safe to run any number of times."""
-    from inventory.agent_services import nodes_demo_heartbeat
-
-    return {"heartbeats": nodes_demo_heartbeat()}

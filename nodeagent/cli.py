@@ -1,5 +1,7 @@
-"""Command line: register this node's hardware, then heartbeat every --interval seconds and send
-usage samples (one per card per --usage-interval seconds, see nodeagent/usage.py).
+"""Command line: register this node's hardware, then heartbeat every --interval seconds, send usage
+samples (one per card per --usage-interval seconds, see nodeagent/usage.py), and poll the node's
+assignments (every poll_seconds the server asks for) to start and stop the buyers' containers through
+docker or podman (nodeagent/apply.py). --simulate runs no container and reports as a healthy node would.
 
 Exit codes: 0 done (--once) or stopped; 2 bad arguments; 3 no accelerators; 4 the server refused the
 key (wrong, revoked, retired node); 5 the server refused the report; 6 server unreachable
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from nodeagent import __version__
+from nodeagent.apply import DEFAULT_START_TIMEOUT, RUNTIMES, Applier, ContainerRuntime, SimulatedRuntime
 from nodeagent.client import AgentClient, AgentRefused, RegisterFirst, ServerUnavailable
 from nodeagent.detect import NoAccelerators, build_report, detect, simulated
 from nodeagent.parsers import parse_simulate
@@ -30,6 +33,7 @@ EXIT_REPORT_REFUSED = 5
 EXIT_UNREACHABLE = 6
 
 MAX_BACKOFF_SECONDS = 60.0
+DEFAULT_POLL_SECONDS = 15.0  # until the server says otherwise
 
 
 class GaveUp(Exception):
@@ -39,7 +43,10 @@ class GaveUp(Exception):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m nodeagent",
-        description="Computeflow node agent: reports this machine's accelerators and sends heartbeats.",
+        description=(
+            "Computeflow node agent: reports this machine's accelerators, sends heartbeats and usage, "
+            "and starts and stops the buyers' containers on exactly their cards."
+        ),
     )
     parser.add_argument("--server", required=True, help="Computeflow base URL, e.g. https://computeflow.example")
     parser.add_argument(
@@ -61,6 +68,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="report COUNT cards of MODEL instead of detecting (no accelerators needed)",
     )
     parser.add_argument(
+        "--simulate-fail-boot",
+        action="store_true",
+        help="with --simulate: every boot fails with a clear reason (to see a failed reservation)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="docker",
+        help="the container runtime that starts the buyers' workloads (default docker)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=DEFAULT_START_TIMEOUT,
+        help=f"seconds a container start (image pull included) may take (default {DEFAULT_START_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        help="at least this many seconds between polls of the assignments (default: what the server asks)",
+    )
+    parser.add_argument(
         "--max-attempts",
         type=int,
         default=None,
@@ -76,6 +106,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--interval must be at least 1 second")
     if not 1 <= args.usage_interval <= 3600:
         parser.error("--usage-interval must be between 1 and 3600 seconds")
+    if args.simulate_fail_boot and not args.simulate:
+        parser.error("--simulate-fail-boot needs --simulate")
+    if args.start_timeout < 10:
+        parser.error("--start-timeout must be at least 10 seconds")
+    if args.poll_interval is not None and args.poll_interval < 1:
+        parser.error("--poll-interval must be at least 1 second")
     if args.simulate:
         try:
             args.simulate_model, args.simulate_count = parse_simulate(args.simulate)
@@ -108,16 +144,54 @@ def _describe(node: dict) -> str:
     return state
 
 
+def card_health() -> dict[int, str]:
+    """This machine's cards by index: "" when usable, else the problem the detector saw."""
+    try:
+        cards = detect().cards
+    except NoAccelerators:
+        return {}
+    return {card.index: "" if card.healthy else f"card {card.index}: {card.problem or 'not usable'}" for card in cards}
+
+
 class Agent:
-    def __init__(self, args: argparse.Namespace, client: AgentClient, sleep=time.sleep):
+    """One node's agent. The demo's simulated agents (inventory run_demo_agents) run many of these in
+    one process, passing their own hardware report, runtime and clock; `python -m nodeagent` runs one."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        client: AgentClient,
+        sleep=time.sleep,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        runtime=None,
+        report: Callable[[], dict] | None = None,
+        usage_read=None,
+    ):
         self.args = args
         self.client = client
         self.sleep = sleep
+        self.clock = clock
         self.last_report: dict | None = None
-        read = SimulatedUsage(args.simulate_count) if args.simulate else read_usage
-        self.meter = UsageMeter(read=read, interval=args.usage_interval)
+        self._report = report
+        if runtime is None:
+            if args.simulate:
+                runtime = SimulatedRuntime(fail_boot=getattr(args, "simulate_fail_boot", False))
+            else:
+                runtime = ContainerRuntime(getattr(args, "runtime", "docker"), start_timeout=getattr(args, "start_timeout", DEFAULT_START_TIMEOUT))
+        # --once waits for its boots; a long-running agent boots in the background and keeps heartbeating.
+        self.applier = Applier(
+            client=client, runtime=runtime, card_health=card_health, background=False if args.once else None
+        )
+        if usage_read is None:
+            usage_read = SimulatedUsage(args.simulate_count, busy=self.applier.busy_cards) if args.simulate else read_usage
+        self.meter = UsageMeter(read=usage_read, interval=args.usage_interval)
+        self.next_heartbeat = 0.0
+        self.next_poll = 0.0
 
     def current_report(self) -> dict:
+        if self._report is not None:
+            return self._report()
         if self.args.simulate:
             return build_report(simulated(self.args.simulate_model, self.args.simulate_count))
         return build_report(detect())
@@ -142,7 +216,7 @@ class Agent:
         logger.debug("heartbeat: %s", _describe(answer))
 
     def tick(self) -> None:
-        """One round of the loop: re-detect; register again if the hardware changed, else heartbeat."""
+        """One heartbeat round: re-detect; register again if the hardware changed, else heartbeat; usage."""
         try:
             report = self.current_report()
         except NoAccelerators as error:
@@ -163,15 +237,49 @@ class Agent:
             totals = self.meter.flush(self.client)
             logger.debug("usage: %s (%d still buffered)", totals, len(self.meter.buffer))
 
-    def run(self) -> int:
+    def poll_assignments(self) -> None:
+        """Fetch and apply the node's desired state; an unreachable server is retried at the next poll."""
+        try:
+            self.applier.poll()
+        except ServerUnavailable as error:
+            logger.warning("assignments: %s; retrying at the next poll", error)
+
+    def poll_seconds(self) -> float:
+        return max(self.applier.poll_seconds or DEFAULT_POLL_SECONDS, getattr(self.args, "poll_interval", None) or 0)
+
+    def step(self) -> float:
+        """Do what is due (heartbeat round, assignments poll); returns when the next thing is due."""
+        now = self.clock()
+        if now >= self.next_heartbeat:
+            self.tick()
+            self.next_heartbeat = now + self.args.interval
+        if now >= self.next_poll:
+            self.poll_assignments()
+            self.next_poll = now + self.poll_seconds()
+        return min(self.next_heartbeat, self.next_poll)
+
+    def start(self) -> None:
+        """Register, heartbeat, apply the desired state once, open the first usage window."""
         self.register(self.current_report())
         self.heartbeat()
+        self.poll_assignments()
         self.meter.measure()  # opens the first usage window
+        now = self.clock()
+        self.next_heartbeat = now + self.args.interval
+        self.next_poll = now + self.poll_seconds()
+
+    def run(self) -> int:
+        self.start()
         if self.args.once:
             return EXIT_OK
-        while True:
-            self.sleep(self.args.interval)
-            self.tick()
+        try:
+            while True:
+                wait = min(self.next_heartbeat, self.next_poll) - self.clock()
+                if wait > 0:
+                    self.sleep(wait)
+                self.step()
+        finally:
+            self.applier.close()
 
 
 def main(argv: list[str] | None = None) -> int:

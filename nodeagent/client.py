@@ -38,12 +38,12 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
 
 
 class AgentClient:
-    def __init__(self, *, server: str, token: str, timeout: float = 10.0):
+    def __init__(self, *, server: str, token: str, timeout: float = 10.0, session: requests.Session | None = None):
         self.base = server.rstrip("/") + "/api/agent/"
-        self.session = requests.Session()
-        self.session.headers.update(
-            {"Authorization": f"Agent {token}", "User-Agent": f"computeflow-nodeagent/{__version__}"}
-        )
+        # Many agents in one process (the demo's simulated agents) share one session, so that they share a
+        # few kept-alive connections instead of holding one server thread each; the key goes with each request.
+        self.session = session or requests.Session()
+        self.headers = {"Authorization": f"Agent {token}", "User-Agent": f"computeflow-nodeagent/{__version__}"}
         self.timeout = timeout
 
     def register(self, report: dict) -> dict:
@@ -55,9 +55,23 @@ class AgentClient:
     def usage(self, samples: list[dict]) -> dict:
         return self._post("usage/", {"samples": samples})
 
+    def assignments(self) -> dict:
+        """This node's desired state: {"node", "poll_seconds", "assignments": [...]} (the provisioning contract)."""
+        return self._request("GET", "assignments/")
+
+    def report(self, assignment_id: int, *, state: str, reason: str = "", devices: list[dict]) -> dict:
+        """What the agent did with one assignment: state running | failed | stopped, devices [{"index", "healthy"}]."""
+        body = {"state": state, "reason": reason[:500], "devices": devices}
+        return self._post(f"assignments/{int(assignment_id)}/report/", body)
+
     def _post(self, path: str, body: dict) -> dict:
+        return self._request("POST", path, body)
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         try:
-            response = self.session.post(self.base + path, json=body, timeout=self.timeout)
+            response = self.session.request(
+                method, self.base + path, json=body, headers=self.headers, timeout=self.timeout
+            )
         except requests.ConnectionError as error:
             raise ServerUnavailable(f"cannot connect to {self.base}") from error
         except requests.Timeout as error:

@@ -21,6 +21,25 @@ SSH_CONTAINER_PORT = 22
 SHM_SIZE = "16g"  # PyTorch data loaders need more than docker's 64 MB; --ipc=host would share IPC between tenants
 
 
+# The container's first process, whatever the image's own entrypoint: the launch templates' images
+# (vendor CUDA/ROCm bases, PyTorch, vLLM, plain Ubuntu) have no SSH server and some exit at once
+# without a terminal. It installs the buyer's keys as root's authorized_keys, installs OpenSSH when
+# the image lacks it (apt, dnf or yum), and runs sshd in the foreground with keys only - so the
+# container lives exactly as long as the buyer's SSH service, and the buyer starts the rest.
+BOOT_SCRIPT = (
+    "set -e; "
+    "mkdir -p /root/.ssh /run/sshd; chmod 700 /root/.ssh; "
+    'printf "%s\\n" "$SSH_AUTHORIZED_KEYS" > /root/.ssh/authorized_keys; chmod 600 /root/.ssh/authorized_keys; '
+    "if [ ! -x /usr/sbin/sshd ]; then "
+    "if command -v apt-get >/dev/null 2>&1; then "
+    "DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; "
+    "elif command -v dnf >/dev/null 2>&1; then dnf install -y -q openssh-server; "
+    "else yum install -y -q openssh-server; fi; fi; "
+    "ssh-keygen -A >/dev/null; "
+    "exec /usr/sbin/sshd -D -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password"
+)
+
+
 class UnsupportedStack(ValueError):
     pass
 
@@ -105,10 +124,13 @@ def plan_start(workload: Workload, *, runtime: str = "docker") -> list[str]:
         "--restart=no",
         f"--shm-size={SHM_SIZE}",
         f"--publish={workload.ssh_host_port}:{SSH_CONTAINER_PORT}",
-        # The image's entrypoint installs these as root's authorized_keys and starts sshd.
+        # BOOT_SCRIPT installs these as root's authorized_keys and starts sshd.
         f"--env=SSH_AUTHORIZED_KEYS={chr(10).join(workload.ssh_public_keys)}",
         *_device_flags(workload),
+        "--entrypoint=/bin/sh",
         workload.image,
+        "-c",
+        BOOT_SCRIPT,
     ]
 
 

@@ -87,18 +87,37 @@ def read_usage() -> dict[int, Reading]:
 
 
 class SimulatedUsage:
-    """Plausible readings for --simulate: each card drifts between idle and busy, memory and power follow."""
+    """Plausible readings for --simulate: each card drifts between idle and busy, memory and power follow.
 
-    def __init__(self, count: int, *, seed: int | None = None, memory_mib: int = 80 * 1024):
+    With `busy` (a callable giving the card indices a running workload holds, as the agent's simulated
+    runtime knows them) the cards follow the bookings: busy cards work hard, the others sit idle.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        seed: int | None = None,
+        memory_mib: int = 80 * 1024,
+        busy: Callable[[], set[int]] | None = None,
+    ):
         self.random = random.Random(seed)
         self.memory_mib = memory_mib
+        self.busy = busy
         self.utilization = [self.random.choice([0.0, 35.0, 90.0]) for _ in range(count)]
+
+    def _next(self, index: int, current: float, busy: set[int] | None) -> float:
+        if busy is None:
+            return min(100.0, max(0.0, current + self.random.gauss(0, 12)))
+        if index in busy:
+            return min(100.0, max(60.0, current + 0.5 * (88.0 - current) + self.random.gauss(0, 6)))
+        return min(5.0, max(0.0, self.random.uniform(0.0, 2.0)))
 
     def __call__(self) -> dict[int, Reading]:
         readings = {}
+        busy = set(self.busy()) if self.busy is not None else None
         for index, current in enumerate(self.utilization):
-            drift = self.random.gauss(0, 12)
-            value = min(100.0, max(0.0, current + drift))
+            value = self._next(index, current, busy)
             self.utilization[index] = value
             memory = int(self.memory_mib * (0.05 + 0.85 * value / 100))
             power = round(80 + 6.2 * value + self.random.uniform(-5, 5), 1)

@@ -10,8 +10,8 @@ with DATABASE_URL / REDIS_URL unset (the embedded services):
 1. `make install`: a venv from requirements.txt + requirements-local.txt only - no dev requirements
    (checked: pytest must not import) - then `python -m config.importcheck` imports every module;
 2. `make run` on a free port: waits for /healthz to report the database, Redis and a Celery worker
-   ok, checks that the worker and beat are still the same live processes 30 s later and /healthz is
-   still ok, then sends SIGINT to the process group (a terminal's Ctrl-C) and checks that every
+   ok, checks that the worker, beat and the demo nodes' simulated agents (manage.py run_demo_agents)
+   are still the same live processes 30 s later and /healthz is still ok, then sends SIGINT to the process group (a terminal's Ctrl-C) and checks that every
    process of the run - children, and the daemonized PostgreSQL - is gone;
 3. the same with `make run-production` (what docker-compose runs: gunicorn, DJANGO_DEBUG off, static
    files collected and served): also checks that the page's stylesheet and the API docs' assets are
@@ -90,6 +90,21 @@ def celery_processes(processes: dict[int, str], role: str) -> set[int]:
     return {pid for pid, cmd in processes.items() if re.search(rf"-m celery .* {role}\b", cmd)}
 
 
+def demo_agent_processes(processes: dict[int, str]) -> set[int]:
+    return {pid for pid, cmd in processes.items() if re.search(r"manage\.py run_demo_agents\b", cmd)}
+
+
+def wait_demo_agents(clone: Path, *, timeout: float = 30.0) -> set[int]:
+    """The simulated agents start once the web server answers, which may be just after /healthz is ok."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = demo_agent_processes(processes_of(clone))
+        if found:
+            return found
+        time.sleep(1)
+    raise SmokeFailure(f"no simulated demo agents process (manage.py run_demo_agents) within {timeout:.0f}s")
+
+
 def wait_healthy(port: int, launcher: subprocess.Popen, *, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     last = "no answer yet"
@@ -152,18 +167,19 @@ def run_once(clone: Path, target: str, env: dict, log_path: Path) -> None:
             workers, beats = celery_processes(before, "worker"), celery_processes(before, "beat")
             if not workers or not beats:
                 raise SmokeFailure(f"no Celery worker or beat process is running: {sorted(before.values())}")
+            agents = wait_demo_agents(clone)
             if target == "run-production":
                 check_production_pages(port)
-            say(f"waiting {STAY_UP_SECONDS}s: worker {sorted(workers)}, beat {sorted(beats)}")
+            say(f"waiting {STAY_UP_SECONDS}s: worker {sorted(workers)}, beat {sorted(beats)}, demo agents {sorted(agents)}")
             time.sleep(STAY_UP_SECONDS)
             if launcher.poll() is not None:
                 raise SmokeFailure(f"the launcher exited with code {launcher.returncode} within {STAY_UP_SECONDS}s")
             after = processes_of(clone)
-            for role, pids in (("worker", workers), ("beat", beats)):
+            for role, pids in (("Celery worker", workers), ("Celery beat", beats), ("demo agents process", agents)):
                 if not pids <= set(after):
-                    raise SmokeFailure(f"the Celery {role} died within {STAY_UP_SECONDS}s of start")
+                    raise SmokeFailure(f"the {role} died within {STAY_UP_SECONDS}s of start")
             wait_healthy(port, launcher, timeout=30)
-            say("worker and beat alive, /healthz still ok; sending SIGINT (Ctrl-C)")
+            say("worker, beat and demo agents alive, /healthz still ok; sending SIGINT (Ctrl-C)")
             everything = processes_of(clone)
         finally:
             if launcher.poll() is None:
@@ -242,7 +258,7 @@ def main() -> int:
                 pass
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    say("passed: make run and make run-production come up, stay up and stop cleanly")
+    say("passed: make run and make run-production come up (demo agents included), stay up and stop cleanly")
     return 0
 
 

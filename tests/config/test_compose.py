@@ -22,7 +22,7 @@ DOCKERIGNORE = BASE_DIR / ".dockerignore"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
 SETTINGS = BASE_DIR / "config" / "settings.py"
 
-APP_SERVICES = ("web", "worker", "beat")  # long-running processes of the one Computeflow image
+APP_SERVICES = ("web", "worker", "beat", "demo-agents")  # long-running processes of the one Computeflow image
 ONE_SHOT = "migrate"
 ENV_READERS = {"env_str", "env_bool", "env_int", "env_list"}  # config/env.py
 
@@ -220,6 +220,8 @@ def test_the_services_run_the_documented_processes(compose):
     assert " ".join(services["web"]["command"]).startswith("gunicorn config.wsgi")
     assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
+    assert services["demo-agents"]["command"][:3] == ["python", "manage.py", "run_demo_agents"]
+    assert "web" in services["demo-agents"]["depends_on"]
     migrate = " ".join(services[ONE_SHOT]["command"])
     assert "manage.py migrate" in migrate and "seed_demo --if-empty" in migrate and "DEMO_DATA" in migrate
     assert int(re.match(r"postgres:(\d+)", services["postgres"]["image"]).group(1)) >= 16

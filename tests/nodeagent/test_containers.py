@@ -1,8 +1,10 @@
 """The exact container command lines the agent plans for a reservation, per vendor."""
 
+import subprocess
+
 import pytest
 
-from nodeagent.containers import UnsupportedStack, Workload, plan_start, plan_stop
+from nodeagent.containers import BOOT_SCRIPT, UnsupportedStack, Workload, plan_start, plan_stop
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl buyer@laptop"
 COMMON = [
@@ -11,6 +13,11 @@ COMMON = [
     "--publish=2201:22",
     f"--env=SSH_AUTHORIZED_KEYS={KEY}",
 ]
+
+
+# Every container starts with the boot script (buyer's keys, sshd in the foreground) as its first process.
+BOOT_BEFORE = ["--entrypoint=/bin/sh"]
+BOOT_AFTER = ["-c", BOOT_SCRIPT]
 
 
 def _workload(stack: str, indices: tuple[int, ...], image: str, **extra) -> Workload:
@@ -25,7 +32,7 @@ def test_an_nvidia_reservation_gets_exactly_its_cards_through_the_container_tool
     assert plan_start(workload) == [
         "docker", "run", "--detach", "--name=computeflow-r42", "--label=computeflow.reservation=42", *COMMON,
         "--gpus", '"device=2,3"',
-        "nvcr.io/nvidia/pytorch:24.10-py3",
+        *BOOT_BEFORE, "nvcr.io/nvidia/pytorch:24.10-py3", *BOOT_AFTER,
     ]
 
 
@@ -39,7 +46,7 @@ def test_an_ascend_reservation_gets_its_davinci_devices_the_management_devices_a
         "--volume=/usr/local/dcmi:/usr/local/dcmi:ro",
         "--volume=/usr/local/bin/npu-smi:/usr/local/bin/npu-smi:ro",
         "--env=ASCEND_VISIBLE_DEVICES=0,1,4",
-        "ascendhub.huawei.com/public-ascendhub/pytorch-npu:2.1.0",
+        *BOOT_BEFORE, "ascendhub.huawei.com/public-ascendhub/pytorch-npu:2.1.0", *BOOT_AFTER,
     ]
 
 
@@ -50,7 +57,7 @@ def test_an_amd_reservation_gets_the_compute_node_and_one_render_node_per_card()
         "podman", "run", "--detach", "--name=computeflow-r42", "--label=computeflow.reservation=42", *COMMON,
         "--device=/dev/kfd", "--device=/dev/dri/renderD136", "--device=/dev/dri/renderD133",
         "--group-add=video", "--group-add=render",
-        "rocm/pytorch:latest",
+        *BOOT_BEFORE, "rocm/pytorch:latest", *BOOT_AFTER,
     ]
 
 
@@ -65,8 +72,8 @@ def test_an_amd_reservation_gets_the_compute_node_and_one_render_node_per_card()
 )
 def test_other_vendors_get_their_own_device_flags(stack, device_flags):
     argv = plan_start(_workload(stack, (0,), "image:tag"))
-    assert argv[-1] == "image:tag"
-    assert argv[-1 - len(device_flags):-1] == device_flags
+    assert argv[-3:] == ["image:tag", *BOOT_AFTER]
+    assert argv[-4 - len(device_flags):-4] == device_flags
 
 
 @pytest.mark.parametrize("stack", ["birensupa", "xla", "made-up"])
@@ -83,3 +90,9 @@ def test_bad_card_lists_are_refused(indices):
 
 def test_stopping_removes_the_reservations_container():
     assert plan_stop(42) == ["docker", "rm", "--force", "computeflow-r42"]
+
+
+def test_the_boot_script_is_valid_shell_that_installs_the_keys_and_runs_sshd_with_keys_only():
+    assert subprocess.run(["sh", "-n", "-c", BOOT_SCRIPT], capture_output=True).returncode == 0
+    assert '"$SSH_AUTHORIZED_KEYS" > /root/.ssh/authorized_keys' in BOOT_SCRIPT
+    assert BOOT_SCRIPT.endswith("exec /usr/sbin/sshd -D -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password")
