@@ -112,6 +112,12 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     "inventory.importers.NodeImportInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields()),
     # a malformed usage batch, or samples not the node's to report: nothing of it was stored
     "marketplace.metering.services.UsageBatchInvalid": DomainError(400, "invalid", fields=lambda exc: exc.fields),
+    # an agent's report on an assignment that is not its node's (or none): as if it did not exist
+    "marketplace.provisioning.services.AssignmentNotFound": DomainError(404, "not_found"),
+    # "running" for an assignment the server gave up on (deadline missed, failed, cancelled): stop it
+    "marketplace.provisioning.services.AssignmentClosed": DomainError(409, "assignment_closed"),
+    # a node with every SSH port of the range taken (provisioning fails the boot with it; never a view's today)
+    "marketplace.provisioning.drivers.NoFreePort": DomainError(409, "no_free_port"),
 }
 
 

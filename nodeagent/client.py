@@ -55,9 +55,24 @@ class AgentClient:
     def usage(self, samples: list[dict]) -> dict:
         return self._post("usage/", {"samples": samples})
 
+    def assignments(self) -> dict:
+        """The node's desired state: {"node", "poll_seconds", "assignments": [...]} (what to run, what to stop)."""
+        return self._request("GET", "assignments/")
+
+    def report(self, assignment_id: int, state: str, reason: str = "", devices: list[dict] | None = None) -> dict:
+        """Report one assignment "running" (every device healthy), "failed" (reason required) or "stopped".
+        `devices`: [{"index": 0, "healthy": True}, ...]. A 409 assignment_closed (AgentRefused) means stop it."""
+        body: dict = {"state": state, "reason": reason}
+        if devices is not None:
+            body["devices"] = devices
+        return self._post(f"assignments/{int(assignment_id)}/report/", body)
+
     def _post(self, path: str, body: dict) -> dict:
+        return self._request("POST", path, body)
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
         try:
-            response = self.session.post(self.base + path, json=body, timeout=self.timeout)
+            response = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
         except requests.ConnectionError as error:
             raise ServerUnavailable(f"cannot connect to {self.base}") from error
         except requests.Timeout as error:

@@ -98,6 +98,9 @@ DOMAIN_EXAMPLES = {
     "inventory.importers.NodeImportInvalid": (
         lambda m: m.NodeImportInvalid(row_errors=[m.RowError(row=7, column="card_count", message="not a number")],
                                       bad_row_count=1), 400, "invalid"),
+    "marketplace.provisioning.services.AssignmentNotFound": (lambda m: m.AssignmentNotFound(), 404, "not_found"),
+    "marketplace.provisioning.services.AssignmentClosed": (lambda m: m.AssignmentClosed(), 409, "assignment_closed"),
+    "marketplace.provisioning.drivers.NoFreePort": (lambda m: m.NoFreePort("every SSH port is in use"), 409, "no_free_port"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 
