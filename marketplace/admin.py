@@ -16,7 +16,7 @@ from accounts.selectors import user_is_operator
 from accounts.timezones import format_local_time
 from inventory.admin import ViewOnly
 from inventory.pricing import format_money
-from marketplace.models import LaunchTemplate, LaunchTemplateImage, Reservation, ReservationStatusChange
+from marketplace.models import LaunchTemplate, LaunchTemplateImage, NodeAssignment, Reservation, ReservationStatusChange
 from marketplace.services import BookingConflict, ReservationStateError, reservation_cancel, reservation_release
 
 
@@ -48,6 +48,18 @@ class ReservationStatusChangeInline(OperatorOnly, admin.TabularInline):
         return event.reason_text
 
 
+class NodeAssignmentInline(OperatorOnly, admin.TabularInline):
+    """What each node was told to run or stop, and what it reported (marketplace.provisioning)."""
+
+    model = NodeAssignment
+    verbose_name = "node assignment"
+    verbose_name_plural = "provisioning (node assignments)"
+    extra = 0
+    fields = readonly_fields = ["node", "desired", "state", "reason", "ssh_port", "image", "deadline", "published_at",
+                                "reported_at", "stop_requested_at", "stopped_at"]
+    ordering = ["id"]
+
+
 class OperatorNoteForm(forms.Form):
     reason = forms.CharField(
         label="Why (the buyer sees this in the reservation's timeline)", max_length=250,
@@ -72,7 +84,7 @@ class ReservationAdmin(OperatorOnly, admin.ModelAdmin):
         "buyer", "created_by", "offer", "cluster", "accelerator_model", "card_count", "launch_template", "status", "starts", "ends",
         "booked_until", "released", "active_from", "active_to", "locked_price", "total",
     ]
-    inlines = [ReservationStatusChangeInline]
+    inlines = [ReservationStatusChangeInline, NodeAssignmentInline]
     actions = ["cancel_reservations", "release_reservations"]
 
     def get_queryset(self, request):
