@@ -42,38 +42,9 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     Tests that use it must be transactional (`@pytest.mark.django_db(transaction=True)`), so that
     what they write is committed and visible to the worker.
     """
-    from django.db import connection
-
-    env = dict(os.environ)
-    env["DATABASE_URL"] = _database_url_for(connection.settings_dict["NAME"])
-    env["REDIS_URL"] = settings.REDIS_URL
-    log_path = BASE_DIR / ".local" / "test-celery-worker.log"
-    log_path.parent.mkdir(exist_ok=True)
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--without-gossip", "--without-mingle", "--hostname", f"test-worker-{os.getpid()}@%h"],
-        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    from config.celery import app
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the Celery worker exited: see {log_path}")
-        replies = app.control.inspect(timeout=0.5).ping() or {}
-        if any(name.startswith(f"test-worker-{os.getpid()}@") for name in replies):
-            break
-    else:
-        process.terminate()
-        raise RuntimeError(f"the Celery worker did not answer within 60s: see {log_path}")
+    process = _start_worker(name=f"test-worker-{os.getpid()}")
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    _stop_worker(process)
 
 
 def _start_worker(*, name: str, broker_url: str | None = None, log_name: str = "test-celery-worker.log"):

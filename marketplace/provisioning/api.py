@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from inventory.agent_api import AgentApiView, StrictSerializer, _printable
+from inventory.agent_api import AgentApiView, StrictSerializer
 from marketplace.models import NodeAssignment
 from marketplace.provisioning.selectors import node_assignment_list
 from marketplace.provisioning.services import MAX_REASON_CHARS, assignment_report
@@ -61,7 +61,9 @@ class AgentAssignmentReportApi(AgentApiView):
             healthy = serializers.BooleanField()
 
         state = serializers.ChoiceField(choices=[NodeAssignment.State.RUNNING, NodeAssignment.State.FAILED, NodeAssignment.State.STOPPED])
-        reason = serializers.CharField(max_length=MAX_REASON_CHARS, required=False, allow_blank=True, default="", validators=[_printable])
+        # Control characters (a container runtime's multi-line error) are not refused - a node must always be
+        # able to report a failure - but flattened to spaces by the service.
+        reason = serializers.CharField(max_length=MAX_REASON_CHARS, required=False, allow_blank=True, default="", trim_whitespace=True)
         devices = DeviceHealthSerializer(many=True, required=False, default=list)
 
         def validate_devices(self, value):

@@ -5,6 +5,7 @@ assignments - so a report, a release and the sweeper never deadlock on the same 
 """
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from marketplace.services import ReservationStateError, reservation_set_status
 logger = logging.getLogger(__name__)
 
 MAX_REASON_CHARS = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An unconfirmed stop is sent again after this long (the node may have missed it, or been away).
 STOP_RESEND_AFTER = timedelta(minutes=5)
 # Statuses in which a reservation's workload is being brought up on (some of) its nodes.
@@ -210,7 +212,8 @@ def assignment_report(
     report again changes nothing. Raises AssignmentNotFound (another node's or no such assignment),
     ValidationError-free input is the view's job, AssignmentClosed for "running" on a closed one.
     """
-    reason = (reason or "").strip()[:MAX_REASON_CHARS]
+    # One line of printable text: it ends up in the buyer's timeline and in logs.
+    reason = " ".join(_CONTROL.sub(" ", reason or "").split())[:MAX_REASON_CHARS]
     closed = False
     with transaction.atomic():
         reservation_id = NodeAssignment.objects.filter(pk=assignment_id, node_id=node_id).values_list("reservation_id", flat=True).first()

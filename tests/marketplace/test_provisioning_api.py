@@ -228,6 +228,13 @@ def test_a_failed_boot_fails_the_reservation_frees_the_cards_costs_nothing_and_s
         assert listed(agents[hostname]) == []
 
 
+def test_a_multi_line_failure_reason_is_kept_as_one_line(started, agents):
+    a = only(agents["h100-a"])
+    response = report(agents["h100-a"], a["id"], state="failed", reason="pull failed:\n\tmanifest unknown\r")
+    assert response.status_code == 200
+    assert NodeAssignment.objects.get(pk=a["id"]).reason == "pull failed: manifest unknown"
+
+
 def test_a_running_report_with_an_unhealthy_device_counts_as_a_failed_boot(started, agents):
     a = only(agents["h100-a"])
     devices = [{"index": i, "healthy": i != 3} for i in range(8)]
