@@ -154,10 +154,16 @@ def reservation_provision(reservation_id: int, *, now: datetime | None = None) -
 
 def _publish_missing(*, reservation: Reservation, now: datetime) -> int:
     held = _held_devices_by_node(reservation_id=reservation.pk, at=now)
-    running_or_booting = set(NodeAssignment.objects.filter(
-        reservation_id=reservation.pk, stopped_at__isnull=True, desired=NodeAssignment.Desired.RUN
-    ).values_list("node_id", flat=True))
-    missing = sorted(set(held) - running_or_booting)
+    open_rows = list(NodeAssignment.objects.select_for_update().filter(reservation_id=reservation.pk, stopped_at__isnull=True))
+    for row in open_rows:
+        if (reservation.status == Reservation.Status.MIGRATING and row.desired == NodeAssignment.Desired.RUN
+                and row.node_id in held and set(row.device_ids) != set(held[row.node_id])):
+            # A move changed which of this node's devices serve the reservation: the workload restarts on the
+            # new set. One open row per (reservation, node): the new one is published once this stop is
+            # confirmed (_report_stopped, or the sweeper).
+            driver_named(row.driver).stop(assignment=row, at=now, reason="the reservation's devices on this node changed")
+    # A node with any open row (to run, or still stopping) gets nothing new until that row is closed.
+    missing = sorted(set(held) - {row.node_id for row in open_rows})
     if not missing:
         return 0
     template = reservation.launch_template or launch_template_get(slug=DEFAULT_LAUNCH_TEMPLATE)
@@ -316,6 +322,9 @@ def _report_stopped(*, reservation: Reservation, assignment: NodeAssignment, at:
     assignment.reported_at = at
     assignment.stopped_at = at
     assignment.save(update_fields=["state", "reported_at", "stopped_at"])
+    if reservation.status in _BOOTING and reservation.start <= at < reservation.end:
+        # The node is free for this reservation again: publish what a move wants there now.
+        _publish_missing(reservation=reservation, now=at)
     return reservation
 
 

@@ -365,3 +365,55 @@ def test_connection_details_appear_only_while_active_and_only_to_the_buyer_organ
     # after the release: gone again
     reservation_release(reservation=Reservation.objects.get(pk=started.pk), actor=buyer)
     assert buyer_view(buyer, started.pk).json()["connection"] is None
+
+
+# --- a move (failover's reservation_rehome) and provisioning -------------------------------------------
+
+
+def _active_four_cards(small_offer, buyer, agents):
+    reservation = book(small_offer, buyer, cards=4)
+    reservation_provision(reservation.pk)
+    report(agents["h100-a"], only(agents["h100-a"])["id"], state="running")
+    reservation.refresh_from_db()
+    assert reservation.status == "active"
+    return reservation
+
+
+def test_a_move_to_another_node_publishes_there_and_turns_active_when_it_reports(small_offer, buyer, agents, nodes):
+    from marketplace.services import reservation_rehome
+
+    reservation = _active_four_cards(small_offer, buyer, agents)
+    target = list(nodes["h100-b"].devices.order_by("index").values_list("pk", flat=True)[:4])
+    # when failover moves the whole reservation to node b and provisions it
+    reservation_rehome(reservation=reservation, to_device_ids=target, at=timezone.now())
+    assert reservation_provision(reservation.pk).published == 1
+    # then node a is to stop, node b to run the same workload on its 4 cards
+    assert only(agents["h100-a"])["desired"] == "stop"
+    moved = only(agents["h100-b"])
+    assert (moved["desired"], moved["state"], len(moved["devices"])) == ("run", "pending", 4)
+    assert Reservation.objects.get(pk=reservation.pk).status == "migrating"
+    # when node b reports running, the reservation is active again and its new segment starts there
+    assert report(agents["h100-b"], moved["id"], state="running").json()["reservation_status"] == "active"
+    reservation.refresh_from_db()
+    assert reservation.status_changes.last().reason_code == ReasonCode.REHOMED_HEALTHY
+    assert reservation.segments.get(ended_at__isnull=True).node.hostname == "h100-b"
+    assert buyer_view(buyer, reservation.pk).json()["connection"]["host"] == "h100-b"
+
+
+def test_a_move_within_one_node_restarts_the_workload_on_the_new_devices(small_offer, buyer, agents, nodes):
+    from marketplace.services import reservation_rehome
+
+    reservation = _active_four_cards(small_offer, buyer, agents)
+    first = only(agents["h100-a"])
+    leaving = [d.pk for d in nodes["h100-a"].devices.filter(index__in=[0, 1])]
+    arriving = [d.pk for d in nodes["h100-a"].devices.filter(index__in=[4, 5])]
+    # when two of its cards are moved to two free cards of the same node
+    reservation_rehome(reservation=reservation, from_device_ids=leaving, to_device_ids=arriving, at=timezone.now())
+    reservation_provision(reservation.pk)
+    # then the node is told to stop the old workload first (one open assignment per node) ...
+    assert only(agents["h100-a"])["desired"] == "stop"
+    # ... and once it confirms, the workload is published on the new set of cards
+    report(agents["h100-a"], first["id"], state="stopped")
+    second = only(agents["h100-a"])
+    assert second["id"] != first["id"] and [d["index"] for d in second["devices"]] == [2, 3, 4, 5]
+    assert report(agents["h100-a"], second["id"], state="running").json()["reservation_status"] == "active"
