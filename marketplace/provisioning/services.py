@@ -125,7 +125,9 @@ def reservation_provision(reservation_id: int, *, now: datetime | None = None) -
     reservations, publishes through each node's driver an assignment for every node that holds its
     devices now and has no open assignment to run: the devices, the launch template's image for the
     node's stack, the buyer organization's SSH keys, a free SSH port and a deadline of now +
-    PROVISIONING_BOOT_TIMEOUT_SECONDS. Too early, too late or any other status: nothing happens.
+    PROVISIONING_BOOT_TIMEOUT_SECONDS. For a migrating reservation whose devices on a node changed, the
+    old workload there is stopped first and the new one published once the stop is confirmed. Too
+    early, too late or any other status: nothing happens.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -215,8 +217,9 @@ def assignment_report(
 
     `state` is running, failed or stopped; `devices` ({"index", "healthy"}) name the assignment's
     devices - one listed unhealthy turns a running report into a failed one. Idempotent: the same
-    report again changes nothing. Raises AssignmentNotFound (another node's or no such assignment),
-    ValidationError-free input is the view's job, AssignmentClosed for "running" on a closed one.
+    report again changes nothing. Raises AssignmentNotFound (another node's, or no such assignment),
+    ValidationError (a device index that is not the assignment's), and AssignmentClosed for "running"
+    on an assignment the server gave up on - after committing what the report changed.
     """
     # One line of printable text: it ends up in the buyer's timeline and in logs.
     reason = " ".join(_CONTROL.sub(" ", reason or "").split())[:MAX_REASON_CHARS]
