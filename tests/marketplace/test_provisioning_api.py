@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from accounts.services import ssh_key_add
@@ -417,3 +419,29 @@ def test_a_move_within_one_node_restarts_the_workload_on_the_new_devices(small_o
     second = only(agents["h100-a"])
     assert second["id"] != first["id"] and [d["index"] for d in second["devices"]] == [2, 3, 4, 5]
     assert report(agents["h100-a"], second["id"], state="running").json()["reservation_status"] == "active"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+_bodies = st.one_of(
+    _json,
+    st.fixed_dictionaries({"state": st.sampled_from(["running", "failed", "stopped", "pending", ""])}, optional={
+        "reason": st.one_of(st.text(max_size=600), _json),
+        "devices": st.one_of(st.lists(st.fixed_dictionaries({"index": st.integers(-3, 70) | _json,
+                                                             "healthy": st.booleans() | _json}), max_size=10), _json),
+    }),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies)
+def test_any_report_body_answers_a_4xx_in_the_one_shape_or_200_never_a_500(started, agents, body):
+    a = only(agents["h100-a"]) if listed(agents["h100-a"]) else None
+    assignment_id = a["id"] if a else NodeAssignment.objects.filter(reservation=started).first().pk
+    response = agents["h100-a"].post(f"/api/agent/assignments/{assignment_id}/report/", body, format="json")
+    assert response.status_code in (200, 400, 404, 409), response.content
+    if response.status_code != 200:
+        assert set(response.json()["error"]) >= {"code", "message", "fields"}
