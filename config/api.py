@@ -120,6 +120,12 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
         409, "billing_run_incomplete", members=lambda exc: {"organization_ids": exc.organization_ids, "created": exc.created}
     ),
     "billing.services.CreditNoteRefused": DomainError(422, "credit_note_refused", fields=lambda exc: {"amount_minor": [_message(exc)]}),
+    # an agent's report on an assignment that is not its node's (or none): as if it did not exist
+    "marketplace.provisioning.services.AssignmentNotFound": DomainError(404, "not_found"),
+    # "running" for an assignment the server gave up on (deadline missed, failed, cancelled): stop it
+    "marketplace.provisioning.services.AssignmentClosed": DomainError(409, "assignment_closed"),
+    # a node with every SSH port of the range taken (provisioning fails the boot with it; never a view's today)
+    "marketplace.provisioning.drivers.NoFreePort": DomainError(409, "no_free_port"),
 }
 
 

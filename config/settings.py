@@ -160,6 +160,16 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_computeflow_loca
 
 # A node agent is considered gone after this many seconds without a heartbeat.
 NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 180)
+# Provisioning (marketplace.provisioning): a node must report a reservation's workload running within
+# this many seconds of its publication, or the boot counts as failed (nothing billed).
+PROVISIONING_BOOT_TIMEOUT_SECONDS = env_int("PROVISIONING_BOOT_TIMEOUT_SECONDS", 600)
+# The host ports handed to reservations' SSH servers, distinct among a node's open assignments.
+PROVISIONING_SSH_PORT_FIRST = env_int("PROVISIONING_SSH_PORT_FIRST", 2200)
+PROVISIONING_SSH_PORT_LAST = env_int("PROVISIONING_SSH_PORT_LAST", 2299)
+# The user the buyer logs in as (the container's; the buyer's keys are its authorized_keys).
+PROVISIONING_SSH_USER = env_str("PROVISIONING_SSH_USER", "root")
+# How often an agent should poll its assignments (told to it in every answer).
+AGENT_POLL_SECONDS = env_int("AGENT_POLL_SECONDS", 15)
 # Raw usage samples are kept this many days (daily partitions older than that are dropped); the
 # hourly rollup that billing and dashboards read is kept. See marketplace/metering/.
 USAGE_SAMPLE_RETENTION_DAYS = env_int("USAGE_SAMPLE_RETENTION_DAYS", 35)
@@ -186,8 +196,11 @@ CELERY_BEAT_SCHEDULE = {
     "nodes-mark-stale": {"task": "inventory.nodes_mark_stale", "schedule": 60.0},
     # Reliability scores: events older than the window (30 days) stop counting.
     "reliability-refresh": {"task": "inventory.reliability_refresh", "schedule": 3600.0},
-    # Reservations move requested -> provisioning -> active -> completed as their times come.
+    # Reservations move with the clock: start reached -> provisioning (through the agents), end -> completed.
     "reservations-advance": {"task": "marketplace.reservations_advance", "schedule": 30.0},
+    # Re-drives reservations stuck in a transitional state (a task lost with Redis down, a worker killed),
+    # fails boots past their deadline and re-publishes unconfirmed stops.
+    "reservations-sweep": {"task": "marketplace.reservations_sweep", "schedule": 60.0},
     # Metering: hours that received usage samples are rolled up (every 5 minutes: each refresh re-reads
     # a touched hour's samples, so the open hour costs ~12 reads of itself); raw-sample partitions kept
     # ahead and dropped after the retention.

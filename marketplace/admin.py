@@ -19,6 +19,7 @@ from inventory.pricing import format_money
 from marketplace.models import (
     LaunchTemplate,
     LaunchTemplateImage,
+    NodeAssignment,
     Reservation,
     ReservationDowntime,
     ReservationStatusChange,
@@ -63,6 +64,18 @@ class ReservationDowntimeInline(OperatorOnly, admin.TabularInline):
     ordering = ["started_at", "id"]
 
 
+class NodeAssignmentInline(OperatorOnly, admin.TabularInline):
+    """What each node was told to run or stop, and what it reported (marketplace.provisioning)."""
+
+    model = NodeAssignment
+    verbose_name = "node assignment"
+    verbose_name_plural = "provisioning (node assignments)"
+    extra = 0
+    fields = readonly_fields = ["node", "desired", "state", "reason", "ssh_port", "image", "deadline", "published_at",
+                                "reported_at", "stop_requested_at", "stopped_at"]
+    ordering = ["id"]
+
+
 class OperatorNoteForm(forms.Form):
     reason = forms.CharField(
         label="Why (the buyer sees this in the reservation's timeline)", max_length=250,
@@ -87,7 +100,7 @@ class ReservationAdmin(OperatorOnly, admin.ModelAdmin):
         "buyer", "created_by", "offer", "cluster", "accelerator_model", "card_count", "launch_template", "status", "starts", "ends",
         "booked_until", "released", "active_from", "active_to", "locked_price", "total",
     ]
-    inlines = [ReservationStatusChangeInline, ReservationDowntimeInline]
+    inlines = [ReservationStatusChangeInline, NodeAssignmentInline, ReservationDowntimeInline]
     actions = ["cancel_reservations", "release_reservations"]
 
     def get_queryset(self, request):

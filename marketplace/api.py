@@ -3,7 +3,7 @@ validate, call one selector or service, and shape the answer (errors in config.a
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,6 +15,7 @@ from inventory.models import Currency, SoftwareStack
 from marketplace.forms import OfferSearchForm, QuoteForm
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_list
 from marketplace.models import LaunchTemplate, Reservation
+from marketplace.provisioning.selectors import reservation_connections
 from marketplace.selectors import Exclusion, offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
     MAX_CARDS_PER_BOOKING,
@@ -244,6 +245,30 @@ def quote_payload(quote) -> dict:
     }
 
 
+class ConnectionSerializer(serializers.Serializer):
+    class NodeConnectionSerializer(serializers.Serializer):
+        host = serializers.CharField()
+        port = serializers.IntegerField()
+        command = serializers.CharField(help_text="paste into a terminal")
+
+    host = serializers.CharField(help_text="the first node's (see `nodes` for each)")
+    port = serializers.IntegerField()
+    user = serializers.CharField()
+    command = serializers.CharField(help_text="ssh -p <port> <user>@<host>: paste into a terminal")
+    nodes = NodeConnectionSerializer(many=True, help_text="one per node serving the reservation")
+
+
+def connection_payload(reservation) -> dict | None:
+    connections = reservation_connections(reservation=reservation)
+    if not connections:
+        return None
+    first = connections[0]
+    return {
+        "host": first.host, "port": first.port, "user": first.user, "command": first.command,
+        "nodes": [{"host": c.host, "port": c.port, "command": c.command} for c in connections],
+    }
+
+
 class MarketReservationSerializer(serializers.ModelSerializer):
     class ReservationStatusChangeSerializer(serializers.Serializer):
         from_status = serializers.CharField()
@@ -282,13 +307,20 @@ class MarketReservationSerializer(serializers.ModelSerializer):
             for d in reservation.downtimes.all()
         ]
 
+    connection = serializers.SerializerMethodField(
+        help_text="how to reach the machines: only while active (or migrating with a running node), null otherwise")
+
+    @extend_schema_field(ConnectionSerializer(allow_null=True))
+    def get_connection(self, reservation) -> dict | None:
+        return connection_payload(reservation)
+
     class Meta:
         model = Reservation
         fields = [
             "id", "buyer", "offer", "accelerator_model", "cluster", "site", "card_count", "launch_template", "image",
             "start", "end", "booked_end",
             "released_at", "status", "price_per_card_hour_minor", "currency", "ecu_per_card", "price_per_ecu_hour_minor",
-            "total_price_minor", "price_is_estimate", "active_from", "active_to", "created_at", "timeline",
+            "total_price_minor", "price_is_estimate", "active_from", "active_to", "created_at", "connection", "timeline",
             "accepted_alternatives", "downtime",
         ]
 

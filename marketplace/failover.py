@@ -66,10 +66,12 @@ PICK_ATTEMPTS = 3
 
 
 def _provision_after_rehome(reservation_id: int) -> None:
-    """Publish the moved reservation's new cards to their node agents. # wired on merge:
-    marketplace.provisioning.services.reservation_provision (h1) through its task
-    marketplace.reservation_provision. A no-op in this branch."""
-    return None
+    """Publish the moved reservation's new cards to their node agents (the provision task, after commit;
+    the sweeper re-drives it if the broker is down). The reservation stays migrating until they report
+    healthy (marketplace.provisioning)."""
+    from marketplace.provisioning.services import reservation_provision_after_commit  # it imports failover lazily
+
+    reservation_provision_after_commit(reservation_id=reservation_id)
 
 
 def reservation_downtime_close(*, reservation: Reservation, at: datetime) -> int:

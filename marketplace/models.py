@@ -287,6 +287,71 @@ class ReservationSegment(models.Model):
         return f"reservation {self.reservation_id} on node {self.node_id} from {self.started_at}"
 
 
+class NodeAssignment(models.Model):
+    """The desired state of ONE node for ONE reservation, published to the node's driver (the node agent
+    polls it), and the state the node last reported. See marketplace.provisioning.
+
+    Open while the workload may still hold the node (stopped_at is NULL): at most one open row per
+    (reservation, node), and the open rows of a node hold distinct ssh_ports. A re-home onto another
+    node creates a new row; the old one is stopped. Written only by marketplace.provisioning.services.
+    """
+
+    class Desired(models.TextChoices):
+        RUN = "run", "Run"
+        STOP = "stop", "Stop"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"  # published, nothing reported yet
+        RUNNING = "running", "Running"  # the workload is up and every device of it is healthy
+        FAILED = "failed", "Failed"  # the boot failed (agent's reason) or the server gave up (deadline)
+        STOPPED = "stopped", "Stopped"  # the node confirmed the workload is gone: the row is closed
+
+    reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="assignments")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments")
+    # The provider driver that carries it out (marketplace.provisioning.drivers.DRIVERS).
+    driver = models.CharField(max_length=32, default="node_agent")
+    device_ids = ArrayField(models.BigIntegerField())  # the reservation's devices on this node
+    # Snapshots taken when published, so what the node runs never changes under it.
+    image = models.CharField(max_length=300)
+    ssh_public_keys = models.JSONField(default=list, blank=True)
+    ssh_port = models.PositiveIntegerField()
+    desired = models.CharField(max_length=8, choices=Desired.choices, default=Desired.RUN)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    # The node's reason for a failure, or the server's (deadline missed, cancelled). At most 500 chars.
+    reason = models.TextField(blank=True)
+    deadline = models.DateTimeField()  # the boot must report running before this
+    # Instants are the server's clock (when a report arrived), never the agent's.
+    published_at = models.DateTimeField()
+    reported_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["reservation_id", "node_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reservation", "node"], condition=Q(stopped_at__isnull=True), name="node_assignment_one_open_per_node"
+            ),
+            models.UniqueConstraint(
+                fields=["node", "ssh_port"], condition=Q(stopped_at__isnull=True), name="node_assignment_ssh_port_free"
+            ),
+            models.CheckConstraint(condition=Q(device_ids__len__gt=0), name="node_assignment_has_devices"),
+        ]
+        indexes = [
+            # The agent's poll: its node's open rows.
+            models.Index(fields=["node"], condition=Q(stopped_at__isnull=True), name="node_assignment_open_by_node"),
+            # The sweeper: open rows past their deadline or waiting for a stop.
+            models.Index(fields=["desired", "state"], condition=Q(stopped_at__isnull=True), name="node_assignment_open_by_state"),
+        ]
+
+    def __str__(self):
+        return f"reservation {self.reservation_id} on node {self.node_id}: {self.desired}/{self.state}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.stopped_at is None
+
+
 # ---------------------------------------------------------------------------------------------
 # Metering (marketplace.metering): raw usage samples and their hourly rollup
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ class ReasonCode:
     FAILOVER_MOVED = "failover_moved"
     FAILOVER_NO_CAPACITY = "failover_no_capacity"
     FAILOVER_NOT_MOVED = "failover_not_moved"
+    PROVISIONING_PUBLISHED = "provisioning_published"
+    BOOT_FAILED = "boot_failed"
+    BOOT_DEADLINE_MISSED = "boot_deadline_missed"
+    NO_IMAGE_AT_START = "no_image_at_start"
 
 
 # THE map: code -> message template. Add a code here (and only here) to give a new reason.
@@ -95,6 +99,21 @@ REASON_TEMPLATES: dict[str, ReasonTemplate] = {
     ReasonCode.FAILOVER_NOT_MOVED: ReasonTemplate(_(
         "Node {node}, which holds {cards} of these cards, failed and no equivalent cards are free yet. "
         "If it is not back online by the start, the reservation fails with nothing to pay."
+    )),
+    ReasonCode.PROVISIONING_PUBLISHED: ReasonTemplate(
+        _("The workload was sent to {nodes} node(s); they must report it running by {deadline}."), times=("deadline",)
+    ),
+    ReasonCode.BOOT_FAILED: ReasonTemplate(_(
+        "The workload failed to start on node {node}: {reason}. It never became active, so nothing is billed; "
+        "the cards were freed."
+    )),
+    ReasonCode.BOOT_DEADLINE_MISSED: ReasonTemplate(_(
+        "Node {node} did not report the workload running by {deadline}. It never became active, so nothing is "
+        "billed; the cards were freed."
+    ), times=("deadline",)),
+    ReasonCode.NO_IMAGE_AT_START: ReasonTemplate(_(
+        "The workload {template} has no container image for the {stack} software stack any more, so it could not "
+        "be started; nothing is billed and the cards were freed."
     )),
 }
 

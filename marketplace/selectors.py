@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Min, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -22,6 +22,7 @@ from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks, no_image_message
 from marketplace.models import LaunchTemplate, Reservation, ReservationDowntime, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor, hours_between, total_price_minor
+from marketplace.provisioning.selectors import running_assignments_queryset
 from marketplace.windows import offer_terms_breach, offer_terms_q
 
 # Without a window, search shows what is free in the coming hour.
@@ -479,7 +480,12 @@ def reservation_list(*, organization: Organization | None) -> QuerySet[Reservati
     # Every relation the API and the pages show per row, read in the same query (no query per row).
     return Reservation.objects.filter(buyer=organization).select_related(
         "buyer", "accelerator_model", "cluster__site__owner", "cluster__site__province", "offer", "launch_template"
-    ).prefetch_related("segments", "launch_template__images", "accepted_alternatives", "downtimes__node")  # the price is read from the segments: one query for the whole list
+    ).prefetch_related(
+        "segments", "launch_template__images",  # the price is read from the segments: one query for the whole list
+        "accepted_alternatives", "downtimes__node",
+        # connection details (marketplace.provisioning.selectors.reservation_connections): one query for the list
+        Prefetch("assignments", queryset=running_assignments_queryset(), to_attr="running_assignments"),
+    )
 
 
 def reservation_get(*, organization: Organization | None, reservation_id: int) -> Reservation:

@@ -31,6 +31,7 @@ from inventory.selectors import accelerator_models_for
 from inventory.signals import CAPACITY_LOST_STATUSES
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_for_booking
 from marketplace.models import Reservation, ReservationDowntime, ReservationSegment, ReservationStatusChange
+from marketplace.provisioning.assignments import assignments_stop
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 from marketplace.windows import offer_terms_breach, window_errors
 
@@ -210,6 +211,12 @@ def reservation_create(
             if existing is not None:
                 return existing, False
         raise
+    if reservation.start <= timezone.now():
+        # It starts now: provision right after the commit instead of waiting for beat. A broker that is
+        # down does not fail the booking (logged; reservations_sweep re-drives it).
+        from marketplace.provisioning.services import reservation_provision_after_commit
+
+        reservation_provision_after_commit(reservation_id=reservation.pk)
     return reservation, True
 
 
@@ -341,6 +348,10 @@ def reservation_set_status(
         )
         reservation.active_to = at
         changed.append("active_to")
+    if status in _SERVICE_ENDED:
+        # Every path that ends a reservation (release, cancel, period end, failure) reaches its nodes:
+        # their workloads get desired stop here, whatever the caller.
+        assignments_stop(reservation_id=reservation.pk, at=at or timezone.now(), reason=f"the reservation is {status}")
     reservation.status = status
     reservation.save(update_fields=changed)
     return reservation
@@ -521,17 +532,14 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
 
     * requested/provisioning whose `end` has passed (beat or the worker was down for the whole
       window) -> failed. They were never handed over, so nothing is billed; their devices are freed.
-    * requested -> provisioning once the start is reached (start <= now < end).
-    * provisioning -> active only if every allocated device passes the health check at that moment
-      (node online and not flagged, site online: inventory.allocations.reservation_devices_unhealthy,
-      one query per reservation). Otherwise -> failed and the devices are freed: billing starts only
-      after the node passes its health check, never for a boot that failed.
+    * requested whose start is reached (start <= now < end): marketplace.reservation_provision is
+      enqueued (after commit) - it moves the reservation to provisioning and publishes the workload to
+      its nodes. A reservation turns active ONLY when its nodes report the workload running
+      (marketplace.provisioning.services.assignment_report), never on this timer.
     * active (or migrating) -> completed once the end is reached; service ends at `end`.
-
-    Provisioning itself is a later issue: for now a healthy reservation is active as soon as it starts.
     """
     now = now or timezone.now()
-    moved = {"activated": 0, "completed": 0, "failed": 0}
+    moved = {"started": 0, "completed": 0, "failed": 0}
     pending = [Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING]
     missed = Reservation.objects.filter(status__in=pending, end__lte=now).values_list("pk", flat=True)
     for reservation_id in list(missed):
@@ -547,35 +555,13 @@ def reservations_advance(*, now: datetime | None = None) -> dict[str, int]:
                 moved["failed"] += 1
         except ReservationStateError:
             continue
-    due = Reservation.objects.filter(status__in=pending, start__lte=now, end__gt=now).values_list("pk", flat=True)
-    for reservation_id in list(due):
-        try:
-            with transaction.atomic():
-                reservation = Reservation.objects.select_for_update().get(pk=reservation_id)
-                if reservation.status == Reservation.Status.REQUESTED:
-                    reservation = reservation_set_status(
-                        reservation=reservation, status=Reservation.Status.PROVISIONING, reason_code=ReasonCode.START_REACHED
-                    )
-                if reservation.status != Reservation.Status.PROVISIONING:
-                    continue
-                unhealthy = reservation_devices_unhealthy(reservation_id=reservation.pk, at=now)
-                if unhealthy:
-                    device_allocations_release(reservation_id=reservation.pk, at=now, reason=DeviceAllocation.ReleaseReason.FAILED)
-                    reservation_set_status(
-                        reservation=reservation, status=Reservation.Status.FAILED,
-                        reason_code=ReasonCode.UNHEALTHY_AT_ACTIVATION,
-                        reason_params={"count": unhealthy, "cards": reservation.card_count}, at=now,
-                    )
-                    moved["failed"] += 1
-                    continue
-                # The health check just passed: that instant is when service (and billing) starts.
-                # Provisioning will pass the agent's report time here instead.
-                reservation_set_status(
-                    reservation=reservation, status=Reservation.Status.ACTIVE, reason_code=ReasonCode.HANDED_OVER, at=now
-                )
-                moved["activated"] += 1
-        except ReservationStateError:
-            continue  # moved by someone else meanwhile (a cancel, a failure): leave it be
+    due = Reservation.objects.filter(status=Reservation.Status.REQUESTED, start__lte=now, end__gt=now).values_list("pk", flat=True)
+    if due:
+        from marketplace.provisioning.services import reservation_provision_after_commit
+
+        for reservation_id in list(due):
+            reservation_provision_after_commit(reservation_id=reservation_id)
+            moved["started"] += 1
     finished = Reservation.objects.filter(status__in=_IN_SERVICE, end__lte=now).values_list("pk", "end")
     for reservation_id, end in list(finished):
         try:
@@ -654,10 +640,14 @@ def reservation_rehome(
         reservation.offer_id, reservation.cluster_id = target.pk, target.cluster_id
         reservation.accelerator_model_id = target.accelerator_model_id
         reservation.save(update_fields=["offer", "cluster", "accelerator_model", "updated_at"])
+    staying = sorted(set(held) - set(leaving))
+    staying_nodes = set(Device.objects.filter(pk__in=staying).values_list("node_id", flat=True))
+    # A node left entirely stops the workload; new nodes are published by marketplace.provisioning.
+    assignments_stop(reservation_id=reservation.pk, at=at, reason="moved to other devices",
+                     node_ids=[node_id for node_id in leaving_nodes if node_id not in staying_nodes])
     if reservation.status in _IN_SERVICE:
         _segments_close(reservation_id=reservation.pk, at=at, node_ids=leaving_nodes)
         # The devices that stay on those nodes keep serving: a fresh segment from `at`.
-        staying = sorted(set(held) - set(leaving))
         if staying:
             _segments_open(reservation=reservation, at=at, device_ids=staying)
     why = {"reason_code": ReasonCode.REHOMED, "reason_params": {"cards": len(arriving), "at": time_param(at)}}

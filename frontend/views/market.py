@@ -21,6 +21,7 @@ from config.api import MAX_PAGE_SIZE
 from inventory.market_selectors import offer_get
 from marketplace.forms import BookingForm, ExtendForm, OfferSearchForm, QuoteForm
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE
+from marketplace.provisioning.selectors import reservation_connections
 from marketplace.reasons import ReasonCode
 from marketplace.selectors import offer_row_get, offer_search, quote_build, reservation_get, reservation_list
 from marketplace.services import (
@@ -245,7 +246,18 @@ def _reservation_context(request, reservation, now, extend_form, action_error=No
         "extend_form": extend_form,
         "action_error": action_error,
         "timeline": timeline,
+        # only while active (reservation_connections decides); the page is the buyer organization's only
+        "connections": reservation_connections(reservation=reservation),
+        "failure": _failure_reason(reservation),
     }
+
+
+def _failure_reason(reservation) -> str:
+    """Why a failed reservation failed (its last coded reason), shown above the timeline."""
+    if reservation.status != reservation.Status.FAILED:
+        return ""
+    last = next((change for change in reversed(list(reservation.status_changes.all())) if change.to_status == reservation.Status.FAILED), None)
+    return last.reason_text if last else ""
 
 
 @login_required

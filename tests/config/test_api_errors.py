@@ -104,6 +104,9 @@ DOMAIN_EXAMPLES = {
         lambda m: m.BillingRunIncomplete(organization_ids=[7], created=3), 409, "billing_run_incomplete"),
     "billing.services.CreditNoteRefused": (
         lambda m: m.CreditNoteRefused("A credit note must be more than 0 and at most 1200."), 422, "credit_note_refused"),
+    "marketplace.provisioning.services.AssignmentNotFound": (lambda m: m.AssignmentNotFound(), 404, "not_found"),
+    "marketplace.provisioning.services.AssignmentClosed": (lambda m: m.AssignmentClosed(), 409, "assignment_closed"),
+    "marketplace.provisioning.drivers.NoFreePort": (lambda m: m.NoFreePort("every SSH port is in use"), 409, "no_free_port"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 

@@ -15,8 +15,9 @@ from inventory import services
 from inventory.allocations import device_allocations_create
 from inventory.models import Device, MaintenanceWindow, Node, Offer, Site
 from marketplace.models import Reservation
-from marketplace.services import reservation_cancel, reservation_create, reservations_advance
+from marketplace.services import reservation_cancel, reservation_create
 from tests.factories import NodeFactory, member
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -178,8 +179,7 @@ def test_ending_the_rentable_period_stops_new_bookings_but_keeps_the_bookings_ma
     )
     # Then it is allowed, and the booking still becomes active at its start on the same cards
     assert response.status_code == 200, response.json()
-    reservations_advance(now=soon + timedelta(minutes=1))
-    reservation.refresh_from_db()
+    hand_over(reservation, at=soon + timedelta(minutes=1))
     assert reservation.status == Reservation.Status.ACTIVE
 
 

@@ -9,8 +9,9 @@ from django.utils import timezone
 from inventory.models import DeviceAllocation
 from marketplace.models import Reservation
 from marketplace.reasons import ReasonCode
-from marketplace.services import reservation_create, reservations_advance
+from marketplace.services import reservation_create
 from tests.factories import UserFactory, member, staff_group
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +104,7 @@ def test_an_operator_releases_a_running_reservation(operator_client, operator, s
     earlier = start - timedelta(hours=2)
     Reservation.objects.filter(pk=running.pk).update(start=earlier)
     DeviceAllocation.objects.filter(reservation_id=running.pk).update(period=(earlier, start + timedelta(hours=10)))
-    reservations_advance()
+    hand_over(running)
     operator_client.post(CHANGELIST, {"action": "release_reservations", "_selected_action": [running.pk],
                                       "apply": "1", "reason": "Node failure, buyer agreed"})
     running.refresh_from_db()

@@ -1,5 +1,6 @@
-"""reservations_advance: reservations move with the clock, and never become active (billable) on
-hardware that fails its health check or after their window has passed unseen."""
+"""reservations_advance: reservations move with the clock - a start reached starts provisioning (never
+activation: only the nodes' reports do that), an end reached completes, a window passed unseen fails -
+and they never become active (billable) on hardware that fails its health check."""
 
 from datetime import timedelta
 
@@ -7,10 +8,14 @@ import pytest
 from django.utils import timezone
 
 from inventory.models import DeviceAllocation, Node, Site
-from marketplace.models import Reservation
+from marketplace.models import NodeAssignment, Reservation
+from marketplace.provisioning.services import reservation_provision
 from marketplace.services import reservation_create, reservations_advance
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
+
+NOTHING = {"started": 0, "completed": 0, "failed": 0}
 
 
 def booked(offer, user, start, hours=4, cards=8):
@@ -32,19 +37,19 @@ def test_a_requested_reservation_whose_whole_window_passed_unseen_fails_and_free
     assert "never became active" in reservation.status_changes.last().reason_text
     assert not DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True).exists()
     # and a second run changes nothing
-    assert reservations_advance(now=soon + timedelta(hours=6)) == {"activated": 0, "completed": 0, "failed": 0}
+    assert reservations_advance(now=soon + timedelta(hours=6)) == NOTHING
 
 
-def test_a_provisioning_reservation_past_its_end_fails(small_offer, buyer, soon):
-    # given a reservation stuck in provisioning (the worker died mid-way) until after its end
+def test_a_provisioning_reservation_past_its_end_fails_and_its_nodes_are_told_to_stop(small_offer, buyer, soon):
+    # given a reservation published to its node whose agent never reported, until after its end
     reservation = booked(small_offer, buyer, soon, hours=4)
-    reservations_advance(now=soon + timedelta(minutes=1))
-    Reservation.objects.filter(pk=reservation.pk).update(status=Reservation.Status.PROVISIONING)
+    reservation_provision(reservation.pk, now=soon + timedelta(minutes=1))
     # when the scheduler runs after the end
     reservations_advance(now=soon + timedelta(hours=4))
-    # then it failed, it did not complete
+    # then it failed, it did not complete, and its node is to stop the workload
     reservation.refresh_from_db()
     assert reservation.status == Reservation.Status.FAILED
+    assert list(reservation.assignments.values_list("desired", flat=True)) == [NodeAssignment.Desired.STOP]
 
 
 @pytest.mark.parametrize(
@@ -62,23 +67,36 @@ def test_a_reservation_on_hardware_that_fails_the_health_check_fails_instead_of_
     # given a booking whose node (or site) is no longer healthy when the start is reached
     reservation = booked(small_offer, buyer, soon, cards=16)
     break_hardware(small_offer)
-    # when the scheduler reaches the start
-    moved = reservations_advance(now=soon + timedelta(minutes=1))
-    # then it failed, never active (billing starts only after the health check), and the cards are freed
+    # when its start comes and provisioning runs
+    reservation_provision(reservation.pk, now=soon + timedelta(minutes=1))
+    # then it failed, never active (billing starts only after the health check), the cards are freed
+    # and nothing was sent to the nodes
     reservation.refresh_from_db()
-    assert reservation.status == Reservation.Status.FAILED and moved == {"activated": 0, "completed": 0, "failed": 1}
+    assert reservation.status == Reservation.Status.FAILED and not reservation.assignments.exists()
     assert "health check" in reservation.status_changes.last().reason_text
     assert "active" not in [change.to_status for change in reservation.status_changes.all()]
     assert not DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True).exists()
 
 
-def test_a_reservation_on_healthy_hardware_goes_active_at_the_start(small_offer, buyer, soon):
+def test_the_start_enqueues_provisioning_after_commit_and_never_activates_on_the_timer(
+    small_offer, buyer, soon, django_capture_on_commit_callbacks
+):
     # given a booking on online, unflagged nodes of an online site
     reservation = booked(small_offer, buyer, soon)
-    # when the start is reached, then it is active
-    assert reservations_advance(now=soon)["activated"] == 1
+    # when the start is reached, beat enqueues the provision task (after its commit) and moves nothing itself
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert reservations_advance(now=soon) == {**NOTHING, "started": 1}
+    assert len(callbacks) == 1
     reservation.refresh_from_db()
-    assert reservation.status == Reservation.Status.ACTIVE
+    assert reservation.status == Reservation.Status.REQUESTED
+    # and provisioning leaves it provisioning until the node reports: the timer alone never activates
+    reservation_provision(reservation.pk, now=soon)
+    reservations_advance(now=soon + timedelta(minutes=5))
+    reservation.refresh_from_db()
+    assert reservation.status == Reservation.Status.PROVISIONING and reservation.active_from is None
+    # the node's report does, at its arrival
+    assert hand_over(reservation, at=soon + timedelta(minutes=6)).status == Reservation.Status.ACTIVE
+    assert reservation.active_from == soon + timedelta(minutes=6)
 
 
 def test_the_health_check_is_one_query_per_reservation_however_many_devices(small_offer, buyer, soon, django_assert_max_num_queries):

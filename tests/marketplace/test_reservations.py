@@ -21,9 +21,9 @@ from marketplace.services import (
     reservation_extend,
     reservation_release,
     reservation_set_status,
-    reservations_advance,
 )
 from tests.factories import member
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -96,8 +96,7 @@ def test_release_after_the_start_ends_the_period_now(small_offer, buyer):
         reservation_release(reservation=reservation, actor=buyer)
     Reservation.objects.filter(pk=reservation.pk).update(start=start - timedelta(hours=2, minutes=1))
     DeviceAllocation.objects.filter(reservation_id=reservation.pk).update(period=(start - timedelta(hours=2, minutes=1), start + timedelta(hours=10)))
-    reservations_advance()
-    reservation.refresh_from_db()
+    hand_over(reservation)
     assert reservation.status == "active"
     with pytest.raises(ReservationStateError, match="release it early"):
         reservation_cancel(reservation=reservation, actor=buyer)
@@ -108,7 +107,9 @@ def test_release_after_the_start_ends_the_period_now(small_offer, buyer):
     # billed from the instant it turned active (just now), not from the booked start two hours earlier
     assert reservation.active_from is not None and reservation.active_to == reservation.end
     assert 0 <= reservation.total_price_minor < 2500 * 8 // 60
-    assert [c.to_status for c in reservation.status_changes.all()] == ["requested", "provisioning", "active", "completed"]
+    # (the second "provisioning" is the event saying the workload was sent to the node)
+    assert [c.to_status for c in reservation.status_changes.all()] == ["requested", "provisioning", "provisioning", "active", "completed"]
+    assert list(reservation.assignments.values_list("desired", flat=True)) == ["stop"]
 
 
 def test_extend_keeps_the_same_devices_and_is_refused_when_they_are_taken(small_offer, buyer, soon):

@@ -13,6 +13,7 @@ from inventory.allocations import device_allocations_create, reservation_device_
 from inventory.models import Device, DeviceAllocation, Node
 from marketplace.models import Reservation, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor, total_price_minor
+from marketplace.provisioning.services import reservation_provision
 from marketplace.services import (
     BookingConflict,
     reservation_create,
@@ -22,6 +23,7 @@ from marketplace.services import (
     reservations_advance,
 )
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -48,10 +50,9 @@ def free_devices_of(offer):
 
 
 def activated(offer, user, soon, *, hours=4, cards=8, late=timedelta(minutes=7)):
-    """A reservation whose health check passed `late` after its start."""
+    """A reservation whose nodes reported it running `late` after its start."""
     reservation = booked(offer, user, soon, hours=hours, cards=cards)
-    reservations_advance(now=soon + late)
-    reservation.refresh_from_db()
+    hand_over(reservation, at=soon + late)
     assert reservation.status == Reservation.Status.ACTIVE
     return reservation
 
@@ -62,11 +63,10 @@ def activated(offer, user, soon, *, hours=4, cards=8, late=timedelta(minutes=7))
 def test_activation_records_the_instant_of_the_health_check_and_opens_a_segment_per_node(small_offer, buyer, soon):
     # given a 12-card booking (it spans both 8-card nodes)
     reservation = booked(small_offer, buyer, soon, cards=12)
-    # when the scheduler's health check passes 7 minutes after the start
+    # when both nodes report the workload running 7 minutes after the start
     checked_at = soon + timedelta(minutes=7)
-    reservations_advance(now=checked_at)
+    hand_over(reservation, at=checked_at)
     # then service starts at that instant (not at the booked start, not at the wall clock of the write)
-    reservation.refresh_from_db()
     assert reservation.active_from == checked_at and reservation.active_to is None
     segments = list(reservation.segments.order_by("node_id"))
     assert sum(len(s.device_ids) for s in segments) == 12 and len(segments) == 2
@@ -126,8 +126,8 @@ def test_a_reservation_that_failed_its_health_check_costs_nothing(small_offer, b
     reservation = booked(small_offer, buyer, soon, hours=2, cards=8)
     assert reservation.total_price_minor == PRICE * 8 * 2 and reservation.price_is_estimate
     Node.objects.filter(cluster=small_offer.cluster).update(status=Node.Status.OFFLINE)
-    # when the health check runs
-    reservations_advance(now=soon + timedelta(minutes=1))
+    # when its start comes and provisioning checks the hardware
+    reservation_provision(reservation.pk, now=soon + timedelta(minutes=1))
     # then it failed with nothing to pay and no service period
     reservation.refresh_from_db()
     assert reservation.status == Reservation.Status.FAILED
@@ -168,7 +168,7 @@ def test_an_early_release_keeps_the_booked_period_and_says_when_and_why(small_of
     began, booked_end = start - timedelta(hours=2), start + timedelta(hours=10)
     Reservation.objects.filter(pk=reservation.pk).update(start=began)  # the clock cannot be moved: the booking is
     DeviceAllocation.objects.filter(reservation_id=reservation.pk).update(period=(began, booked_end), booked_period=(began, booked_end))
-    reservations_advance()
+    hand_over(reservation)
     # when the buyer releases it now
     reservation = reservation_release(reservation=reservation, actor=buyer)
     # then each row's effective period ends at the release, and the booking, the instant and the reason are kept

@@ -1,4 +1,5 @@
-"""The clock task, run by a real Celery worker: started reservations become active, ended ones complete."""
+"""The clock task and the provision task, run by a real Celery worker: a started reservation is provisioned
+(never activated by the timer), and running either task again changes nothing."""
 
 from datetime import timedelta
 
@@ -6,15 +7,15 @@ import pytest
 from django.utils import timezone
 
 from inventory.models import DeviceAllocation
-from marketplace.models import Reservation
+from marketplace.models import NodeAssignment, Reservation
 from marketplace.services import reservation_create
-from marketplace.tasks import reservations_advance_task
+from marketplace.tasks import reservation_provision_task, reservations_advance_task
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, member
 
 
 @pytest.mark.celery
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_activates_a_started_reservation_and_a_second_run_changes_nothing(catalog, celery_worker_process):
+def test_the_worker_provisions_a_started_reservation_and_a_second_run_changes_nothing(catalog, celery_worker_process):
     cluster = ClusterFactory()
     NodeFactory(cluster=cluster)
     offer = OfferFactory(cluster=cluster)
@@ -28,10 +29,14 @@ def test_the_worker_activates_a_started_reservation_and_a_second_run_changes_not
         period=(timezone.now() - timedelta(minutes=1), start + timedelta(hours=2))
     )
 
-    first = reservations_advance_task.delay().get(timeout=30)
-    second = reservations_advance_task.delay().get(timeout=30)
+    advanced = reservations_advance_task.delay().get(timeout=30)
+    first = reservation_provision_task.delay(reservation.pk).get(timeout=30)
+    second = reservation_provision_task.delay(reservation.pk).get(timeout=30)
 
     reservation.refresh_from_db()
-    assert reservation.status == "active"
-    assert first == {"activated": 1, "completed": 0, "failed": 0} and second == {"activated": 0, "completed": 0, "failed": 0}
-    assert [c.to_status for c in reservation.status_changes.all()] == ["requested", "provisioning", "active"]
+    # beat enqueued the provision task; however often it runs, one assignment, and no activation without a report
+    assert advanced["started"] == 1
+    assert reservation.status == "provisioning" and reservation.active_from is None
+    assert second == {"status": "provisioning", "published": 0} and first["status"] == "provisioning"
+    assert NodeAssignment.objects.filter(reservation_id=reservation.pk).count() == 1
+    assert [c.to_status for c in reservation.status_changes.all()] == ["requested", "provisioning", "provisioning"]

@@ -3,8 +3,9 @@
     manage.py seed_demo_market --if-empty     # what `make run` and the compose `migrate` service call
 
 Each demo buyer organization books a few placements through marketplace.services, exactly as the
-booking page does: some start within minutes (Celery beat then moves them to active, so "my
-reservations" and the providers' utilization panels show live bookings), some next week, one is
+booking page does: some start within minutes (Celery then provisions them, and they turn active when
+the node agents report the workload running - see marketplace/provisioning - so "my reservations" and
+the providers' utilization panels show live bookings), some next week, one is
 extended and one cancelled. Deterministic for a given --seed and network.
 """
 
@@ -89,5 +90,5 @@ class Command(BaseCommand):
             reservation_cancel(reservation=booked[-1], actor=booked[-1].created_by, reason="Plans changed (demo).")
         self.stdout.write(self.style.SUCCESS(
             f"Booked {len(booked)} demo reservations for {len(buyers)} buyer organizations "
-            "(two per buyer start within minutes; Celery beat makes them active)."
+            "(two per buyer start within minutes; Celery provisions them, the node agents' reports make them active)."
         ))

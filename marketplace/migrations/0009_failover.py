@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inventory', '0008_reliability'),
-        ('marketplace', '0007_backfill_service_periods'),
+        ('marketplace', '0008_provisioning'),
     ]
 
     operations = [
