@@ -229,11 +229,17 @@ class OfferBookingTerms:
     price_per_card_hour_minor: int
     currency: str
     ecu_per_card: Decimal | None
+    # the offer's terms for a window (marketplace.windows checks them): read under the same lock, so
+    # the booking checks the committed row nobody can change before it commits, in no extra statement
+    min_duration_hours: int
+    max_duration_hours: int
+    rentable_period: object  # a tstzrange (psycopg2 DateTimeTZRange) or None
 
 
 def offer_lock_for_booking(*, offer_id: int) -> OfferBookingTerms | None:
     """Lock an offer for booking (FOR NO KEY UPDATE: bookings of one offer queue here) and read its
-    terms, its site's lifecycle and its model's ECU rating in the same statement. None if it is gone.
+    price, duration bounds and rentable period, its site's lifecycle and its model's ECU rating in
+    the same statement. None if it is gone.
 
     Call inside the booking's transaction. Device picking must run in a later statement, so that it
     sees every booking committed by whoever held the lock before.
@@ -242,7 +248,8 @@ def offer_lock_for_booking(*, offer_id: int) -> OfferBookingTerms | None:
         cursor.execute(
             """
             SELECT o.id, o.cluster_id, o.accelerator_model_id, o.is_active, s.lifecycle,
-                   o.price_per_card_hour_minor, o.currency, m.ecu_per_card
+                   o.price_per_card_hour_minor, o.currency, m.ecu_per_card,
+                   o.min_duration_hours, o.max_duration_hours, o.rentable_period
             FROM inventory_offer o
             JOIN inventory_cluster c ON c.id = o.cluster_id
             JOIN inventory_site s ON s.id = c.site_id

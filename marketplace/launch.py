@@ -13,7 +13,7 @@ says so, instead of a guessed name failing at boot.
 """
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from marketplace.models import LaunchTemplate, LaunchTemplateImage
 
@@ -125,11 +125,14 @@ def launch_template_for_booking(*, slug: str | None, stack: str) -> LaunchTempla
     or an offer whose stack cannot run it.
     """
     slug = slug or DEFAULT_LAUNCH_TEMPLATE
-    template = launch_template_get(slug=slug)
+    # One statement on the booking path: the template and whether `stack` has an image, not the
+    # template and then all its images (bookings are timed in bench/booking.py).
+    has_image = Exists(LaunchTemplateImage.objects.filter(template=OuterRef("pk"), stack=stack))
+    template = LaunchTemplate.objects.filter(is_active=True, slug=slug).annotate(_has_image=has_image).first()
     if template is None:
         known = ", ".join(slug for slug, _ in launch_template_choices())
         raise ValidationError({"launch_template": [f"No launch template {slug!r}. Known: {known}."]})
-    if launch_template_image(template=template, stack=stack) is None:
+    if not template._has_image:
         raise ValidationError({"launch_template": [no_image_message(template=template, stack=stack)]})
     return template
 

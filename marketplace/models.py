@@ -405,11 +405,18 @@ class UsageHourly(models.Model):
     hour = models.DateTimeField()  # the hour of the samples' window_start, UTC, on the hour
     # No FK constraints: every row is derived from samples whose device, node and reservation were
     # resolved at ingestion, and a day's rollup writes ~2.4 million rows at 100,000 cards - three
-    # per-row FK triggers would be most of its cost.
-    device = models.ForeignKey("inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
-    node = models.ForeignKey("inventory.Node", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # per-row FK triggers would be most of its cost. No single-column indexes either (db_index=False):
+    # rows are read by reservation and hour (usage_hourly_reservation_hour) or by the unique key, and
+    # three more indexes to maintain per written row cost the rollup more than anything reads them for.
+    device = models.ForeignKey(
+        "inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    node = models.ForeignKey(
+        "inventory.Node", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     reservation = models.ForeignKey(
-        Reservation, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="usage_hours"
+        Reservation, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+        related_name="usage_hours",
     )
     samples = models.PositiveIntegerField()
     busy_seconds = models.FloatField()
@@ -439,7 +446,10 @@ class UsageRollupDirty(models.Model):
     """
 
     pk = models.CompositePrimaryKey("device_id", "hour")
-    device = models.ForeignKey("inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # the primary key (device_id, hour) serves lookups by device: no second index to write per mark
+    device = models.ForeignKey(
+        "inventory.Device", on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
     hour = models.DateTimeField()
     marked_at = models.DateTimeField()
 

@@ -25,7 +25,7 @@ from inventory.allocations import (
     device_allocations_truncate,
     reservation_devices_unhealthy,
 )
-from inventory.market_selectors import maintenance_overlaps, offer_lock_for_booking
+from inventory.market_selectors import OfferBookingTerms, maintenance_overlaps, offer_lock_for_booking
 from inventory.models import Device, DeviceAllocation, Node, NodeStatusChange, Offer, Site
 from inventory.selectors import accelerator_models_for
 from inventory.signals import CAPACITY_LOST_STATUSES
@@ -128,7 +128,8 @@ def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: d
 
 
 def _offer_terms_errors(
-    *, offer: Offer, start: datetime, end: datetime, rentable_from: datetime | None = None, check_minimum: bool = True
+    *, offer: Offer | OfferBookingTerms, start: datetime, end: datetime, rentable_from: datetime | None = None,
+    check_minimum: bool = True,
 ) -> dict[str, list[str]]:
     """marketplace.windows' rule for the offer's terms, as field errors. One rule for booking and extending."""
     breach = offer_terms_breach(
@@ -225,8 +226,8 @@ def _reservation_book(
     *, organization, created_by, offer: Offer, card_count: int, start, end, key: str, fingerprint: str, launch_template,
     alternatives: list[int] | None = None,
 ) -> Reservation:
-    # Five statements: lock and read the offer, read its duration terms (under that lock), insert the
-    # reservation, pick and allocate its devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
+    # Four statements: lock and read the offer (price and terms), insert the reservation, pick and
+    # allocate its devices, write the audit row (plus BEGIN / COMMIT). Bookings of one offer queue at the lock,
     # so each picks devices after the previous one committed. The exclusion constraint stays the
     # real guarantee: maintenance windows and extensions do not take this lock, and devices they
     # took meanwhile are skipped and replaced below.
@@ -235,10 +236,9 @@ def _reservation_book(
         raise Offer.DoesNotExist("This offer does not exist.")
     if not terms.is_active:
         raise ValidationError({"offer": ["This offer has been withdrawn."]})
-    # The duration bounds and rentable period of the locked row (same transaction, after the lock:
-    # the committed version nobody can change before we commit), not of the caller's possibly stale copy.
-    locked_offer = Offer.objects.only("min_duration_hours", "max_duration_hours", "rentable_period").get(pk=terms.offer_id)
-    terms_errors = _offer_terms_errors(offer=locked_offer, start=start, end=end)
+    # The duration bounds and rentable period of the locked row (read by the locking statement: the
+    # committed version nobody can change before we commit), not of the caller's possibly stale copy.
+    terms_errors = _offer_terms_errors(offer=terms, start=start, end=end)
     if terms_errors:
         raise ValidationError(terms_errors)
     if terms.site_lifecycle != Site.Lifecycle.ONLINE:

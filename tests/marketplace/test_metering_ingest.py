@@ -1,5 +1,6 @@
 """Usage samples through the agent API: idempotent ingestion, and whole-batch refusal of bad input."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -212,6 +213,36 @@ def test_a_malformed_body_is_refused(key, body):
     response = agent_api(key).post(USAGE, body, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid"
+
+
+def test_the_batch_is_read_from_the_body_text_whatever_its_spacing_or_key_escapes(node, key):
+    # PostgreSQL reads the samples array out of the body's text (not a re-encoding of the parsed
+    # samples): spacing, an escaped key and nested braces in the text must not change what is stored.
+    from tests.marketplace.metering_helpers import USAGE, agent_api
+
+    now = timezone.now()
+    first, second = devices(node)[:2]
+    batch = [sample(first, minute(now, 3)), sample(second, minute(now, 3))]
+    array = json.dumps(batch, indent=2)
+    for body in (f'\n {{ "\\u0073amples" :\n{array}\n}}\n ', f'{{"samples":{array}}}'):
+        response = agent_api(key).generic("POST", USAGE, body, content_type="application/json")
+        assert response.status_code == 200, response.json()
+    assert stored() == {(s["device"], s["sample_id"]) for s in batch}
+    assert UsageSample.objects.count() == 2  # the second body was all duplicates
+
+
+def test_a_body_naming_samples_twice_is_refused_and_nothing_is_stored(node, key):
+    # Python would keep the last "samples" and the database read another: refused instead, as a whole
+    from tests.marketplace.metering_helpers import USAGE, agent_api
+
+    now = timezone.now()
+    first, second = devices(node)[:2]
+    one, other = json.dumps([sample(first, minute(now, 3))]), json.dumps([sample(second, minute(now, 3))])
+    response = agent_api(key).generic("POST", USAGE, f'{{"samples": {one}, "samples": {other}}}',
+                                      content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert not UsageSample.objects.exists()
 
 
 def test_a_body_that_is_not_json_is_refused(key):

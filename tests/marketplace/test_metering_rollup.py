@@ -92,6 +92,24 @@ def test_recomputing_a_range_gives_what_the_refresh_gave(node, hour):
     assert sorted(UsageHourly.objects.values_list("hour", "device_id", "samples", "busy_seconds", "utilization_mean")) == refreshed
 
 
+def test_recomputing_settled_hours_writes_nothing_and_a_changed_hour_is_rewritten(node, hour):
+    device = node.devices.get(index=0).pk
+    # Given two hours of samples, rolled up once
+    usage_samples_ingest(node_id=node.pk, samples=[sample(device, hour + timedelta(minutes=m)) for m in (0, 30, 60, 90)])
+    assert usage_rollup_recompute(start=hour, end=hour + timedelta(hours=2)) == 2
+    before = dict(UsageHourly.objects.values_list("hour", "computed_at"))
+
+    # When the same range is recomputed with nothing changed, then no row is written
+    assert usage_rollup_recompute(start=hour, end=hour + timedelta(hours=2)) == 0
+    assert dict(UsageHourly.objects.values_list("hour", "computed_at")) == before
+
+    # When a late sample lands in the first hour, then only that hour is rewritten, with it
+    usage_samples_ingest(node_id=node.pk, samples=[sample(device, hour + timedelta(minutes=45), utilization=90.0)])
+    assert usage_rollup_recompute(start=hour, end=hour + timedelta(hours=2)) == 1
+    assert dict(UsageHourly.objects.values_list("hour", "samples")) == {hour: 3, hour + timedelta(hours=1): 2}
+    assert UsageHourly.objects.get(hour=hour + timedelta(hours=1)).computed_at == before[hour + timedelta(hours=1)]
+
+
 def test_recomputing_refuses_a_range_that_cuts_an_hour(hour):
     with pytest.raises(ValueError):
         usage_rollup_recompute(start=hour + timedelta(minutes=5), end=hour + timedelta(hours=1))
