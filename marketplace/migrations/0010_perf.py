@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inventory', '0007_allocation_history'),
-        ('marketplace', '0007_backfill_service_periods'),
+        ('marketplace', '0009_failover'),
     ]
 
     operations = [
