@@ -120,6 +120,8 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
         409, "billing_run_incomplete", members=lambda exc: {"organization_ids": exc.organization_ids, "created": exc.created}
     ),
     "billing.services.CreditNoteRefused": DomainError(422, "credit_note_refused", fields=lambda exc: {"amount_minor": [_message(exc)]}),
+    # a finance review action (approve, void) without the reason its audit row needs
+    "billing.services.ReviewReasonMissing": DomainError(422, "reason_required", fields=lambda exc: {"reason": [_message(exc)]}),
 }
 
 
