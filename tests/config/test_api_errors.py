@@ -104,6 +104,8 @@ DOMAIN_EXAMPLES = {
         lambda m: m.BillingRunIncomplete(organization_ids=[7], created=3), 409, "billing_run_incomplete"),
     "billing.services.CreditNoteRefused": (
         lambda m: m.CreditNoteRefused("A credit note must be more than 0 and at most 1200."), 422, "credit_note_refused"),
+    "billing.services.ReviewReasonMissing": (
+        lambda m: m.ReviewReasonMissing("Say why: the reason is kept in the invoice's audit trail."), 422, "reason_required"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 
