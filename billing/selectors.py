@@ -3,7 +3,7 @@
 from collections import defaultdict
 from datetime import datetime
 
-from django.db.models import Count, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Organization
@@ -18,6 +18,7 @@ from billing.models import (
 )
 from billing.rating import Downtime, Span, rate_reservation
 from inventory.pricing import price_minor_to_major
+from marketplace.models import ReservationSegment
 from marketplace.selectors import reservation_segments_of_buyer_between
 
 
@@ -96,18 +97,29 @@ def invoice_review_queue() -> QuerySet[Invoice]:
             .annotate(line_count=Count("lines")).order_by("period_start", "buyer__name", "currency", "id"))
 
 
+def _served_where(path: str) -> Subquery:
+    """`path` (from a segment's node) of the hardware that served a line: the first service segment of
+    the line's reservation on the line's provider. A reservation moved to another provider's cards has
+    a line per provider, so each line names that provider's site, not the one it was booked on; a move
+    between two sites of the same provider names the first."""
+    return Subquery(ReservationSegment.objects.filter(reservation_id=OuterRef("reservation_id"), provider_id=OuterRef("provider_id"))
+                    .order_by("started_at", "pk").values(path)[:1])
+
+
+def _with_served_where(lines: QuerySet[InvoiceLine]) -> QuerySet[InvoiceLine]:
+    return lines.annotate(served_site=_served_where("node__cluster__site__name"), served_model=_served_where("node__accelerator_model__name"),
+                          served_hub=_served_where("node__cluster__site__province__hub__name"))
+
+
 def invoice_line_get(*, invoice: Invoice, line_id: int) -> InvoiceLine:
     """One line of an invoice the caller already scoped (404 for a line of another invoice)."""
-    return get_object_or_404(
-        InvoiceLine.objects.select_related("provider", "reservation__accelerator_model", "reservation__cluster__site"),
-        invoice=invoice, pk=line_id,
-    )
+    return get_object_or_404(_with_served_where(InvoiceLine.objects.select_related("provider")), invoice=invoice, pk=line_id)
 
 
 def invoice_lines_with_context(*, invoice: Invoice) -> QuerySet[InvoiceLine]:
-    """The lines of an invoice with what the pages show beside each (model, site) and its device-hour count."""
-    return (InvoiceLine.objects.filter(invoice=invoice)
-            .select_related("provider", "reservation__accelerator_model", "reservation__cluster__site")
+    """The lines of an invoice with what the pages show beside each (the accelerator model and site that
+    served it) and its device-hour count."""
+    return (_with_served_where(InvoiceLine.objects.filter(invoice=invoice).select_related("provider"))
             .annotate(evidence_hours=Count("evidence")).order_by("reservation_id", "provider_id", "kind"))
 
 
@@ -133,12 +145,9 @@ def receivables_aging(*, now: datetime) -> dict[str, dict[str, int]]:
     return aging
 
 
-# Revenue groupings: the label of a line's provider, accelerator model or national hub (via its site's province).
-REVENUE_DIMENSIONS = {
-    "provider": "provider__name",
-    "model": "reservation__accelerator_model__name",
-    "hub": "reservation__cluster__site__province__hub__name",
-}
+# Revenue groupings: the label of a line's provider, or of the accelerator model or national hub (via its
+# site's province) of the hardware that served it (_served_where).
+REVENUE_DIMENSIONS = {"provider": "provider__name", "model": "served_model", "hub": "served_hub"}
 
 
 def revenue_by(*, dimension: str) -> list[dict]:
@@ -146,7 +155,7 @@ def revenue_by(*, dimension: str) -> list[dict]:
     `dimension` and currency: charges, SLA credits and the net (charges + credits), in minor units.
     Credit notes are per invoice, not per line, so they are not split here (the aging shows them)."""
     field = REVENUE_DIMENSIONS[dimension]
-    rows = (InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED)
+    rows = (_with_served_where(InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED))
             .values(field, "invoice__currency")
             .annotate(charges=Sum("amount_minor", filter=Q(kind=InvoiceLine.Kind.CHARGE), default=0),
                       credits=Sum("amount_minor", filter=Q(kind=InvoiceLine.Kind.SLA_CREDIT), default=0),
@@ -205,10 +214,9 @@ def provider_earnings(*, provider: Organization) -> list[dict]:
     from billing.services import platform_fee_minor  # services import this module: read it at call time
 
     totals: dict[tuple, dict] = {}
-    lines = (InvoiceLine.objects.filter(provider=provider, kind=InvoiceLine.Kind.CHARGE, invoice__status__in=Invoice.ISSUED)
-             .values_list("reservation__cluster__site__name", "reservation__accelerator_model__name", "invoice__currency",
-                          "amount_minor", "card_seconds")
-             .order_by("reservation__cluster__site__name", "reservation__accelerator_model__name", "invoice__currency"))
+    lines = (_with_served_where(InvoiceLine.objects.filter(provider=provider, kind=InvoiceLine.Kind.CHARGE, invoice__status__in=Invoice.ISSUED))
+             .values_list("served_site", "served_model", "invoice__currency", "amount_minor", "card_seconds")
+             .order_by("served_site", "served_model", "invoice__currency"))
     for site, model, currency, amount, card_seconds in lines:
         row = totals.setdefault((site, model, currency), {"site": site, "model": model, "currency": currency, "billed_minor": 0,
                                                           "fee_minor": 0, "share_minor": 0, "card_seconds": 0})

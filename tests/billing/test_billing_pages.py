@@ -19,8 +19,17 @@ from billing.selectors import receivables_aging
 from billing.services import billing_run, credit_note_create, invoice_approve, invoice_set_status, platform_fee_minor
 from frontend import urls_finance
 from inventory.pricing import format_money
+from marketplace.models import ReservationSegment
 from tests.billing.conftest import APRIL, MARCH, MAY, H, served
-from tests.factories import OrganizationFactory, UserFactory, member, staff_group
+from tests.factories import (
+    ClusterFactory,
+    NodeFactory,
+    OfferFactory,
+    OrganizationFactory,
+    UserFactory,
+    member,
+    staff_group,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,10 +46,20 @@ def finance_user():
 
 
 @pytest.fixture
-def invoiced(offer, usd_offer):
-    """Two buyers invoiced for March and April: buyer A on `offer` (CNY), buyer B on both offers;
-    A's March is approved, everything else is a draft."""
+def moved_to():
+    """Another provider's CNY offer, on a site of its own, where one of B's reservations was moved."""
+    cluster = ClusterFactory(site__name="Ningxia Zhongwei DC")
+    NodeFactory(cluster=cluster)
+    return OfferFactory(cluster=cluster)
+
+
+@pytest.fixture
+def invoiced(offer, usd_offer, moved_to):
+    """Two buyers invoiced for March and April: buyer A on `offer` (CNY), buyer B on both offers and one
+    reservation booked on `offer` but served on another provider's cards (`moved_to`); A's March is
+    approved, everything else is a draft."""
     a, b = OrganizationFactory(name="Alpha Labs"), OrganizationFactory(name="Beta AI")
+    served(buyer=b, offer=offer, cards=2, periods=[(MARCH + 20 * H, MARCH + 23 * H)], offer_for_segments=moved_to)
     # 10:30-13:00 on 8 cards: partial first hour, so the evidence has 1800s and 3600s hours
     served(buyer=a, offer=offer, periods=[(MARCH + 2 * H + timedelta(minutes=30), MARCH + 5 * H)])
     served(buyer=a, offer=offer, cards=4, periods=[(APRIL + H, APRIL + 7 * H)], node_index=1)
@@ -276,13 +295,17 @@ def test_revenue_by_provider_model_and_hub_matches_the_issued_lines(client, invo
         invoice_approve(invoice=invoice, actor=None, reason="fixture")
     client.force_login(finance_user)
     body = text(client.get("/finance/revenue/"))
-    issued_lines = InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED).select_related(
-        "provider", "invoice", "reservation__accelerator_model", "reservation__cluster__site__province__hub")
+    issued_lines = InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED).select_related("provider", "invoice")
+
+    def served_site(line):  # the site of the cards that served the line: its provider's segment
+        segment = ReservationSegment.objects.filter(reservation_id=line.reservation_id, provider=line.provider).order_by("started_at").first()
+        return segment.node.cluster.site, segment.node.accelerator_model
+
     keys = {
         "provider": lambda line: line.provider.name,
-        "model": lambda line: line.reservation.accelerator_model.name,
-        "hub": lambda line: (line.reservation.cluster.site.province.hub.name
-                             if line.reservation.cluster.site.province and line.reservation.cluster.site.province.hub else "(none)"),
+        "model": lambda line: served_site(line)[1].name,
+        "hub": lambda line: (served_site(line)[0].province.hub.name
+                             if served_site(line)[0].province and served_site(line)[0].province.hub else "(none)"),
     }
     for dimension, key in keys.items():
         expected: dict[tuple[str, str], int] = {}
@@ -354,3 +377,23 @@ def test_the_review_services_refuse_a_blank_reason_whoever_calls_them(invoiced):
         with pytest.raises(ReviewReasonMissing):
             action(invoice=draft, actor=None, reason="  ")
     assert Invoice.objects.get(pk=draft.pk).status == "draft" and draft.status_changes.count() == 1
+
+
+def test_a_moved_reservations_earnings_go_to_the_provider_and_site_that_served_it(client, invoiced, offer, moved_to):
+    for invoice in Invoice.objects.filter(status="draft", currency="CNY"):
+        invoice_approve(invoice=invoice, actor=None, reason="fixture")
+    # the new provider sees the moved reservation under its own site, and only that
+    client.force_login(member(organization=moved_to.cluster.site.owner, role=Membership.Role.OWNER))
+    body = text(client.get("/provider/earnings/"))
+    sites = re.findall(r'<tr data-site="([^"]*)"', body)
+    assert sites == ["Ningxia Zhongwei DC"]
+    line = InvoiceLine.objects.get(provider=moved_to.cluster.site.owner)
+    assert line.card_seconds == 2 * 3 * 3600
+    assert f'data-testid="share">{format_money(line.amount_minor - platform_fee_minor(line.amount_minor), "CNY")}<' in body
+    # and the booked-on provider does not see that site at all
+    client.force_login(member(organization=offer.cluster.site.owner, role=Membership.Role.OWNER))
+    assert "Ningxia Zhongwei DC" not in text(client.get("/provider/earnings/"))
+    # the invoice page names the serving site on that line
+    client.force_login(member(organization=line.invoice.buyer, role=Membership.Role.OWNER))
+    row = text(client.get(f"/market/invoices/{line.invoice_id}/")).split(f'<tr data-line="{line.pk}">')[1].split("</tr>")[0]
+    assert "Ningxia Zhongwei DC" in row
