@@ -6,7 +6,7 @@ from datetime import datetime
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.shortcuts import get_object_or_404
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization
 from billing.models import (
     BillingAccount,
     CreditNote,
@@ -180,6 +180,21 @@ def invoice_export_rows() -> list[list]:
                      f"{price_minor_to_major(invoice.total_minor):.2f}", credited, invoice.total_minor - credited,
                      invoice.approved_at.isoformat() if invoice.approved_at else "", invoice.line_count])
     return rows
+
+
+def evidence_billable_seconds(*, evidence: QuerySet[InvoiceLineEvidence]) -> int:
+    return evidence.aggregate(total=Sum("billable_seconds", default=0))["total"]
+
+
+def billing_time_zone(*, organization_id: int) -> str:
+    """The zone the buyer's months are billed in: its billing account's, or - before the first run
+    made one - the zone billing_account_get will give it (its first owner's), without creating it."""
+    account = BillingAccount.objects.filter(organization_id=organization_id).first()
+    if account is not None:
+        return account.time_zone
+    owner = (Membership.objects.filter(organization_id=organization_id, role=Membership.Role.OWNER)
+             .select_related("user").order_by("created_at", "pk").first())
+    return owner.user.time_zone if owner else BillingAccount._meta.get_field("time_zone").default
 
 
 def buyer_spend_between(*, organization_id: int, start: datetime, end: datetime) -> dict[str, int]:

@@ -27,7 +27,6 @@ from billing.services import (
     CreditNoteRefused,
     InvoiceStateError,
     ReviewReasonMissing,
-    billing_account_get,
     credit_note_create,
     invoice_approve,
     invoice_void,
@@ -58,7 +57,7 @@ def _evidence_context(request, *, invoice: Invoice, line_id: int) -> dict:
     line = selectors.invoice_line_get(invoice=invoice, line_id=line_id)
     evidence = selectors.invoice_evidence_list(organization=None, viewer_is_finance=True, invoice_id=invoice.pk, line_id=line.pk)
     return {"invoice": invoice, "line": line, "page": _page(request, evidence, EVIDENCE_PER_PAGE),
-            "billable_seconds_total": sum(evidence.values_list("billable_seconds", flat=True))}
+            "billable_seconds_total": selectors.evidence_billable_seconds(evidence=evidence)}
 
 
 # --------------------------------------------------------------------------------------------- finance
@@ -227,9 +226,8 @@ def _buyer_invoice(request, invoice_id: int) -> Invoice:
 @login_required
 def buyer_invoices(request):
     organization = _finance_of(request, provider=False)
-    account = billing_account_get(organization_id=organization.pk)
     now = timezone.now()
-    month_start = local_month_start(instant=now, time_zone=account.time_zone)
+    month_start = local_month_start(instant=now, time_zone=selectors.billing_time_zone(organization_id=organization.pk))
     return render(request, "billing/buyer_invoices.html", {
         "page": _page(request, selectors.invoice_list(organization=organization), INVOICES_PER_PAGE),
         "spend": selectors.buyer_spend_between(organization_id=organization.pk, start=month_start, end=now),

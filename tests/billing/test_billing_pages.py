@@ -13,7 +13,15 @@ from django.urls import URLPattern, reverse
 from django.utils import timezone
 
 from accounts.models import Membership, Organization
-from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence, InvoiceStatusChange, JournalEntry
+from billing.models import (
+    BillingAccount,
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceLineEvidence,
+    InvoiceStatusChange,
+    JournalEntry,
+)
 from billing.rating import round_minor
 from billing.selectors import receivables_aging
 from billing.services import billing_run, credit_note_create, invoice_approve, invoice_set_status, platform_fee_minor
@@ -351,6 +359,7 @@ def test_spend_this_month_is_rated_like_the_invoice_will_be(client, offer):
         pytest.skip("the month began less than 81 minutes ago: the period is still running")
     expected = round_minor(Fraction(offer.price_per_card_hour_minor * seconds, 3600))
     assert f'data-currency="CNY">{format_money(expected, "CNY")}<' in body
+    assert not BillingAccount.objects.filter(organization=buyer).exists()  # reading the page wrote nothing
 
 
 def test_provider_earnings_show_the_share_of_issued_lines_and_the_ledger_payable(client, invoiced, offer):
