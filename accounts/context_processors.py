@@ -1,4 +1,4 @@
-from accounts.selectors import membership_get, user_is_finance_staff, user_is_operator, user_organizations
+from accounts.selectors import membership_get, role_allows, user_is_finance_staff, user_is_operator, user_organizations
 
 
 def organizations(request):
@@ -10,6 +10,8 @@ def organizations(request):
     return {
         "active_organization": organization,
         "active_role": membership.role if membership else None,
+        # invoices (buyers) and earnings (providers): owners, admins and finance viewers
+        "can_view_finance": role_allows(role=membership.role if membership else None, organization=organization, action="view_finance"),
         "my_organizations": user_organizations(user=user),
         "is_finance_staff": user_is_finance_staff(user=user),
         "is_operator": user_is_operator(user=user),

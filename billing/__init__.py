@@ -1,5 +1,5 @@
 """Billing: rating, invoices, credit notes, the billing run and the double-entry ledger (in progress:
-Stripe, payouts and pages come later).
+Stripe and payouts come later; the finance, buyer and provider pages are frontend/views/billing.py).
 
 Rating (billing/rating.py, pure functions)
     What a reservation costs in a period [start, end), in integer minor units of the reservation's

@@ -57,6 +57,10 @@ class CreditNoteRefused(Exception):
     """A credit note that cannot be issued: invoice not issued, or more than it still owes."""
 
 
+class ReviewReasonMissing(Exception):
+    """A finance review action (approve, void) without a reason: the audit row must say why."""
+
+
 def sla_policy() -> SlaPolicy:
     return SlaPolicy(credit_multiplier=Fraction(str(settings.BILLING_SLA_CREDIT_MULTIPLIER)))
 
@@ -301,6 +305,38 @@ def invoice_set_status(*, invoice: Invoice, status: str, actor: User | None = No
     invoice.status = status
     invoice.save(update_fields=changed)
     return invoice
+
+
+def _review_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ReviewReasonMissing("Say why: the reason is kept in the invoice's audit trail.")
+    return reason
+
+
+@transaction.atomic
+def invoice_approve(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice:
+    """Finance approves an invoice under review (a draft goes through pending_review on the way, each
+    step an audit row with the same reason): numbered and posted to the ledger by invoice_set_status.
+    The reason is required - an approval nobody can explain later is not an approval."""
+    reason = _review_reason(reason)
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status == Invoice.Status.DRAFT:
+        invoice = invoice_set_status(invoice=invoice, status=Invoice.Status.PENDING_REVIEW, actor=actor, reason=reason)
+    if invoice.status != Invoice.Status.PENDING_REVIEW:
+        raise InvoiceStateError(f"Only a draft or an invoice pending review can be approved; this one is {invoice.get_status_display().lower()}.")
+    return invoice_set_status(invoice=invoice, status=Invoice.Status.APPROVED, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice:
+    """Finance voids an invoice (its usage is freed for a new draft; an issued one's ledger entries are
+    reversed by invoice_set_status). The reason is required."""
+    reason = _review_reason(reason)
+    invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    if invoice.status == Invoice.Status.VOID:
+        raise InvoiceStateError("This invoice is void already.")
+    return invoice_set_status(invoice=invoice, status=Invoice.Status.VOID, actor=actor, reason=reason)
 
 
 @transaction.atomic

@@ -126,6 +126,8 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     "marketplace.provisioning.services.AssignmentClosed": DomainError(409, "assignment_closed"),
     # a node with every SSH port of the range taken (provisioning fails the boot with it; never a view's today)
     "marketplace.provisioning.drivers.NoFreePort": DomainError(409, "no_free_port"),
+    # a finance review action (approve, void) without the reason its audit row needs
+    "billing.services.ReviewReasonMissing": DomainError(422, "reason_required", fields=lambda exc: {"reason": [_message(exc)]}),
 }
 
 

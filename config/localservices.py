@@ -160,6 +160,7 @@ def run(services: LocalServices, *, port: int, production: bool = False) -> int:
     services.manage("migrate", "--noinput")
     services.manage("seed_demo", "--if-empty")
     services.manage("seed_demo_market", "--if-empty")
+    services.manage("seed_demo_billing", "--if-empty")  # past usage, invoiced by the real billing run
     stripe_port = free_port(8420)
     services.env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
     python = sys.executable

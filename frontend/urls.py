@@ -1,5 +1,5 @@
 """Page URLs. Each area has its own module so the areas can grow apart:
-/provider/ (data-center owners), /market/ (buyers), later /finance/ and /operator/."""
+/provider/ (data-center owners), /market/ (buyers), /finance/ (platform finance staff), later /operator/."""
 
 from django.urls import include, path
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("provider/", include("frontend.urls_provider")),
     path("market/", include("frontend.urls_market")),
     path("operator/", include("frontend.urls_operator")),
+    path("finance/", include("frontend.urls_finance")),
 ]

@@ -107,6 +107,8 @@ DOMAIN_EXAMPLES = {
     "marketplace.provisioning.services.AssignmentNotFound": (lambda m: m.AssignmentNotFound(), 404, "not_found"),
     "marketplace.provisioning.services.AssignmentClosed": (lambda m: m.AssignmentClosed(), 409, "assignment_closed"),
     "marketplace.provisioning.drivers.NoFreePort": (lambda m: m.NoFreePort("every SSH port is in use"), 409, "no_free_port"),
+    "billing.services.ReviewReasonMissing": (
+        lambda m: m.ReviewReasonMissing("Say why: the reason is kept in the invoice's audit trail."), 422, "reason_required"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 

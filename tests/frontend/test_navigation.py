@@ -85,3 +85,26 @@ def small_offer_for_pages(catalog):
     cluster = ClusterFactory()
     NodeFactory(cluster=cluster)
     return OfferFactory(cluster=cluster)
+
+
+def test_billing_links_only_for_roles_that_may_read_finances(client):
+    from accounts.models import Membership, Organization
+    from tests.factories import member
+
+    # a buyer's member books but may not read invoices; its finance viewer may; neither sees Finance
+    client.force_login(member(kind=Organization.Kind.BUYER, role=Membership.Role.MEMBER))
+    links = header_links(client.get("/").content.decode())
+    assert "/market/reservations/" in links and "/market/invoices/" not in links and "/finance/" not in links
+    client.force_login(member(kind=Organization.Kind.BUYER, role=Membership.Role.FINANCE_VIEWER))
+    links = header_links(client.get("/").content.decode())
+    assert "/market/invoices/" in links and "/finance/" not in links
+    # a provider's member manages inventory but does not see earnings; its owner does
+    client.force_login(member(kind=Organization.Kind.PROVIDER, role=Membership.Role.MEMBER))
+    assert "/provider/earnings/" not in header_links(client.get("/").content.decode())
+    client.force_login(member(kind=Organization.Kind.PROVIDER, role=Membership.Role.OWNER))
+    assert "/provider/earnings/" in header_links(client.get("/").content.decode())
+    # platform finance staff get the finance pages
+    staff = UserFactory()
+    staff.groups.add(staff_group("finance"))
+    client.force_login(staff)
+    assert "/finance/" in header_links(client.get("/").content.decode())

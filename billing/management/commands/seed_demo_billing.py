@@ -1,0 +1,144 @@
+"""`manage.py seed_demo_billing`: a billing history for the demo (run after `seed_demo_market`).
+
+    manage.py seed_demo_billing --if-empty     # what `make run` calls
+
+Each demo buyer organization gets a few reservations that were served over the last two months
+(written as rows, as tests/billing do: marketplace's services only book the future and stamp
+segments with the instants they observe), with service segments and an hourly usage rollup, so every
+invoice line has device-hour evidence with sampled utilization. Then the REAL billing run
+(billing.services.billing_run) invoices every closed local month, and finance's review service
+approves most invoices (and sends them for collection), leaving the newest month of some buyers as
+drafts in the review queue. The demo buyer login's organization has everything issued.
+
+All in one transaction: it is all there or none of it, so --if-empty after a crash simply runs again.
+Deterministic for a given --seed, network and day.
+
+Payments (some paid, one declined) need Stripe (h7's work): `demo_payments` below is the hook the
+lead wires when that lands; until then the issued invoices stay open.
+"""
+
+import random
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Organization, User
+from billing.models import Invoice
+from billing.services import billing_run, invoice_approve, invoice_set_status
+from inventory.management.demo_network import DEMO_DOMAIN, DEMO_LOGINS
+from inventory.models import Device, Node, Offer, Site
+from marketplace.models import Reservation, ReservationSegment, UsageHourly
+
+KEY_PREFIX = "demo-billing:"
+# (days ago the service started, hours served, cards): spread over the last two months, the last one
+# running into this month (so "spend this month" has something even before beat activates bookings).
+PLANS = [(62, 72, 8), (50, 120, 16), (40, 36, 8), (33, 48, 4), (3, 30, 8)]
+
+
+def demo_payments(*, invoices: list[Invoice]) -> None:
+    """Hook for the lead to wire when h7's Stripe payments land: pay most of these open invoices with
+    the test card and decline one (so the buyer page shows a decline reason). Deliberately empty
+    until then: payments only exist through Stripe, never written by hand."""
+
+
+class Command(BaseCommand):
+    help = "Invoice a billing history for the demo buyers (after seed_demo_market)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--if-empty", action="store_true", help="do nothing when any invoice or demo billing history exists")
+
+    def handle(self, *args, seed: int, if_empty: bool, **options):
+        if Invoice.objects.exists() or Reservation.objects.filter(idempotency_key__startswith=KEY_PREFIX).exists():
+            if if_empty:
+                self.stdout.write("Invoices exist already: the demo billing history is left as it is.")
+                return
+            raise CommandError("Invoices exist already; the demo billing history goes into a fresh database only.")
+        with transaction.atomic():
+            buyers, served = self._serve(seed=seed)
+            created = billing_run(organization_ids=[buyer.pk for buyer in buyers])
+            opened = self._review(buyers=buyers)
+            demo_payments(invoices=opened)
+        drafts = Invoice.objects.filter(status=Invoice.Status.DRAFT).count()
+        self.stdout.write(self.style.SUCCESS(
+            f"Demo billing: {served} past reservations served, {created} invoices from the billing run, "
+            f"{len(opened)} approved and open, {drafts} drafts left for finance to review."
+        ))
+
+    def _serve(self, *, seed: int) -> tuple[list[Organization], int]:
+        buyers = list(Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH],
+                                                  memberships__user__email__endswith=DEMO_DOMAIN).distinct().order_by("name"))
+        offers = list(Offer.objects.filter(is_active=True, cluster__site__lifecycle=Site.Lifecycle.ONLINE)
+                      .select_related("cluster__site__owner", "accelerator_model").order_by("id"))
+        if not buyers or not offers:
+            raise CommandError("No demo buyers or offers: run `manage.py seed_demo` first.")
+        rng = random.Random(seed)
+        now = timezone.now().replace(minute=0, second=0, microsecond=0)
+        used_nodes: set[int] = set()
+        served = 0
+        for buyer in buyers:
+            member = buyer.memberships.select_related("user").order_by("id").first().user
+            for index, (days_ago, hours, cards) in enumerate(PLANS):
+                start = now - timedelta(days=days_ago) + timedelta(hours=rng.randint(0, 12))
+                end = start + timedelta(hours=hours)
+                for offer in rng.sample(offers, k=min(len(offers), 40)):
+                    node = (Node.objects.filter(cluster=offer.cluster, accelerator_model=offer.accelerator_model, card_count__gte=cards)
+                            .exclude(pk__in=used_nodes).order_by("pk").first())
+                    if node is not None:
+                        break
+                else:
+                    continue
+                used_nodes.add(node.pk)
+                self._reservation(buyer=buyer, member=member, offer=offer, node=node, cards=cards, start=start, end=end,
+                                  key=f"{KEY_PREFIX}{buyer.pk}:{index}", rng=rng)
+                served += 1
+        return buyers, served
+
+    @staticmethod
+    def _reservation(*, buyer, member: User, offer: Offer, node: Node, cards: int, start, end, key: str, rng: random.Random) -> None:
+        reservation = Reservation.objects.create(
+            buyer=buyer, created_by=member, offer=offer, cluster=offer.cluster, accelerator_model=offer.accelerator_model,
+            card_count=cards, start=start, end=end, booked_end=end, status=Reservation.Status.COMPLETED,
+            price_per_card_hour_minor=offer.price_per_card_hour_minor, currency=offer.currency,
+            ecu_per_card=offer.accelerator_model.ecu_per_card, idempotency_key=key, active_from=start,
+        )
+        devices = list(Device.objects.filter(node=node).order_by("index").values_list("pk", flat=True)[:cards])
+        ReservationSegment.objects.create(
+            reservation=reservation, node=node, device_ids=devices, provider=offer.cluster.site.owner, offer=offer,
+            started_at=start, ended_at=end, price_per_card_hour_minor=offer.price_per_card_hour_minor, currency=offer.currency,
+        )
+        # The hourly rollup the node's agent would have produced (one sample a minute), so each invoice
+        # line's evidence shows measured utilization beside the billed seconds. One hour in a while has
+        # no sample (an agent that missed an upload): the evidence says so; billing does not change.
+        rows = []
+        hour = start
+        while hour < end:
+            for device_id in devices:
+                if rng.random() < 0.02:
+                    continue
+                utilization = rng.uniform(55, 98)
+                rows.append(UsageHourly(hour=hour, device_id=device_id, node_id=node.pk, reservation=reservation, samples=60,
+                                        busy_seconds=36 * utilization, utilization_mean=utilization,
+                                        memory_max_mib=rng.randint(40_000, 78_000), energy_wh=rng.uniform(450, 700), computed_at=hour + timedelta(hours=1)))
+            hour += timedelta(hours=1)
+        UsageHourly.objects.bulk_create(rows, batch_size=5000)
+
+    @staticmethod
+    def _review(*, buyers: list[Organization]) -> list[Invoice]:
+        """Finance's review of the run's drafts: every month but the newest approved and opened; the
+        newest month too for the demo buyer login and every other buyer, the rest left in the queue."""
+        finance = User.objects.filter(email=DEMO_LOGINS["finance"]).first()
+        demo_buyer = Organization.objects.filter(memberships__user__email=DEMO_LOGINS["buyer"]).first()
+        opened = []
+        for index, buyer in enumerate(buyers):
+            invoices = list(Invoice.objects.filter(buyer=buyer, status=Invoice.Status.DRAFT).order_by("period_start", "currency", "pk"))
+            newest = max((invoice.period_start for invoice in invoices), default=None)
+            for invoice in invoices:
+                if invoice.period_start == newest and buyer != demo_buyer and index % 2:
+                    continue  # left for finance to review in the demo
+                invoice = invoice_approve(invoice=invoice, actor=finance, reason="Demo: lines checked against their evidence.")
+                opened.append(invoice_set_status(invoice=invoice, status=Invoice.Status.OPEN, actor=finance,
+                                                 reason="Demo: sent to the buyer for collection."))
+        return opened
