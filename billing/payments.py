@@ -459,12 +459,12 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
     return row
 
 
-def stripe_event_process(*, event_pk: int) -> StripeEvent:
+def stripe_event_process(*, event_pk: int) -> StripeEvent | None:
     """Act on one stored event, once (row lock; a processed event is skipped). The object is re-read
     from Stripe and applied through the same services as the synchronous calls."""
     with transaction.atomic():
-        event = StripeEvent.objects.select_for_update().get(pk=event_pk)
-        if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        event = StripeEvent.objects.select_for_update().filter(pk=event_pk).first()
+        if event is None or event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
             return event
         try:
             with transaction.atomic():

@@ -38,11 +38,12 @@ def refund_for_credit_note_task(*, credit_note_id: int) -> int | None:
 
 
 @shared_task(name="billing.stripe_event_process")
-def stripe_event_process_task(*, event_pk: int) -> str:
+def stripe_event_process_task(*, event_pk: int) -> str | None:
     """Process one stored webhook event (skipped if already processed)."""
     from billing.payments import stripe_event_process
 
-    return stripe_event_process(event_pk=event_pk).status
+    event = stripe_event_process(event_pk=event_pk)
+    return event.status if event else None
 
 
 @shared_task(name="billing.stripe_events_sweep")

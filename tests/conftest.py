@@ -36,7 +36,49 @@ def _database_url_for(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker):
+def localstripe_url():
+    """A real localstripe (config/localstripe_server.py) on a free loopback port, in memory only."""
+    import socket
+
+    from config.localservices import free_port
+
+    port = free_port(0)
+    log = BASE_DIR / ".local" / "test-localstripe.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "config.localstripe_server", "--port", str(port), "--memory-only"],
+                                   cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"localstripe did not start: see {log}") from None
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def connect_fake_server():
+    """Stripe Connect's stand-in (localstripe has none): tests/billing/stripe_connect_fake.py."""
+    from tests.billing.stripe_connect_fake import ConnectFake
+
+    fake = ConnectFake().start()
+    yield fake
+    fake.stop()
+
+
+# The worker process and the test process talk to the same test Stripe with the same keys.
+STRIPE_TEST_KEYS = {"STRIPE_API_KEY": "sk_test_computeflow_tests", "STRIPE_WEBHOOK_SECRET": "whsec_computeflow_tests"}
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, localstripe_url, connect_fake_server):
     """A real `celery worker` process, on the test database and the real Redis broker.
 
     Tests that use it must be transactional (`@pytest.mark.django_db(transaction=True)`), so that
@@ -47,6 +89,8 @@ def celery_worker_process(django_db_setup, django_db_blocker):
     env = dict(os.environ)
     env["DATABASE_URL"] = _database_url_for(connection.settings_dict["NAME"])
     env["REDIS_URL"] = settings.REDIS_URL
+    # billing's tasks re-read objects from Stripe: the worker uses the tests' localstripe and Connect fake
+    env.update(STRIPE_TEST_KEYS, STRIPE_API_BASE=localstripe_url, STRIPE_CONNECT_API_BASE=connect_fake_server.url)
     log_path = BASE_DIR / ".local" / "test-celery-worker.log"
     log_path.parent.mkdir(exist_ok=True)
     log = log_path.open("w")

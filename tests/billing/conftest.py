@@ -11,6 +11,7 @@ import pytest
 from accounts.models import Organization
 from inventory.models import Device
 from marketplace.models import Reservation, ReservationSegment
+from tests.conftest import STRIPE_TEST_KEYS
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory
 
 MARCH = datetime(2026, 2, 28, 16, tzinfo=UTC)  # 1 March 00:00 in Asia/Shanghai (the default billing zone)
@@ -65,46 +66,11 @@ def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETE
 # --- Stripe: localstripe over HTTP, and the Connect fake ------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def localstripe_url():
-    """A real localstripe (config/localstripe_server.py) on a free loopback port, in memory only."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    from config.localservices import free_port
-
-    port = free_port(0)
-    root = Path(__file__).resolve().parents[2]
-    log = (root / ".local").joinpath("test-localstripe.log")
-    log.parent.mkdir(exist_ok=True)
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "config.localstripe_server", "--port", str(port), "--memory-only"],
-                                   cwd=root, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"localstripe did not start: see {log}") from None
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=10)
-
-
 @pytest.fixture
-def connect_fake():
-    from tests.billing.stripe_connect_fake import ConnectFake
-
-    fake = ConnectFake().start()
-    yield fake
-    fake.stop()
+def connect_fake(connect_fake_server):
+    """The session's Connect fake (tests/billing/stripe_connect_fake.py), emptied for this test."""
+    connect_fake_server.reset()
+    return connect_fake_server
 
 
 @pytest.fixture
@@ -112,8 +78,8 @@ def stripe_settings(settings, localstripe_url, connect_fake):
     """Billing's Stripe calls go to the test localstripe; Connect transfers to the Connect fake."""
     settings.STRIPE_API_BASE = localstripe_url
     settings.STRIPE_CONNECT_API_BASE = connect_fake.url
-    settings.STRIPE_API_KEY = "sk_test_computeflow_tests"
-    settings.STRIPE_WEBHOOK_SECRET = "whsec_computeflow_tests"
+    settings.STRIPE_API_KEY = STRIPE_TEST_KEYS["STRIPE_API_KEY"]
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_KEYS["STRIPE_WEBHOOK_SECRET"]
     return settings
 
 

@@ -32,6 +32,14 @@ class ConnectFake:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def reset(self) -> None:
+        with self._lock:
+            self.accounts.clear()
+            self.transfers.clear()
+            self.by_key.clear()
+            self.calls.clear()
+            self.fail_next_with_500 = 0
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
