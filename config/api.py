@@ -120,6 +120,11 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
         409, "billing_run_incomplete", members=lambda exc: {"organization_ids": exc.organization_ids, "created": exc.created}
     ),
     "billing.services.CreditNoteRefused": DomainError(422, "credit_note_refused", fields=lambda exc: {"amount_minor": [_message(exc)]}),
+    # payments: paying an invoice that is not open, or without a saved card
+    "billing.payments.PaymentRefused": DomainError(409, "payment_refused"),
+    # a card setup that did not succeed or is not the organization's
+    "billing.payments.PaymentMethodRefused": DomainError(422, "payment_method_refused"),
+    "billing.payments.PayoutStateError": DomainError(409, "payout_state"),
 }
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from frontend.views import market
+from frontend.views import market, payments
 
 urlpatterns = [
     path("", market.search, name="market-search"),
@@ -11,4 +11,7 @@ urlpatterns = [
     path("reservations/", market.reservations, name="market-reservations"),
     path("reservations/<int:reservation_id>/", market.reservation_detail, name="market-reservation"),
     path("reservations/<int:reservation_id>/<str:action>/", market.reservation_action, name="market-reservation-action"),
+    path("billing/payment/", payments.payment_method, name="billing-payment-method"),
+    path("billing/payment/card/", payments.payment_method_saved, name="billing-payment-method-save"),
+    path("billing/payment/invoices/<int:invoice_id>/pay/", payments.invoice_pay_now, name="billing-invoice-pay"),
 ]

@@ -77,6 +77,23 @@ def connect_fake_server():
 STRIPE_TEST_KEYS = {"STRIPE_API_KEY": "sk_test_computeflow_tests", "STRIPE_WEBHOOK_SECRET": "whsec_computeflow_tests"}
 
 
+@pytest.fixture
+def connect_fake(connect_fake_server):
+    """The session's Connect fake (tests/billing/stripe_connect_fake.py), emptied for this test."""
+    connect_fake_server.reset()
+    return connect_fake_server
+
+
+@pytest.fixture
+def stripe_settings(settings, localstripe_url, connect_fake):
+    """Billing's Stripe calls go to the test localstripe; Connect transfers to the Connect fake."""
+    settings.STRIPE_API_BASE = localstripe_url
+    settings.STRIPE_CONNECT_API_BASE = connect_fake.url
+    settings.STRIPE_API_KEY = STRIPE_TEST_KEYS["STRIPE_API_KEY"]
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_KEYS["STRIPE_WEBHOOK_SECRET"]
+    return settings
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, localstripe_url, connect_fake_server):
     """A real `celery worker` process, on the test database and the real Redis broker.

@@ -11,7 +11,6 @@ import pytest
 from accounts.models import Organization
 from inventory.models import Device
 from marketplace.models import Reservation, ReservationSegment
-from tests.conftest import STRIPE_TEST_KEYS
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory
 
 MARCH = datetime(2026, 2, 28, 16, tzinfo=UTC)  # 1 March 00:00 in Asia/Shanghai (the default billing zone)
@@ -64,23 +63,6 @@ def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETE
 
 
 # --- Stripe: localstripe over HTTP, and the Connect fake ------------------------------------------------------------
-
-
-@pytest.fixture
-def connect_fake(connect_fake_server):
-    """The session's Connect fake (tests/billing/stripe_connect_fake.py), emptied for this test."""
-    connect_fake_server.reset()
-    return connect_fake_server
-
-
-@pytest.fixture
-def stripe_settings(settings, localstripe_url, connect_fake):
-    """Billing's Stripe calls go to the test localstripe; Connect transfers to the Connect fake."""
-    settings.STRIPE_API_BASE = localstripe_url
-    settings.STRIPE_CONNECT_API_BASE = connect_fake.url
-    settings.STRIPE_API_KEY = STRIPE_TEST_KEYS["STRIPE_API_KEY"]
-    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_KEYS["STRIPE_WEBHOOK_SECRET"]
-    return settings
 
 
 def open_invoice(*, buyer, offer, total_hours=10, cards=8):

@@ -104,6 +104,10 @@ DOMAIN_EXAMPLES = {
         lambda m: m.BillingRunIncomplete(organization_ids=[7], created=3), 409, "billing_run_incomplete"),
     "billing.services.CreditNoteRefused": (
         lambda m: m.CreditNoteRefused("A credit note must be more than 0 and at most 1200."), 422, "credit_note_refused"),
+    "billing.payments.PaymentRefused": (lambda m: m.PaymentRefused("Save a card on the payment method page first."), 409, "payment_refused"),
+    "billing.payments.PaymentMethodRefused": (
+        lambda m: m.PaymentMethodRefused("That card setup is not your organization's."), 422, "payment_method_refused"),
+    "billing.payments.PayoutStateError": (lambda m: m.PayoutStateError("A payout cannot go from failed to paid."), 409, "payout_state"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 
