@@ -291,7 +291,8 @@ class JournalPosting(models.Model):
 
 class BillingProfile(models.Model):
     """An organization's identities at Stripe: the customer (buyers) with its saved payment method, and
-    the Connect account payouts go to (providers). Written only by billing.payments."""
+    the Connect account payouts go to (providers). The customer and card are written only by
+    billing.payments (Stripe's answers); the Connect account id is entered by finance (admin)."""
 
     organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="billing_profile")
     # Created lazily, with an idempotency key derived from the organization (never two customers).

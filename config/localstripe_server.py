@@ -10,6 +10,7 @@ import logging
 from aiohttp import web
 from localstripe import server
 from localstripe.resources import store
+from localstripe.webhooks import register_webhook
 
 
 def main() -> None:
@@ -19,7 +20,12 @@ def main() -> None:
     # localstripe saves its store to one fixed file (/tmp/localstripe.pickle) after every write; a test's
     # instance must neither read nor clobber the development server's.
     parser.add_argument("--memory-only", action="store_true", help="start empty and never save the store to disk")
+    # Where localstripe delivers its events (signed with the secret), as a Stripe dashboard endpoint would.
+    parser.add_argument("--webhook-url", default="")
+    parser.add_argument("--webhook-secret", default="")
     args = parser.parse_args()
+    if args.webhook_url:
+        register_webhook("computeflow", args.webhook_url, args.webhook_secret, None)
     if args.memory_only:
         store.dump_to_disk = lambda: None
     elif not args.from_scratch:
