@@ -118,3 +118,24 @@ def test_a_reversed_transfer_fails_the_payout_and_reopens_the_payable(paid_invoi
     assert payable(provider, paid_invoice) < 0  # owed again; the next run pays it
     assert ledger_reconcile() == []
     assert len(payouts_due()) == 1
+
+
+def test_a_transfer_reversed_webhook_re_reads_the_transfer_and_fails_the_payout_once(paid_invoice, offer, connect_fake):
+    from billing.models import JournalEntry, StripeEvent
+    from billing.payments import stripe_event_process
+
+    connect(offer.cluster.site.owner, "acct_provider1", connect_fake)
+    payout_run()
+    payout = Payout.objects.get()
+    connect_fake.reverse(payout.stripe_transfer_id)
+    # the event's payload is not trusted (it claims nothing here): the transfer is re-read from Connect
+    events = [StripeEvent.objects.create(event_id=f"evt_rev_{n}", type="transfer.reversed", object_id=payout.stripe_transfer_id,
+                                         payload={"data": {"object": {"id": payout.stripe_transfer_id}}}) for n in range(3)]
+
+    for event in events:
+        assert stripe_event_process(event_pk=event.pk).status == StripeEvent.Status.PROCESSED
+
+    payout.refresh_from_db()
+    assert payout.status == Payout.Status.FAILED
+    assert JournalEntry.objects.filter(kind="payout_failed").count() == 1
+    assert ledger_reconcile() == []
