@@ -287,6 +287,9 @@ def invoice_set_status(*, invoice: Invoice, status: str, actor: User | None = No
         return invoice
     if status not in Invoice.TRANSITIONS.get(invoice.status, frozenset()):
         raise InvoiceStateError(f"An invoice cannot go from {invoice.status} to {status}.")
+    if status == Invoice.Status.VOID and invoice.payment_attempts.filter(status="pending").exists():
+        # Stripe may be charging the card right now: voiding would leave that money without an invoice.
+        raise InvoiceStateError("A payment of this invoice is in progress; void it once the payment has failed.")
     InvoiceStatusChange.objects.create(invoice=invoice, from_status=invoice.status, to_status=status, actor=actor, reason=reason[:500])
     changed = ["status"]
     if status == Invoice.Status.APPROVED:

@@ -133,3 +133,27 @@ def test_a_credit_note_on_an_unpaid_invoice_refunds_nothing_and_lowers_the_charg
     assert attempt.amount_minor == invoice.total_minor - 1000
     assert balance("buyer_receivables", buyer_org) == 0
     assert ledger_reconcile() == []
+
+
+def test_an_invoice_with_a_payment_in_progress_cannot_be_voided(stripe_settings, buyer_org, offer, monkeypatch):
+    from billing.services import InvoiceStateError, invoice_set_status
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    card_saved(organization=buyer_org, number="4242424242424242")
+    import stripe
+
+    def stripe_unreachable(**kwargs):
+        raise stripe.APIConnectionError("timed out")
+
+    monkeypatch.setattr("billing.stripe_gateway.payment_intent_create_off_session", stripe_unreachable)
+    attempt = invoice_pay(invoice_id=invoice.pk)
+    assert attempt.status == PaymentAttempt.Status.PENDING  # outcome unknown: kept, never a second attempt
+    with pytest.raises(InvoiceStateError):
+        invoice_set_status(invoice=invoice, status="void", reason="changed my mind")
+    monkeypatch.undo()
+
+    resumed = invoice_pay(invoice_id=invoice.pk)  # the same attempt, the same key
+
+    assert resumed.pk == attempt.pk and resumed.status == PaymentAttempt.Status.SUCCEEDED
+    assert PaymentAttempt.objects.count() == 1
+    assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID

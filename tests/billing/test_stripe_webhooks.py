@@ -124,3 +124,24 @@ def test_an_event_of_a_type_billing_does_not_handle_is_stored_once_and_ignored(s
     assert deliver(live_server.url, payload, signed(payload)).status_code == 200
     event = StripeEvent.objects.get()
     assert stripe_event_process(event_pk=event.pk).status == StripeEvent.Status.IGNORED
+
+
+def test_a_credit_note_on_a_paid_invoice_is_refunded_by_the_worker_after_commit(stripe_settings, celery_worker_process, offer):
+    from billing.models import Refund
+    from billing.services import credit_note_create
+
+    buyer = OrganizationFactory()
+    invoice = open_invoice(buyer=buyer, offer=offer)
+    card_saved(organization=buyer, number="4242424242424242")
+    invoice_pay(invoice_id=invoice.pk)
+
+    note = credit_note_create(invoice=Invoice.objects.get(pk=invoice.pk), amount_minor=500, reason="late start", actor=None)
+
+    deadline = time.monotonic() + 30
+    while not Refund.objects.filter(credit_note=note, status="succeeded").exists():
+        assert time.monotonic() < deadline, "the worker did not refund the credit note"
+        time.sleep(0.2)
+    refund = Refund.objects.get(credit_note=note)
+    assert refund.amount_minor == 500 and refund.stripe_refund_id.startswith("re_")
+    assert stripe_gateway.refund_retrieve(refund_id=refund.stripe_refund_id).amount == 500
+    assert ledger_reconcile() == []
