@@ -1,5 +1,6 @@
-"""Billing: rating, invoices, credit notes, the billing run and the double-entry ledger (in progress:
-Stripe and payouts come later; the finance, buyer and provider pages are frontend/views/billing.py).
+"""Billing: rating, invoices, credit notes, the billing run, the double-entry ledger, and payments
+through Stripe (collection, refunds, provider payouts, the webhook inbox); the finance, buyer and
+provider pages are frontend/views/billing.py and frontend/views/payments.py.
 
 Rating (billing/rating.py, pure functions)
     What a reservation costs in a period [start, end), in integer minor units of the reservation's
@@ -37,7 +38,7 @@ Invoices (billing/models.py, billing/services.py)
 Ledger (JournalEntry / JournalPosting; debits > 0, credits < 0, integer minor units per currency)
     accounts (LedgerAccount):
       buyer_receivables     per buyer: what buyers owe (debit balance)
-      stripe_clearing       money collected by Stripe, not yet paid out (payments: later)
+      stripe_clearing       money collected by Stripe, not yet refunded or paid out (debit balance)
       platform_fee_revenue  the platform's fee, PLATFORM_FEE_BPS of each charge line (credit balance)
       provider_payables     per provider: their share of charges, owed to them (credit balance)
       credits_issued        SLA credits and credit notes granted to buyers (debit balance; the platform bears them)
@@ -46,7 +47,27 @@ Ledger (JournalEntry / JournalPosting; debits > 0, credits < 0, integer minor un
                          Cr platform_fee_revenue (fee per charge line)  Cr provider_payables (the rest)
       credit note        Dr credits_issued  Cr receivables
       invoice voided     the approval entry (and its credit notes' entries) reversed posting by posting
+      payment            Dr stripe_clearing  Cr receivables (the amount collected)
+      refund             Dr receivables  Cr stripe_clearing (a credit note on a paid invoice, paid back)
+      payout             Dr provider_payables  Cr stripe_clearing (the transfer to the connected account)
+      payout failed      the payout entry reversed (the payable is open again; the next run retries)
     PostgreSQL enforces the rules (migration 0002): a deferred constraint trigger refuses, at commit,
     any entry that does not sum to zero per currency; UPDATE and DELETE on the ledger are refused.
-    `manage.py billing_reconcile` compares the ledger with invoices and credit notes.
+    `manage.py billing_reconcile` compares the ledger with invoices, credit notes, payments, refunds and payouts.
+
+Payments (billing/payments.py; Stripe only through billing/stripe_gateway.py)
+    Every money movement is (1) recorded as our row with a deterministic idempotency key under row
+    locks and committed, (2) sent to Stripe outside any transaction, (3) applied from Stripe's answer
+    under row locks, once (a final state never changes; the ledger is posted on the move into a state).
+    A lost answer leaves the row pending; the retry reuses the key. Keys: customer-organization-<id>,
+    invoice-<id>-attempt-<n> (PaymentAttempt), credit-note-<id>-refund (Refund),
+    payout-invoice-<id>-provider-<id>-<attempt> (Payout; transfer_group invoice-<id>).
+    Collection: invoice_pay charges the saved card off-session; declined -> the invoice stays open,
+    Invoice.payment_error holds Stripe's message. Refunds: credit_note_create on a paid invoice enqueues
+    refund_for_credit_note after commit. Payouts: the provider payables approval posted are the one
+    truth; payout_run pays the open payable of each paid invoice and provider (one live payout each,
+    a partial unique index), pending -> in_transit -> paid | failed (payout_set_status, audited).
+    Webhooks: /stripe/webhook/ verifies the signature on the raw body, stores the event once
+    (StripeEvent.event_id unique), answers 200; stripe_event_process (a task, after commit) re-reads the
+    object from Stripe and applies it through the same functions, so duplicates and reordering change nothing.
 """

@@ -9,8 +9,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can, user_is_finance_staff
-from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence
-from billing.selectors import credit_note_list, invoice_evidence_list, invoice_get, invoice_list
+from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence, PaymentAttempt, Payout
+from billing.selectors import (
+    credit_note_list,
+    invoice_evidence_list,
+    invoice_get,
+    invoice_list,
+    payment_attempt_list,
+    payout_list,
+)
 from config.api import Pagination
 
 
@@ -49,11 +56,12 @@ class InvoiceSerializer(serializers.ModelSerializer):
     total_minor = serializers.IntegerField(help_text="the sum of the lines (charges positive, SLA credits negative), minor units")
     lines = InvoiceLineSerializer(many=True)
     credit_notes = CreditNoteSerializer(many=True)
+    payment_error = serializers.CharField(help_text='why the last payment attempt failed, in words for the buyer ("" = none failed, or paid)')
 
     class Meta:
         model = Invoice
         fields = ["id", "number", "buyer", "currency", "period_start", "period_end", "status", "total_minor", "approved_at", "lines",
-                  "credit_notes"]
+                  "credit_notes", "payment_error"]
 
 
 class InvoiceListApi(APIView):
@@ -115,3 +123,53 @@ class InvoiceEvidenceListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(evidence, request, view=self)
         return paginator.get_paginated_response(self.EvidenceSerializer(page, many=True).data)
+
+
+class PaymentAttemptListApi(APIView):
+    """Each try at collecting an invoice through Stripe: its status and, when declined, Stripe's code and reason."""
+
+    pagination_class = Pagination
+
+    class PaymentAttemptSerializer(serializers.ModelSerializer):
+        invoice = serializers.IntegerField(source="invoice_id")
+
+        class Meta:
+            model = PaymentAttempt
+            fields = ["id", "invoice", "attempt", "status", "amount_minor", "currency", "decline_code", "failure_reason", "created_at",
+                      "updated_at"]
+
+    class FilterSerializer(serializers.Serializer):
+        invoice = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    @extend_schema(responses=PaymentAttemptSerializer(many=True), summary="Payment attempts on my organization's invoices",
+                   parameters=[OpenApiParameter("invoice", OpenApiTypes.INT, description="only this invoice's attempts")])
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        attempts = payment_attempt_list(organization=_scope(request), viewer_is_finance=user_is_finance_staff(user=request.user),
+                                        invoice_id=filters.validated_data.get("invoice"))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(attempts, request, view=self)
+        return paginator.get_paginated_response(self.PaymentAttemptSerializer(page, many=True).data)
+
+
+class PayoutListApi(APIView):
+    """Payouts to my (provider) organization: its share of paid invoices, sent as Stripe Connect transfers."""
+
+    pagination_class = Pagination
+
+    class PayoutSerializer(serializers.ModelSerializer):
+        invoice = serializers.IntegerField(source="invoice_id")
+        invoice_number = serializers.CharField(source="invoice.display_number")
+        provider = serializers.IntegerField(source="provider_id")
+
+        class Meta:
+            model = Payout
+            fields = ["id", "provider", "invoice", "invoice_number", "attempt", "status", "amount_minor", "currency", "stripe_transfer_id",
+                      "failure_reason", "created_at", "updated_at"]
+
+    @extend_schema(responses=PayoutSerializer(many=True), summary="Payouts to my organization (finance staff: all), newest first")
+    def get(self, request):
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(payout_list(organization=_scope(request)), request, view=self)
+        return paginator.get_paginated_response(self.PayoutSerializer(page, many=True).data)

@@ -70,6 +70,9 @@ class Invoice(models.Model):
     number = models.PositiveIntegerField(null=True, blank=True)
     # Sum of the lines (charges positive, credits negative), minor units. Written with the lines.
     total_minor = models.BigIntegerField(default=0)
+    # Why the last collection attempt failed, in words for the buyer ("Your card was declined."); "" when
+    # none failed or once paid. Written only by billing.payments with the PaymentAttempt it comes from.
+    payment_error = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     approved_at = models.DateTimeField(null=True, blank=True)
 
@@ -241,11 +244,18 @@ class JournalEntry(models.Model):
         INVOICE_APPROVED = "invoice_approved", "Invoice approved"
         INVOICE_VOIDED = "invoice_voided", "Invoice voided (reversal)"
         CREDIT_NOTE = "credit_note", "Credit note"
+        PAYMENT = "payment", "Payment collected"
+        REFUND = "refund", "Refund"
+        PAYOUT = "payout", "Payout to provider"
+        PAYOUT_FAILED = "payout_failed", "Payout failed (reversal)"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     invoice = models.ForeignKey(Invoice, null=True, on_delete=models.PROTECT, related_name="journal_entries")
     credit_note = models.ForeignKey(CreditNote, null=True, on_delete=models.PROTECT, related_name="journal_entries")
     reverses = models.ForeignKey("self", null=True, on_delete=models.PROTECT, related_name="reversed_by")
+    payment = models.ForeignKey("PaymentAttempt", null=True, on_delete=models.PROTECT, related_name="journal_entries")
+    refund = models.ForeignKey("Refund", null=True, on_delete=models.PROTECT, related_name="journal_entries")
+    payout = models.ForeignKey("Payout", null=True, on_delete=models.PROTECT, related_name="journal_entries")
     memo = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -274,3 +284,174 @@ class JournalPosting(models.Model):
 
     def __str__(self):
         return f"{self.account} {self.amount_minor} {self.currency}"
+
+
+# --- payments (Stripe) ----------------------------------------------------------------------------------------------
+
+
+class BillingProfile(models.Model):
+    """An organization's identities at Stripe: the customer (buyers) with its saved payment method, and
+    the Connect account payouts go to (providers). The customer and card are written only by
+    billing.payments (Stripe's answers); the Connect account id is entered by finance (admin)."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="billing_profile")
+    # Created lazily, with an idempotency key derived from the organization (never two customers).
+    stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+    # The saved card charged off-session for open invoices ("" = none saved yet).
+    payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    payment_method_label = models.CharField(max_length=100, blank=True, default="")  # "visa ending 4242"
+    # The provider's Stripe Connect account (acct_...); payouts are transfers to it. Set by finance / onboarding.
+    stripe_connect_account_id = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stripe_customer_id"], condition=~Q(stripe_customer_id=""), name="billing_profile_customer_unique"),
+        ]
+
+    def __str__(self):
+        return f"billing profile of {self.organization_id}"
+
+
+class PaymentAttempt(models.Model):
+    """One try at collecting an invoice: one PaymentIntent, created with the idempotency key
+    `invoice-<id>-attempt-<n>` (so a retried call after a crash is the same charge, never a second)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # recorded before the gateway call; its outcome not known yet
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"  # declined (or refused by Stripe): the reason is kept
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_attempts")
+    attempt = models.PositiveIntegerField()  # 1, 2, ... per invoice
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount_minor = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    decline_code = models.CharField(max_length=100, blank=True, default="")  # Stripe's code, e.g. card_declined
+    failure_reason = models.CharField(max_length=500, blank=True, default="")  # Stripe's message, shown to the buyer
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["invoice_id", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "attempt"], name="payment_attempt_unique_number"),
+            # at most one payment collected per invoice, whatever calls and webhooks race
+            models.UniqueConstraint(fields=["invoice"], condition=Q(status="succeeded"), name="payment_attempt_one_success"),
+            models.UniqueConstraint(fields=["stripe_payment_intent_id"], condition=~Q(stripe_payment_intent_id=""),
+                                    name="payment_attempt_intent_unique"),
+        ]
+
+    def __str__(self):
+        return f"payment attempt {self.attempt} of invoice {self.invoice_id}: {self.status}"
+
+
+class Refund(models.Model):
+    """Money returned to the buyer for a credit note on a paid invoice (idempotency key `credit-note-<id>-refund`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    credit_note = models.OneToOneField(CreditNote, on_delete=models.PROTECT, related_name="refund")
+    payment = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, related_name="refunds")
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount_minor = models.PositiveBigIntegerField()
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_refund_id = models.CharField(max_length=255, blank=True, default="")
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"refund of {self.credit_note_id}: {self.status}"
+
+
+class Payout(models.Model):
+    """A provider's share of one paid invoice, sent as a Stripe Connect transfer to its connected
+    account (`transfer_group` = the invoice; idempotency key `payout-<invoice>-<provider>-<attempt>`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # recorded before the transfer call
+        IN_TRANSIT = "in_transit", "In transit"  # the transfer exists; posted to the ledger
+        PAID = "paid", "Paid"  # Stripe confirmed the transfer stands (not reversed)
+        FAILED = "failed", "Failed"  # refused or reversed; the ledger entry (if any) reversed; the next run retries
+
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        Status.PENDING: frozenset({Status.IN_TRANSIT, Status.FAILED}),
+        Status.IN_TRANSIT: frozenset({Status.PAID, Status.FAILED}),
+        Status.PAID: frozenset({Status.FAILED}),  # a transfer reversed later
+        Status.FAILED: frozenset(),
+    }
+
+    provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="payouts")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payouts")
+    attempt = models.PositiveIntegerField(default=1)
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    amount_minor = models.PositiveBigIntegerField()
+    destination = models.CharField(max_length=255)  # the connected account (acct_...) at the time of the transfer
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_transfer_id = models.CharField(max_length=255, blank=True, default="")
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "provider", "attempt"], name="payout_unique_attempt"),
+            # one live payout per provider and invoice: a second run cannot pay twice
+            models.UniqueConstraint(fields=["invoice", "provider"], condition=~Q(status="failed"), name="payout_one_live"),
+        ]
+
+    def __str__(self):
+        return f"payout {self.pk} to {self.provider_id}: {self.status}"
+
+
+class PayoutStatusChange(models.Model):
+    """Audit of payout moves. Append-only."""
+
+    payout = models.ForeignKey(Payout, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"payout {self.payout_id}: {self.from_status or 'new'} -> {self.to_status}"
+
+
+class StripeEvent(models.Model):
+    """The webhook inbox: each Stripe event stored once by its id, then processed by a task that re-reads
+    the object from Stripe (the payload is kept for the record, never trusted for state)."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"  # a type billing does not act on
+        FAILED = "failed", "Failed"  # processing raised; retried by the next delivery or the sweep
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=255, blank=True, default="")
+    account = models.CharField(max_length=255, blank=True, default="")  # Connect: the connected account, if any
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.CharField(max_length=1000, blank=True, default="")
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        indexes = [models.Index(fields=["status"])]
+
+    def __str__(self):
+        return f"stripe event {self.event_id} ({self.type})"

@@ -9,12 +9,15 @@ from django.shortcuts import get_object_or_404
 from accounts.models import Membership, Organization
 from billing.models import (
     BillingAccount,
+    BillingProfile,
     CreditNote,
     Invoice,
     InvoiceLine,
     InvoiceLineEvidence,
     JournalPosting,
     LedgerAccount,
+    PaymentAttempt,
+    Payout,
 )
 from billing.rating import Downtime, Span, rate_reservation
 from inventory.pricing import price_minor_to_major
@@ -248,3 +251,28 @@ def provider_payable_balances(*, provider: Organization) -> dict[str, int]:
     rows = (JournalPosting.objects.filter(account=LedgerAccount.PROVIDER_PAYABLES, organization=provider)
             .values("currency").annotate(balance=Sum("amount_minor")).order_by("currency"))
     return {row["currency"]: -row["balance"] for row in rows}
+
+
+def payment_attempt_list(*, organization: Organization | None, viewer_is_finance: bool = False,
+                         invoice_id: int | None = None) -> QuerySet[PaymentAttempt]:
+    """Collection attempts on the invoices the viewer may read (invoice_list's rule), newest first."""
+    qs = PaymentAttempt.objects.filter(
+        invoice__in=invoice_list(organization=organization, viewer_is_finance=viewer_is_finance).values("pk")
+    ).order_by("-created_at", "-id")
+    return qs if invoice_id is None else qs.filter(invoice_id=invoice_id)
+
+
+def payout_list(*, organization: Organization | None) -> QuerySet[Payout]:
+    """Payouts to the provider organization, newest first; None: all (the caller checked finance staff)."""
+    qs = Payout.objects.select_related("invoice").order_by("-created_at", "-id")
+    return qs if organization is None else qs.filter(provider=organization)
+
+
+def billing_profile_of(*, organization: Organization) -> BillingProfile | None:
+    return BillingProfile.objects.filter(organization=organization).first()
+
+
+def invoices_payable(*, organization: Organization) -> QuerySet[Invoice]:
+    """The buyer's invoices it can pay now (open or uncollectible), oldest first."""
+    return Invoice.objects.filter(buyer=organization, status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE]).order_by(
+        "period_start", "pk")

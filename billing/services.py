@@ -291,6 +291,9 @@ def invoice_set_status(*, invoice: Invoice, status: str, actor: User | None = No
         return invoice
     if status not in Invoice.TRANSITIONS.get(invoice.status, frozenset()):
         raise InvoiceStateError(f"An invoice cannot go from {invoice.status} to {status}.")
+    if status == Invoice.Status.VOID and invoice.payment_attempts.filter(status="pending").exists():
+        # Stripe may be charging the card right now: voiding would leave that money without an invoice.
+        raise InvoiceStateError("A payment of this invoice is in progress; void it once the payment has failed.")
     InvoiceStatusChange.objects.create(invoice=invoice, from_status=invoice.status, to_status=status, actor=actor, reason=reason[:500])
     changed = ["status"]
     if status == Invoice.Status.APPROVED:
@@ -358,6 +361,11 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
                   postings=[(LedgerAccount.CREDITS_ISSUED, None, amount_minor),
                             (LedgerAccount.BUYER_RECEIVABLES, invoice.buyer_id, -amount_minor)],
                   currency=invoice.currency)
+    if invoice.status == Invoice.Status.PAID:
+        # The buyer already paid: the credit goes back to the card (billing.payments, after commit).
+        from billing.tasks import refund_for_credit_note_task
+
+        transaction.on_commit(lambda: refund_for_credit_note_task.delay(credit_note_id=note.pk))
     return note
 
 
@@ -365,9 +373,12 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
 
 
 def _journal_post(*, kind: str, currency: str, postings: list[tuple[str, int | None, int]], invoice: Invoice | None = None,
-                  credit_note: CreditNote | None = None, reverses: JournalEntry | None = None, memo: str = "") -> JournalEntry:
-    """Write one journal entry. PostgreSQL refuses it at commit unless it sums to zero per currency."""
-    entry = JournalEntry.objects.create(kind=kind, invoice=invoice, credit_note=credit_note, reverses=reverses, memo=memo)
+                  credit_note: CreditNote | None = None, reverses: JournalEntry | None = None, memo: str = "",
+                  payment=None, refund=None, payout=None) -> JournalEntry:
+    """Write one journal entry. PostgreSQL refuses it at commit unless it sums to zero per currency.
+    `payment`, `refund`, `payout`: the billing.payments row the entry books (Stripe money movements)."""
+    entry = JournalEntry.objects.create(kind=kind, invoice=invoice, credit_note=credit_note, reverses=reverses, memo=memo,
+                                        payment=payment, refund=refund, payout=payout)
     merged: dict[tuple[str, int | None], int] = defaultdict(int)
     for account, organization_id, amount in postings:
         merged[(account, organization_id)] += amount
@@ -413,9 +424,21 @@ def ledger_reconcile() -> list[str]:
     Checks: every currency's ledger sums to zero; each invoice's total is the sum of its lines; for
     each issued invoice (void ones: everything back to zero) the ledger holds, under that invoice,
     the buyer's receivable = total - credit notes, each provider's payable = its charges less the fee,
-    the fee revenue, and the credits issued = SLA credits + credit notes. Payments are not booked yet
-    (Stripe is a later step), so an open or paid invoice still carries its full receivable."""
+    the fee revenue, and the credits issued = SLA credits + credit notes; with the money movements of
+    billing.payments: the receivable less what was collected plus what was refunded, Stripe clearing =
+    collected - refunded - payouts in transit or paid, each provider's payable less its live payouts."""
     from django.db.models import Sum
+
+    from billing.models import PaymentAttempt, Payout, Refund
+
+    collected = dict(PaymentAttempt.objects.filter(status=PaymentAttempt.Status.SUCCEEDED).values_list("invoice_id")
+                     .annotate(total=Sum("amount_minor")).order_by())
+    refunded = dict(Refund.objects.filter(status=Refund.Status.SUCCEEDED).values_list("payment__invoice_id")
+                    .annotate(total=Sum("amount_minor")).order_by())
+    paid_out: dict[int, dict[int, int]] = defaultdict(dict)
+    for invoice_id, provider_id, total in (Payout.objects.filter(status__in=[Payout.Status.IN_TRANSIT, Payout.Status.PAID])
+                                           .values_list("invoice_id", "provider_id").annotate(total=Sum("amount_minor")).order_by()):
+        paid_out[invoice_id][provider_id] = total
 
     problems = []
     for row in JournalPosting.objects.values("currency").annotate(total=Sum("amount_minor")).order_by("currency"):
@@ -444,6 +467,12 @@ def ledger_reconcile() -> list[str]:
                     expected[(LedgerAccount.PROVIDER_PAYABLES, line.provider_id)] -= line.amount_minor - fee
                 else:
                     expected[(LedgerAccount.CREDITS_ISSUED, None)] -= line.amount_minor
+        money_in = collected.get(invoice.pk, 0) - refunded.get(invoice.pk, 0)
+        expected[(LedgerAccount.BUYER_RECEIVABLES, invoice.buyer_id)] -= money_in
+        expected[(LedgerAccount.STRIPE_CLEARING, None)] += money_in
+        for provider_id, amount in paid_out.get(invoice.pk, {}).items():
+            expected[(LedgerAccount.PROVIDER_PAYABLES, provider_id)] += amount
+            expected[(LedgerAccount.STRIPE_CLEARING, None)] -= amount
         actual = posted.get(invoice.pk, {})
         for key in sorted(set(expected) | set(actual), key=str):
             if expected.get(key, 0) != actual.get(key, 0):

@@ -18,3 +18,44 @@ def billing_run_task(*, organization_ids: list[int] | None = None, as_of: str | 
 def billing_run_organization_task(*, organization_id: int) -> list[int]:
     """The on-demand run for one buyer organization (see billing_run_organization)."""
     return billing_run_organization(organization_id=organization_id)
+
+
+@shared_task(name="billing.invoice_pay")
+def invoice_pay_task(*, invoice_id: int) -> int | None:
+    """Charge the buyer's saved card for an open invoice (see billing.payments.invoice_pay)."""
+    from billing.payments import invoice_pay
+
+    attempt = invoice_pay(invoice_id=invoice_id)
+    return attempt.pk if attempt else None
+
+
+@shared_task(name="billing.refund_for_credit_note")
+def refund_for_credit_note_task(*, credit_note_id: int) -> int | None:
+    from billing.payments import refund_for_credit_note
+
+    refund = refund_for_credit_note(credit_note_id=credit_note_id)
+    return refund.pk if refund else None
+
+
+@shared_task(name="billing.stripe_event_process")
+def stripe_event_process_task(*, event_pk: int) -> str | None:
+    """Process one stored webhook event (skipped if already processed)."""
+    from billing.payments import stripe_event_process
+
+    event = stripe_event_process(event_pk=event_pk)
+    return event.status if event else None
+
+
+@shared_task(name="billing.stripe_events_sweep")
+def stripe_events_sweep_task() -> int:
+    from billing.payments import stripe_events_sweep
+
+    return stripe_events_sweep()
+
+
+@shared_task(name="billing.payout_run")
+def payout_run_task() -> dict[str, int]:
+    """Providers' shares of paid invoices out as Connect transfers (see billing.payments.payout_run)."""
+    from billing.payments import payout_run
+
+    return payout_run()

@@ -9,4 +9,6 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/", api.InvoiceDetailApi.as_view(), name="invoice-detail"),
     path("invoice-evidence/", api.InvoiceEvidenceListApi.as_view(), name="invoice-evidence"),
     path("credit-notes/", api.CreditNoteListApi.as_view(), name="credit-notes"),
+    path("payment-attempts/", api.PaymentAttemptListApi.as_view(), name="payment-attempts"),
+    path("payouts/", api.PayoutListApi.as_view(), name="payouts"),
 ]

@@ -128,6 +128,11 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     "marketplace.provisioning.drivers.NoFreePort": DomainError(409, "no_free_port"),
     # a finance review action (approve, void) without the reason its audit row needs
     "billing.services.ReviewReasonMissing": DomainError(422, "reason_required", fields=lambda exc: {"reason": [_message(exc)]}),
+    # payments: paying an invoice that is not open, or without a saved card
+    "billing.payments.PaymentRefused": DomainError(409, "payment_refused"),
+    # a card setup that did not succeed or is not the organization's
+    "billing.payments.PaymentMethodRefused": DomainError(422, "payment_method_refused"),
+    "billing.payments.PayoutStateError": DomainError(409, "payout_state"),
 }
 
 

@@ -165,7 +165,10 @@ def run(services: LocalServices, *, port: int, production: bool = False) -> int:
     services.env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "config"]
-    services.spawn("stripe", [python, "-m", "config.localstripe_server", "--port", str(stripe_port)])
+    # localstripe delivers its webhooks to the web process, signed like Stripe (billing's /stripe/webhook/)
+    services.spawn("stripe", [python, "-m", "config.localstripe_server", "--port", str(stripe_port),
+                              "--webhook-url", f"http://127.0.0.1:{port}/stripe/webhook/",
+                              "--webhook-secret", services.env.get("STRIPE_WEBHOOK_SECRET", "whsec_computeflow_local")])
     services.spawn("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"])
     services.spawn("beat", [*celery, "beat", "--loglevel", "INFO"])
     if production:

@@ -157,6 +157,13 @@ CELERY_TASK_ALWAYS_EAGER = False
 STRIPE_API_KEY = env_str("STRIPE_API_KEY", "sk_test_computeflow_local")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "http://127.0.0.1:8420")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_computeflow_local")
+# The publishable key Stripe.js gets on the payment-method page, and where the page loads Stripe.js from
+# (localstripe serves a stand-in at <STRIPE_API_BASE>/js.stripe.com/v3/; real Stripe: https://js.stripe.com/v3/).
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "pk_test_computeflow_local")
+STRIPE_JS_URL = env_str("STRIPE_JS_URL", "")  # "" = <STRIPE_API_BASE>/js.stripe.com/v3/ (localstripe)
+# Connect transfers (provider payouts) go here. Real Stripe: the same https://api.stripe.com as everything
+# else; localstripe has no Connect, so tests point this at tests/billing/stripe_connect_fake.py.
+STRIPE_CONNECT_API_BASE = env_str("STRIPE_CONNECT_API_BASE", "")  # "" = STRIPE_API_BASE
 
 # A node agent is considered gone after this many seconds without a heartbeat.
 NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 180)
@@ -209,4 +216,9 @@ CELERY_BEAT_SCHEDULE = {
     # Billing: hourly, each buyer whose local month ended (the 1st, 00:00 in the buyer's zone) gets its
     # month invoiced; a missed hour is caught up by the next (the cursor decides, not the clock).
     "billing-run-due": {"task": "billing.billing_run", "schedule": 3600.0},
+    # Payouts: providers' shares of paid invoices go out as Connect transfers; in-transit ones are
+    # re-read and settled. Idempotent (deterministic keys, one live payout per provider and invoice).
+    "billing-payout-run": {"task": "billing.payout_run", "schedule": 3600.0},
+    # Webhook events whose processing failed (or whose task was lost) are processed again.
+    "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 600.0},
 }

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from frontend.views import billing, market
+from frontend.views import billing, market, payments
 
 urlpatterns = [
     path("", market.search, name="market-search"),
@@ -15,4 +15,7 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/print/", billing.buyer_invoice_print, name="market-invoice-print"),
     path("invoices/<int:invoice_id>/lines/<int:line_id>/", billing.buyer_line_evidence, name="market-line-evidence"),
     path("reservations/<int:reservation_id>/<str:action>/", market.reservation_action, name="market-reservation-action"),
+    path("billing/payment/", payments.payment_method, name="billing-payment-method"),
+    path("billing/payment/card/", payments.payment_method_saved, name="billing-payment-method-save"),
+    path("billing/payment/invoices/<int:invoice_id>/pay/", payments.invoice_pay_now, name="billing-invoice-pay"),
 ]

@@ -36,18 +36,81 @@ def _database_url_for(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup, django_db_blocker):
+def localstripe_url():
+    """A real localstripe (config/localstripe_server.py) on a free loopback port, in memory only."""
+    import socket
+
+    from config.localservices import free_port
+
+    port = free_port(0)
+    log = BASE_DIR / ".local" / "test-localstripe.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "config.localstripe_server", "--port", str(port), "--memory-only"],
+                                   cwd=BASE_DIR, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"localstripe did not start: see {log}") from None
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def connect_fake_server():
+    """Stripe Connect's stand-in (localstripe has none): tests/billing/stripe_connect_fake.py."""
+    from tests.billing.stripe_connect_fake import ConnectFake
+
+    fake = ConnectFake().start()
+    yield fake
+    fake.stop()
+
+
+# The worker process and the test process talk to the same test Stripe with the same keys.
+STRIPE_TEST_KEYS = {"STRIPE_API_KEY": "sk_test_computeflow_tests", "STRIPE_WEBHOOK_SECRET": "whsec_computeflow_tests"}
+
+
+@pytest.fixture
+def connect_fake(connect_fake_server):
+    """The session's Connect fake (tests/billing/stripe_connect_fake.py), emptied for this test."""
+    connect_fake_server.reset()
+    return connect_fake_server
+
+
+@pytest.fixture
+def stripe_settings(settings, localstripe_url, connect_fake):
+    """Billing's Stripe calls go to the test localstripe; Connect transfers to the Connect fake."""
+    settings.STRIPE_API_BASE = localstripe_url
+    settings.STRIPE_CONNECT_API_BASE = connect_fake.url
+    settings.STRIPE_API_KEY = STRIPE_TEST_KEYS["STRIPE_API_KEY"]
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_TEST_KEYS["STRIPE_WEBHOOK_SECRET"]
+    return settings
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, localstripe_url, connect_fake_server):
     """A real `celery worker` process, on the test database and the real Redis broker.
 
     Tests that use it must be transactional (`@pytest.mark.django_db(transaction=True)`), so that
     what they write is committed and visible to the worker.
     """
-    process = _start_worker(name=f"test-worker-{os.getpid()}")
+    process = _start_worker(
+        name=f"test-worker-{os.getpid()}",
+        stripe_env={**STRIPE_TEST_KEYS, "STRIPE_API_BASE": localstripe_url, "STRIPE_CONNECT_API_BASE": connect_fake_server.url},
+    )
     yield process
     _stop_worker(process)
 
 
-def _start_worker(*, name: str, broker_url: str | None = None, log_name: str = "test-celery-worker.log"):
+def _start_worker(*, name: str, broker_url: str | None = None, log_name: str = "test-celery-worker.log",
+                  stripe_env: dict | None = None):
     """A `celery worker` process on the test database (and `broker_url`, default the shared Redis);
     returns it once it answers a ping through the app's current broker."""
     from django.db import connection
@@ -57,6 +120,9 @@ def _start_worker(*, name: str, broker_url: str | None = None, log_name: str = "
     env["REDIS_URL"] = settings.REDIS_URL
     if broker_url:
         env["CELERY_BROKER_URL"] = broker_url
+    if stripe_env:
+        # billing's tasks re-read objects from Stripe: the worker uses the tests' localstripe and Connect fake
+        env.update(stripe_env)
     log_path = BASE_DIR / ".local" / log_name
     log_path.parent.mkdir(exist_ok=True)
     log = log_path.open("w")

@@ -60,3 +60,38 @@ def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETE
             started_at=a, ended_at=b, price_per_card_hour_minor=price, currency=offer.currency,
         )
     return reservation
+
+
+# --- Stripe: localstripe over HTTP, and the Connect fake ------------------------------------------------------------
+
+
+def open_invoice(*, buyer, offer, total_hours=10, cards=8):
+    """A served reservation of `buyer`, invoiced (March), approved and open."""
+    from billing.models import Invoice
+    from billing.services import billing_run, invoice_set_status
+
+    served(buyer=buyer, offer=offer, periods=[(MARCH + H, MARCH + (1 + total_hours) * H)], cards=cards)
+    billing_run(organization_ids=[buyer.pk], now=APRIL + H)
+    invoice = Invoice.objects.filter(buyer=buyer).order_by("pk").last()
+    for status in ("pending_review", "approved", "open"):
+        invoice = invoice_set_status(invoice=invoice, status=status)
+    return invoice
+
+
+def card_saved(*, organization, number: str):
+    """Save a card the way the page does: a SetupIntent confirmed with the card (as Stripe.js does, with
+    the publishable key, over HTTP), then payment_method_save. Returns the profile."""
+    import requests
+    from django.conf import settings as django_settings
+
+    from billing.payments import payment_method_save, payment_method_setup_start
+
+    setup = payment_method_setup_start(organization=organization)
+    answer = requests.post(
+        f"{django_settings.STRIPE_API_BASE}/v1/setup_intents/{setup['setup_intent_id']}/confirm",
+        json={"key": "pk_test_x", "client_secret": setup["client_secret"],
+              "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": "12", "exp_year": "2031", "cvc": "123"}}},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return payment_method_save(organization=organization, setup_intent_id=setup["setup_intent_id"])

@@ -1,8 +1,8 @@
 """Property (hypothesis): for random usage, prices, downtime, run times and credit notes, every invoice
 total is the sum of its lines, no second is billed twice across runs and none is lost, and the ledger
-sums to zero (and reconciles) after invoicing, credit notes and voids.
-
-Payments, refunds and payouts are not built yet (Stripe is a later step): they join this property then.
+sums to zero (and reconciles) after invoicing, credit notes and voids - and, in the second property,
+after payments (some cards declining), credit notes before and after payment (refunds), voids of unpaid
+invoices and payouts (some transfers reversed and paid again), through localstripe and the Connect fake.
 """
 
 from datetime import datetime, timedelta
@@ -119,3 +119,91 @@ def _check(offer, usd_offer, monkeypatch, scenario):
     # And re-rating every live charge line from the (unchanged) segments finds no drift
     assert billing.services.billing_usage_drift() == []
 
+
+
+money_scenarios = st.fixed_dictionaries({
+    "buyers": st.lists(st.lists(reservations(), min_size=1, max_size=2), min_size=1, max_size=3),
+    "declining_card": st.lists(st.booleans(), min_size=3, max_size=3),  # per buyer: a card that declines every charge
+    "credit_before": st.lists(st.fractions(0, 1), min_size=0, max_size=3),
+    "credit_after": st.lists(st.fractions(0, 1), min_size=0, max_size=3),
+    "void_unpaid_every": st.integers(2, 4),
+    "reverse_every": st.integers(1, 4),  # every n-th transfer is reversed, then paid again by the next run
+})
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(scenario=money_scenarios)
+def test_the_ledger_balances_after_invoicing_payment_refund_and_payout(offer, usd_offer, stripe_settings, connect_fake, scenario):
+    """Through localstripe (payments, refunds) and the Connect fake (payouts), over HTTP."""
+    with transaction.atomic():
+        _check_money(offer, usd_offer, connect_fake, scenario)
+        transaction.set_rollback(True)
+
+
+def _check_money(offer, usd_offer, connect_fake, scenario):
+    from billing.models import BillingProfile, Payout, Refund
+    from billing.payments import PaymentRefused, invoice_pay, payout_refresh, payout_run, refund_for_credit_note
+    from billing.services import platform_fee_minor
+    from tests.billing.conftest import card_saved
+
+    buyers = []
+    for n, spec in enumerate(scenario["buyers"]):
+        buyer = OrganizationFactory()
+        buyers.append(buyer)
+        for r in spec:
+            target = usd_offer if r["usd"] else offer
+            served(buyer=buyer, offer=target, periods=r["periods"], cards=r["cards"], price=r["price"], status=r["status"],
+                   node_index=r["node"] % target.cluster.nodes.count())
+        card_saved(organization=buyer, number="4000000000000341" if scenario["declining_card"][n] else "4242424242424242")
+    ids = [b.pk for b in buyers]
+    billing_run(organization_ids=ids, now=at(SPAN + 40 * 24 * 3600))
+    for provider in (offer.cluster.site.owner, usd_offer.cluster.site.owner):
+        BillingProfile.objects.get_or_create(organization=provider, defaults={
+            "stripe_connect_account_id": connect_fake.add_account(f"acct_{provider.pk:08d}")})
+    before, after = list(scenario["credit_before"]), list(scenario["credit_after"])
+    # When finance approves and opens every invoice, credits some, and the buyers pay
+    for n, invoice in enumerate(Invoice.objects.filter(buyer_id__in=ids).order_by("pk")):
+        for status in ("pending_review", "approved", "open"):
+            invoice = invoice_set_status(invoice=invoice, status=status)
+        if before and invoice.total_minor > 0 and (amount := int(invoice.total_minor * before.pop())) > 0:
+            credit_note_create(invoice=invoice, amount_minor=amount, reason="before payment", actor=None)
+        try:
+            invoice_pay(invoice_id=invoice.pk)
+        except PaymentRefused:
+            pass
+        invoice.refresh_from_db()
+        if invoice.status == "paid":
+            owed = invoice.total_minor - sum(note.amount_minor for note in invoice.credit_notes.all())
+            if after and owed > 0 and (amount := int(owed * after.pop())) > 0:
+                note = credit_note_create(invoice=invoice, amount_minor=amount, reason="after payment", actor=None)
+                refund_for_credit_note(credit_note_id=note.pk)  # what the task does after commit
+        elif n % scenario["void_unpaid_every"] == 0:
+            invoice_set_status(invoice=invoice, status="void", reason="property")
+    # And the payout run goes, some transfers are reversed, and it goes again
+    payout_run()
+    for n, payout in enumerate(Payout.objects.exclude(stripe_transfer_id="").order_by("pk")):
+        if n % scenario["reverse_every"] == 0:
+            connect_fake.reverse(payout.stripe_transfer_id)
+            payout_refresh(payout_id=payout.pk)
+    payout_run()
+    # Then the ledger sums to zero in each currency (PostgreSQL's check too) and reconciles with the documents
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    for currency in ("CNY", "USD"):
+        assert sum(JournalPosting.objects.filter(currency=currency).values_list("amount_minor", flat=True)) == 0
+    assert ledger_reconcile() == []
+    # And every provider of a paid invoice got exactly its share once (one live payout), nobody else anything
+    for invoice in Invoice.objects.filter(buyer_id__in=ids).prefetch_related("lines"):
+        live = {p.provider_id: p.amount_minor for p in Payout.objects.filter(invoice=invoice).exclude(status="failed")}
+        shares: dict[int, int] = {}
+        for line in invoice.lines.all():
+            if line.kind == "charge" and line.amount_minor:
+                shares[line.provider_id] = shares.get(line.provider_id, 0) + line.amount_minor - platform_fee_minor(line.amount_minor)
+        expected = {p: s for p, s in shares.items() if s > 0} if invoice.status == "paid" else {}
+        assert live == expected
+        # Stripe holds for this invoice exactly what was collected less what was refunded
+        collected = sum(a.amount_minor for a in invoice.payment_attempts.filter(status="succeeded"))
+        refunded = sum(r.amount_minor for r in Refund.objects.filter(payment__invoice=invoice, status="succeeded"))
+        assert collected - refunded == (invoice.total_minor - sum(n.amount_minor for n in invoice.credit_notes.all())
+                                        if invoice.status == "paid" else 0)

@@ -109,6 +109,10 @@ DOMAIN_EXAMPLES = {
     "marketplace.provisioning.drivers.NoFreePort": (lambda m: m.NoFreePort("every SSH port is in use"), 409, "no_free_port"),
     "billing.services.ReviewReasonMissing": (
         lambda m: m.ReviewReasonMissing("Say why: the reason is kept in the invoice's audit trail."), 422, "reason_required"),
+    "billing.payments.PaymentRefused": (lambda m: m.PaymentRefused("Save a card on the payment method page first."), 409, "payment_refused"),
+    "billing.payments.PaymentMethodRefused": (
+        lambda m: m.PaymentMethodRefused("That card setup is not your organization's."), 422, "payment_method_refused"),
+    "billing.payments.PayoutStateError": (lambda m: m.PayoutStateError("A payout cannot go from failed to paid."), 409, "payout_state"),
 }
 PROJECT_APPS = ("accounts", "inventory", "marketplace", "billing", "frontend")
 

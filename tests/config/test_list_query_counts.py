@@ -155,6 +155,24 @@ def add_credit_notes(world, n):
     _issued_invoices(world, n)
 
 
+def add_payment_attempts(world, n):
+    """n invoices of the buyer, each with a failed and a succeeded attempt (rows as billing.payments writes them)."""
+    from billing.models import PaymentAttempt
+
+    for invoice in _issued_invoices(world, n):
+        PaymentAttempt.objects.create(invoice=invoice, attempt=1, idempotency_key=f"invoice-{invoice.pk}-attempt-1", amount_minor=100,
+                                      currency="CNY", status="failed", decline_code="card_declined", failure_reason="Your card was declined.")
+
+
+def add_payouts(world, n):
+    """n payouts to the provider, each of its own invoice."""
+    from billing.models import Payout
+
+    for invoice in _issued_invoices(world, n):
+        Payout.objects.create(provider=world.provider, invoice=invoice, currency="CNY", amount_minor=85, destination="acct_query_counts",
+                              idempotency_key=f"payout-invoice-{invoice.pk}-provider-{world.provider.pk}-1", status="in_transit")
+
+
 # schema path -> (rows builder, asked as the buyer?)
 LIST_ENDPOINTS = {
     "/api/sites/": (add_sites, False),
@@ -170,6 +188,8 @@ LIST_ENDPOINTS = {
     "/api/invoices/": (add_invoices, True),
     "/api/credit-notes/": (add_credit_notes, True),
     "/api/invoice-evidence/": (add_invoice_evidence, True),
+    "/api/payment-attempts/": (add_payment_attempts, True),
+    "/api/payouts/": (add_payouts, False),
 }
 
 

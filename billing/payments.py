@@ -1,0 +1,518 @@
+"""Writes of billing that move money through Stripe: the buyer's Stripe customer and saved card,
+collecting open invoices (PaymentIntents), refunds for credit notes on paid invoices, provider payouts
+(Connect transfers) and the webhook inbox. See billing/__init__.py ("Payments") for the rules.
+
+The pattern everywhere: (1) under row locks, record what we are about to ask Stripe, with a
+deterministic idempotency key derived from our own row, and commit; (2) call Stripe outside any
+transaction; (3) apply Stripe's answer under row locks, idempotently (a final state never changes,
+the ledger is posted exactly once, on the move into the state). A crash between (1) and (3) leaves a
+pending row that the next call, sweep or webhook resumes with the same key. Webhooks never trust the
+event's payload: the object is re-read from Stripe, so duplicated and out-of-order deliveries converge
+on Stripe's current state.
+"""
+
+import logging
+from datetime import timedelta
+
+import stripe
+from django.db import transaction
+from django.db.models import Max, Q, Sum
+from django.utils import timezone
+
+from accounts.models import Organization
+from billing import stripe_gateway as gateway
+from billing.models import (
+    BillingProfile,
+    CreditNote,
+    Invoice,
+    JournalEntry,
+    JournalPosting,
+    LedgerAccount,
+    PaymentAttempt,
+    Payout,
+    PayoutStatusChange,
+    Refund,
+    StripeEvent,
+)
+from billing.services import _journal_post, invoice_set_status
+
+logger = logging.getLogger(__name__)
+
+
+class PaymentRefused(Exception):
+    """A payment that cannot be attempted: the invoice is not open, or no card is saved."""
+
+
+class PaymentMethodRefused(Exception):
+    """The card could not be saved (the setup did not succeed, or is not this organization's)."""
+
+
+class PayoutStateError(Exception):
+    """A payout move its state machine does not allow."""
+
+
+def _field(obj, key: str, default=None):
+    """A field of a Stripe object (not a dict in stripe-python 16), or `default` when absent or null."""
+    if obj is None or key not in obj:
+        return default
+    value = obj[key]
+    return default if value is None else value
+
+
+# --- customer and saved card ---------------------------------------------------------------------------------------
+
+
+def billing_profile_get(*, organization_id: int) -> BillingProfile:
+    profile, _ = BillingProfile.objects.get_or_create(organization_id=organization_id)
+    return profile
+
+
+def stripe_customer_ensure(*, organization: Organization) -> str:
+    """The organization's Stripe customer id, created on first use. The idempotency key is derived from
+    the organization, so two racing first uses create one customer at Stripe; the row lock keeps one id."""
+    profile = billing_profile_get(organization_id=organization.pk)
+    if profile.stripe_customer_id:
+        return profile.stripe_customer_id
+    customer = gateway.customer_create(organization_id=organization.pk, name=organization.name,
+                                       idempotency_key=f"customer-organization-{organization.pk}")
+    with transaction.atomic():
+        profile = BillingProfile.objects.select_for_update().get(pk=profile.pk)
+        if not profile.stripe_customer_id:
+            profile.stripe_customer_id = customer.id
+            profile.save(update_fields=["stripe_customer_id", "updated_at"])
+    return profile.stripe_customer_id
+
+
+def payment_method_setup_start(*, organization: Organization) -> dict[str, str]:
+    """A SetupIntent for the page: Stripe.js confirms it with the card typed into Stripe's element (the
+    card number never reaches our server), then the page posts the SetupIntent id to payment_method_save."""
+    customer_id = stripe_customer_ensure(organization=organization)
+    intent = gateway.setup_intent_create(customer_id=customer_id)
+    return {"setup_intent_id": intent.id, "client_secret": intent.client_secret}
+
+
+def payment_method_save(*, organization: Organization, setup_intent_id: str) -> BillingProfile:
+    """Keep the card of a succeeded SetupIntent of this organization's customer as the one charged for
+    its invoices. Everything is re-read from Stripe: the page's word is not trusted."""
+    customer_id = stripe_customer_ensure(organization=organization)
+    try:
+        intent = gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
+    except stripe.InvalidRequestError as exc:
+        raise PaymentMethodRefused("That card setup does not exist.") from exc
+    if intent.customer != customer_id:
+        raise PaymentMethodRefused("That card setup is not your organization's.")
+    if intent.status != "succeeded" or not intent.payment_method:
+        raise PaymentMethodRefused(f"The card was not saved (its setup is {intent.status}).")
+    method = gateway.payment_method_retrieve(payment_method_id=intent.payment_method)
+    if method.customer != customer_id:
+        # Real Stripe attaches on SetupIntent confirmation; localstripe does not, so attach if needed.
+        method = gateway.payment_method_attach(payment_method_id=method.id, customer_id=customer_id)
+    card = method.card
+    with transaction.atomic():
+        profile = BillingProfile.objects.select_for_update().get(organization=organization)
+        profile.payment_method_id = method.id
+        profile.payment_method_label = f"{card.brand} ending {card.last4}" if card else method.type
+        profile.save(update_fields=["payment_method_id", "payment_method_label", "updated_at"])
+    return profile
+
+
+# --- collecting invoices -------------------------------------------------------------------------------------------
+
+
+def invoice_amount_due(*, invoice: Invoice) -> int:
+    """What the buyer still owes on the invoice: its total less its credit notes (minor units)."""
+    credited = invoice.credit_notes.aggregate(total=Sum("amount_minor"))["total"] or 0
+    return invoice.total_minor - credited
+
+
+def invoice_pay(*, invoice_id: int) -> PaymentAttempt | None:
+    """Charge the buyer's saved card for an open invoice, off-session. Records the attempt first (its
+    idempotency key `invoice-<id>-attempt-<n>`), then calls Stripe, then applies the answer: paid ->
+    the invoice is paid and the ledger moves the receivable to Stripe clearing; declined -> the invoice
+    stays open with Stripe's reason on the attempt and in `Invoice.payment_error`. An attempt left
+    pending (crash, timeout) is resumed with its own key, never doubled. None: nothing was owed (the
+    invoice is marked paid without a charge)."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+            raise PaymentRefused(f"Only an open invoice can be paid; this one is {invoice.get_status_display().lower()}.")
+        attempt = invoice.payment_attempts.filter(status=PaymentAttempt.Status.PENDING).order_by("attempt").first()
+        if attempt is None:
+            profile = BillingProfile.objects.filter(organization_id=invoice.buyer_id).first()
+            if profile is None or not profile.payment_method_id:
+                raise PaymentRefused("Save a card on the payment method page first.")
+            due = invoice_amount_due(invoice=invoice)
+            if due <= 0:
+                invoice_set_status(invoice=invoice, status=Invoice.Status.PAID, reason="nothing owed: credited in full")
+                return None
+            number = (invoice.payment_attempts.aggregate(n=Max("attempt"))["n"] or 0) + 1
+            attempt = PaymentAttempt.objects.create(
+                invoice=invoice, attempt=number, idempotency_key=f"invoice-{invoice.pk}-attempt-{number}", amount_minor=due,
+                currency=invoice.currency,
+            )
+    return _payment_attempt_execute(attempt=attempt)
+
+
+def _payment_attempt_execute(*, attempt: PaymentAttempt) -> PaymentAttempt:
+    profile = BillingProfile.objects.get(organization_id=attempt.invoice.buyer_id)
+    try:
+        intent = gateway.payment_intent_create_off_session(
+            amount_minor=attempt.amount_minor, currency=attempt.currency, customer_id=profile.stripe_customer_id,
+            payment_method_id=profile.payment_method_id, idempotency_key=attempt.idempotency_key,
+            metadata={"payment_attempt_id": str(attempt.pk), "invoice_id": str(attempt.invoice_id)},
+        )
+    except (stripe.CardError, stripe.InvalidRequestError) as exc:
+        # Declined, or refused outright: Stripe's answer is final for this attempt.
+        error = exc.error
+        intent_id = getattr(getattr(error, "payment_intent", None), "id", "") if error else ""
+        return payment_attempt_fail(attempt_id=attempt.pk, code=(exc.code or "declined"), intent_id=intent_id or "",
+                                    reason=(exc.user_message or str(exc))[:500])
+    except stripe.StripeError:
+        # Timeout, connection, Stripe 5xx: the outcome is unknown. The attempt stays pending; the next
+        # "pay" (or the webhook) resumes it with the same idempotency key, so at most one charge.
+        logger.exception("payment attempt %s: Stripe did not answer; left pending", attempt.pk)
+        return attempt
+    return payment_attempt_apply_intent(attempt_id=attempt.pk, intent=intent)
+
+
+@transaction.atomic
+def payment_attempt_fail(*, attempt_id: int, code: str, reason: str, intent_id: str = "") -> PaymentAttempt:
+    invoice = Invoice.objects.select_for_update(of=("self",)).get(payment_attempts__pk=attempt_id)
+    attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+    if intent_id and not attempt.stripe_payment_intent_id:
+        attempt.stripe_payment_intent_id = intent_id
+    if attempt.status == PaymentAttempt.Status.PENDING:
+        _attempt_failed(attempt=attempt, invoice=invoice, code=code, reason=reason)
+    attempt.save()
+    return attempt
+
+
+def _attempt_failed(*, attempt: PaymentAttempt, invoice: Invoice, code: str, reason: str) -> None:
+    attempt.status = PaymentAttempt.Status.FAILED
+    attempt.decline_code = code[:100]
+    attempt.failure_reason = reason[:500]
+    if invoice.status != Invoice.Status.PAID:  # a late failure of an old attempt never shadows a payment
+        invoice.payment_error = attempt.failure_reason
+        invoice.save(update_fields=["payment_error"])
+
+
+@transaction.atomic
+def payment_attempt_apply_intent(*, attempt_id: int, intent) -> PaymentAttempt:
+    """Apply a PaymentIntent as Stripe reports it now to its attempt, idempotently: a pending attempt
+    becomes succeeded (invoice paid, ledger Dr Stripe clearing / Cr buyer receivables, once) or failed
+    (reason kept); a final attempt never changes. Locks the invoice, then the attempt."""
+    invoice = Invoice.objects.select_for_update(of=("self",)).get(payment_attempts__pk=attempt_id)
+    attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+    if not attempt.stripe_payment_intent_id:
+        attempt.stripe_payment_intent_id = intent.id
+    if attempt.status != PaymentAttempt.Status.PENDING:
+        attempt.save()
+        return attempt
+    if intent.status == "succeeded":
+        attempt.status = PaymentAttempt.Status.SUCCEEDED
+        attempt.save()
+        _journal_post(kind=JournalEntry.Kind.PAYMENT, invoice=invoice, payment=attempt, currency=invoice.currency,
+                      memo=f"invoice {invoice.display_number} paid ({intent.id})",
+                      postings=[(LedgerAccount.STRIPE_CLEARING, None, attempt.amount_minor),
+                                (LedgerAccount.BUYER_RECEIVABLES, invoice.buyer_id, -attempt.amount_minor)])
+        invoice.payment_error = ""
+        invoice.save(update_fields=["payment_error"])
+        invoice_set_status(invoice=invoice, status=Invoice.Status.PAID, reason=f"paid by card ({intent.id})")
+        return attempt
+    if intent.status in ("requires_payment_method", "canceled", "requires_action"):
+        error = _field(intent, "last_payment_error") or {}
+        if intent.status == "requires_action":  # off-session: nobody there to authenticate
+            error = {"code": "authentication_required", "message": "Your bank asks you to authenticate this payment."}
+        _attempt_failed(attempt=attempt, invoice=invoice, code=_field(error, "code") or intent.status,
+                        reason=_field(error, "message") or f"The payment {intent.status.replace('_', ' ')}.")
+    attempt.save()  # "processing": stays pending until Stripe's webhook says how it ended
+    return attempt
+
+
+def payment_attempt_for_intent(*, intent) -> PaymentAttempt | None:
+    """Our attempt behind a PaymentIntent: by its id, else by the attempt id we put in its metadata
+    (the answer to the create call may have been lost)."""
+    attempt = PaymentAttempt.objects.filter(stripe_payment_intent_id=intent.id).first()
+    if attempt is None:
+        raw = str(_field(_field(intent, "metadata"), "payment_attempt_id", ""))
+        if raw.isdigit():
+            attempt = PaymentAttempt.objects.filter(pk=int(raw), stripe_payment_intent_id__in=["", intent.id]).first()
+    return attempt
+
+
+# --- refunds -------------------------------------------------------------------------------------------------------
+
+
+def refund_for_credit_note(*, credit_note_id: int) -> Refund | None:
+    """Return a credit note's amount to the card that paid its invoice (idempotency key
+    `credit-note-<id>-refund`; never more than the payment still holds). None: nothing to refund (the
+    invoice is not paid - an unpaid invoice just owes less)."""
+    with transaction.atomic():
+        note = CreditNote.objects.filter(pk=credit_note_id).first()
+        if note is None:
+            return None
+        invoice = Invoice.objects.select_for_update().get(pk=note.invoice_id)
+        refund = Refund.objects.filter(credit_note=note).first()
+        if refund is None:
+            payment = invoice.payment_attempts.filter(status=PaymentAttempt.Status.SUCCEEDED).first()
+            if invoice.status != Invoice.Status.PAID or payment is None:
+                return None
+            refunded = payment.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("amount_minor"))["total"] or 0
+            amount = min(note.amount_minor, payment.amount_minor - refunded)
+            if amount <= 0:
+                return None
+            refund = Refund.objects.create(credit_note=note, payment=payment, idempotency_key=f"credit-note-{note.pk}-refund",
+                                           amount_minor=amount, currency=invoice.currency)
+        if refund.status != Refund.Status.PENDING:
+            return refund
+    try:
+        answer = gateway.refund_create(payment_intent_id=refund.payment.stripe_payment_intent_id, amount_minor=refund.amount_minor,
+                                       metadata={"refund_id": str(refund.pk), "credit_note_id": str(note.pk)},
+                                       idempotency_key=refund.idempotency_key)
+    except stripe.InvalidRequestError as exc:
+        return refund_apply(refund_id=refund.pk, stripe_refund=None, failure=(exc.user_message or str(exc)))
+    except stripe.StripeError:
+        logger.exception("refund %s: Stripe did not answer; left pending", refund.pk)
+        return refund
+    return refund_apply(refund_id=refund.pk, stripe_refund=answer)
+
+
+@transaction.atomic
+def refund_apply(*, refund_id: int, stripe_refund, failure: str = "") -> Refund:
+    """Apply Stripe's refund (or a refusal) to our row, once: succeeded -> ledger Dr buyer receivables /
+    Cr Stripe clearing (the buyer's credit is settled in money)."""
+    refund = Refund.objects.select_related("payment__invoice").get(pk=refund_id)
+    invoice = Invoice.objects.select_for_update().get(pk=refund.payment.invoice_id)
+    refund = Refund.objects.select_for_update().get(pk=refund_id)
+    if stripe_refund is not None and not refund.stripe_refund_id:
+        refund.stripe_refund_id = stripe_refund.id
+    if refund.status == Refund.Status.PENDING:
+        state = "failed" if stripe_refund is None else stripe_refund.status
+        if state == "succeeded":
+            refund.status = Refund.Status.SUCCEEDED
+            refund.save()
+            _journal_post(kind=JournalEntry.Kind.REFUND, invoice=invoice, credit_note=refund.credit_note, refund=refund,
+                          currency=refund.currency, memo=f"refund for credit note {refund.credit_note_id}",
+                          postings=[(LedgerAccount.BUYER_RECEIVABLES, invoice.buyer_id, refund.amount_minor),
+                                    (LedgerAccount.STRIPE_CLEARING, None, -refund.amount_minor)])
+            return refund
+        if state in ("failed", "canceled"):
+            refund.status = Refund.Status.FAILED
+            refund.failure_reason = (failure or (_field(stripe_refund, "failure_reason") if stripe_refund else "") or state)[:500]
+    refund.save()
+    return refund
+
+
+# --- provider payouts ----------------------------------------------------------------------------------------------
+
+
+def payouts_due() -> list[tuple[int, int, str, int]]:
+    """(invoice id, provider id, currency, amount) of every paid invoice whose provider payable is still
+    open in the ledger and has no live payout. The ledger is the one truth: approval credited each
+    provider its share (charges less the platform fee, billing.services.platform_fee_minor); a payout
+    debits it back; a failed payout's reversal opens it again."""
+    rows = (JournalPosting.objects.filter(account=LedgerAccount.PROVIDER_PAYABLES, entry__invoice__status=Invoice.Status.PAID)
+            .values_list("entry__invoice", "organization", "currency").annotate(balance=Sum("amount_minor")).filter(balance__lt=0)
+            .order_by("entry__invoice", "organization"))
+    live = set(Payout.objects.exclude(status=Payout.Status.FAILED).values_list("invoice_id", "provider_id"))
+    return [(invoice_id, provider_id, currency, -balance) for invoice_id, provider_id, currency, balance in rows
+            if (invoice_id, provider_id) not in live]
+
+
+def payout_create(*, invoice_id: int, provider_id: int) -> Payout | None:
+    """Record the payout of the provider's open payable on a paid invoice (pending), if it has a
+    connected account; the key `payout-invoice-<id>-provider-<id>-<attempt>` is fixed from here on."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        live = Payout.objects.filter(invoice=invoice, provider_id=provider_id).exclude(status=Payout.Status.FAILED).first()
+        if live is not None or invoice.status != Invoice.Status.PAID:
+            return live
+        profile = BillingProfile.objects.filter(organization_id=provider_id).first()
+        if profile is None or not profile.stripe_connect_account_id:
+            logger.info("payout of invoice %s to provider %s waits for a connected account", invoice_id, provider_id)
+            return None
+        balance = (JournalPosting.objects.filter(account=LedgerAccount.PROVIDER_PAYABLES, entry__invoice=invoice, organization_id=provider_id)
+                   .aggregate(total=Sum("amount_minor"))["total"] or 0)
+        if balance >= 0:
+            return None
+        number = (Payout.objects.filter(invoice=invoice, provider_id=provider_id).aggregate(n=Max("attempt"))["n"] or 0) + 1
+        payout = Payout.objects.create(
+            provider_id=provider_id, invoice=invoice, attempt=number, currency=invoice.currency, amount_minor=-balance,
+            destination=profile.stripe_connect_account_id, idempotency_key=f"payout-invoice-{invoice.pk}-provider-{provider_id}-{number}",
+        )
+        PayoutStatusChange.objects.create(payout=payout, from_status="", to_status=Payout.Status.PENDING, reason="payout run")
+    return payout
+
+
+def payout_send(*, payout_id: int) -> Payout:
+    """Create the Connect transfer of a pending payout (same key on every retry) and apply the answer."""
+    payout = Payout.objects.get(pk=payout_id)
+    if payout.status != Payout.Status.PENDING:
+        return payout
+    try:
+        transfer = gateway.transfer_create(
+            amount_minor=payout.amount_minor, currency=payout.currency, destination=payout.destination,
+            transfer_group=f"invoice-{payout.invoice_id}", idempotency_key=payout.idempotency_key,
+            metadata={"payout_id": str(payout.pk), "invoice_id": str(payout.invoice_id)},
+        )
+    except (stripe.InvalidRequestError, stripe.PermissionError, stripe.AuthenticationError) as exc:
+        return payout_set_status(payout_id=payout.pk, status=Payout.Status.FAILED, reason=(exc.user_message or str(exc)))
+    except stripe.StripeError:
+        logger.exception("payout %s: Stripe did not answer; left pending for the next run", payout.pk)
+        return payout
+    return payout_apply_transfer(payout_id=payout.pk, transfer=transfer)
+
+
+def payout_apply_transfer(*, payout_id: int, transfer) -> Payout:
+    """Apply a transfer as Stripe reports it now: reversed -> failed (the payable opens again); created
+    -> in transit; landed in the connected account (`destination_payment`) on a re-read -> paid."""
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().get(pk=payout_id)
+        if not payout.stripe_transfer_id:
+            payout.stripe_transfer_id = transfer.id
+            payout.save(update_fields=["stripe_transfer_id", "updated_at"])
+        reversed_ = bool(_field(transfer, "reversed")) or (_field(transfer, "amount_reversed") or 0) >= payout.amount_minor
+        if reversed_:
+            return payout_set_status(payout_id=payout.pk, status=Payout.Status.FAILED, reason="transfer reversed at Stripe")
+        if payout.status == Payout.Status.PENDING:
+            payout = payout_set_status(payout_id=payout.pk, status=Payout.Status.IN_TRANSIT, reason=f"transfer {transfer.id}")
+        return payout
+
+
+def payout_refresh(*, payout_id: int) -> Payout:
+    """Re-read an in-transit (or paid) payout's transfer from Stripe and settle it."""
+    payout = Payout.objects.get(pk=payout_id)
+    if not payout.stripe_transfer_id:
+        return payout_send(payout_id=payout_id)
+    transfer = gateway.transfer_retrieve(transfer_id=payout.stripe_transfer_id)
+    payout = payout_apply_transfer(payout_id=payout_id, transfer=transfer)
+    if payout.status == Payout.Status.IN_TRANSIT and _field(transfer, "destination_payment"):
+        payout = payout_set_status(payout_id=payout_id, status=Payout.Status.PAID, reason="transfer landed in the connected account")
+    return payout
+
+
+@transaction.atomic
+def payout_set_status(*, payout_id: int, status: str, reason: str = "") -> Payout:
+    """The one transition service of payouts: row lock, Payout.TRANSITIONS, an audit row, and the ledger -
+    into in_transit: Dr provider payables / Cr Stripe clearing; out of a posted state into failed: that
+    entry reversed. Setting the status it has is a no-op."""
+    payout = Payout.objects.select_for_update().get(pk=payout_id)
+    if payout.status == status:
+        return payout
+    if status not in Payout.TRANSITIONS[payout.status]:
+        raise PayoutStateError(f"A payout cannot go from {payout.status} to {status}.")
+    PayoutStatusChange.objects.create(payout=payout, from_status=payout.status, to_status=status, reason=reason[:500])
+    if status == Payout.Status.IN_TRANSIT:
+        _journal_post(kind=JournalEntry.Kind.PAYOUT, invoice=payout.invoice, payout=payout, currency=payout.currency,
+                      memo=f"payout {payout.pk} ({payout.stripe_transfer_id})",
+                      postings=[(LedgerAccount.PROVIDER_PAYABLES, payout.provider_id, payout.amount_minor),
+                                (LedgerAccount.STRIPE_CLEARING, None, -payout.amount_minor)])
+    if status == Payout.Status.FAILED:
+        payout.failure_reason = reason[:500]
+        for entry in payout.journal_entries.filter(kind=JournalEntry.Kind.PAYOUT, reversed_by__isnull=True):
+            _journal_post(kind=JournalEntry.Kind.PAYOUT_FAILED, invoice=payout.invoice, payout=payout, currency=payout.currency,
+                          reverses=entry, memo=f"payout {payout.pk} failed: {reason[:200]}",
+                          postings=[(p.account, p.organization_id, -p.amount_minor) for p in entry.postings.all()])
+    payout.status = status
+    payout.save(update_fields=["status", "failure_reason", "updated_at"])
+    return payout
+
+
+def payout_run() -> dict[str, int]:
+    """The payout run (beat, command): send what is due, resume pending payouts, settle those in transit.
+    Safe to run twice or at once: one live payout per provider and invoice (database-enforced), and
+    every transfer call carries its payout's fixed key."""
+    counts = {"created": 0, "sent": 0, "settled": 0}
+    for invoice_id, provider_id, _currency, _amount in payouts_due():
+        if payout_create(invoice_id=invoice_id, provider_id=provider_id) is not None:
+            counts["created"] += 1
+    for payout_id in Payout.objects.filter(status=Payout.Status.PENDING).order_by("pk").values_list("pk", flat=True):
+        if payout_send(payout_id=payout_id).status != Payout.Status.PENDING:
+            counts["sent"] += 1
+    for payout_id in Payout.objects.filter(status=Payout.Status.IN_TRANSIT).order_by("pk").values_list("pk", flat=True):
+        try:
+            if payout_refresh(payout_id=payout_id).status != Payout.Status.IN_TRANSIT:
+                counts["settled"] += 1
+        except stripe.StripeError:
+            logger.exception("payout %s: could not re-read its transfer", payout_id)
+    return counts
+
+
+# --- the webhook inbox ---------------------------------------------------------------------------------------------
+
+
+def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
+    """Verify and store a webhook delivery once by its event id; the processing task is enqueued after
+    commit (again for a redelivery of an event not processed yet). Raises ValueError /
+    stripe.SignatureVerificationError for a bad payload or signature (nothing stored)."""
+    event = gateway.webhook_event_construct(payload=payload, signature=signature)
+    obj = event.data.object
+    with transaction.atomic():
+        row, created = StripeEvent.objects.get_or_create(event_id=event.id, defaults={
+            "type": event.type, "object_id": (_field(obj, "id") or "")[:255], "account": (_field(event, "account") or "")[:255],
+            "payload": event.to_dict(),
+        })
+        if created or row.status in (StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED):
+            from billing.tasks import stripe_event_process_task
+
+            transaction.on_commit(lambda: stripe_event_process_task.delay(event_pk=row.pk))
+    return row
+
+
+def stripe_event_process(*, event_pk: int) -> StripeEvent | None:
+    """Act on one stored event, once (row lock; a processed event is skipped). The object is re-read
+    from Stripe and applied through the same services as the synchronous calls."""
+    with transaction.atomic():
+        event = StripeEvent.objects.select_for_update().filter(pk=event_pk).first()
+        if event is None or event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+            return event
+        try:
+            with transaction.atomic():
+                acted = _stripe_event_dispatch(event=event)
+        except Exception as exc:  # noqa: BLE001 - recorded on the row for finance; the sweep retries it
+            logger.exception("stripe event %s could not be processed", event.event_id)
+            event.status = StripeEvent.Status.FAILED
+            event.error = f"{type(exc).__name__}: {exc}"[:1000]
+        else:
+            event.status = StripeEvent.Status.PROCESSED if acted else StripeEvent.Status.IGNORED
+            event.error = ""
+        event.processed_at = timezone.now()
+        event.save(update_fields=["status", "error", "processed_at"])
+    return event
+
+
+def _stripe_event_dispatch(*, event: StripeEvent) -> bool:
+    kind = event.type
+    if kind.startswith("payment_intent."):
+        intent = gateway.payment_intent_retrieve(payment_intent_id=event.object_id)
+        attempt = payment_attempt_for_intent(intent=intent)
+        if attempt is None:
+            return False
+        payment_attempt_apply_intent(attempt_id=attempt.pk, intent=intent)
+        return True
+    if kind.startswith("refund.") or kind == "charge.refunded":
+        intent_id = event.payload.get("data", {}).get("object", {}).get("payment_intent") or ""
+        refunds = Refund.objects.filter(Q(stripe_refund_id=event.object_id) | Q(payment__stripe_payment_intent_id=intent_id, status="pending")
+                                        if intent_id else Q(stripe_refund_id=event.object_id))
+        acted = False
+        for refund in refunds.filter(~Q(stripe_refund_id="")):
+            refund_apply(refund_id=refund.pk, stripe_refund=gateway.refund_retrieve(refund_id=refund.stripe_refund_id))
+            acted = True
+        return acted
+    if kind.startswith("transfer."):
+        payout = Payout.objects.filter(stripe_transfer_id=event.object_id).first()
+        if payout is None:
+            return False
+        payout_refresh(payout_id=payout.pk)
+        return True
+    return False
+
+
+def stripe_events_sweep() -> int:
+    """Process again the events left received (their task lost) or failed. Returns how many were tried."""
+    pks = list(StripeEvent.objects.filter(status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED],
+                                          received_at__lt=timezone.now() - timedelta(minutes=1))
+               .order_by("pk").values_list("pk", flat=True)[:500])
+    for pk in pks:
+        stripe_event_process(event_pk=pk)
+    return len(pks)
