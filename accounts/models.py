@@ -210,6 +210,8 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["user", "-created_at"], name="notification_user_recent"),
             models.Index(fields=["user"], condition=models.Q(read_at__isnull=True, in_page=True), name="notification_user_unread"),
+            # The email task and its sweeper look up what is still to send.
+            models.Index(fields=["dedupe_key"], condition=models.Q(email="pending"), name="notification_email_pending"),
         ]
 
     def __str__(self):

@@ -8,6 +8,7 @@ the email task is enqueued only on commit (a rolled-back transition sends nothin
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -151,6 +152,14 @@ def notification_emails_send(*, dedupe_key: str) -> int:
             notification.save(update_fields=["email", "email_sent_at"])
             sent += 1
     return sent
+
+
+def notification_emails_sweep(*, older_than: timedelta = timedelta(minutes=5)) -> int:
+    """Send emails still pending well after their event (the task was lost: Redis down at the commit,
+    the queue flushed). Returns how many were sent."""
+    keys = (Notification.objects.filter(email=Notification.Email.PENDING, created_at__lt=timezone.now() - older_than)
+            .order_by().values_list("dedupe_key", flat=True).distinct())
+    return sum(notification_emails_send(dedupe_key=key) for key in list(keys[:500]))
 
 
 def notification_mark_read(*, notification: Notification) -> Notification:

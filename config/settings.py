@@ -224,4 +224,6 @@ CELERY_BEAT_SCHEDULE = {
     "billing-run-due": {"task": "billing.billing_run", "schedule": 3600.0},
     # Notifications: reservations ending within the hour are told once (the dedupe key holds the end).
     "reservations-notify-ending-soon": {"task": "marketplace.reservations_notify_ending_soon", "schedule": 300.0},
+    # Notification emails whose task was lost (enqueued on commit while the broker was down) are sent late, not never.
+    "notification-emails-sweep": {"task": "accounts.notification_emails_sweep", "schedule": 300.0},
 }

@@ -12,7 +12,13 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import Membership, Notification, NotificationKind, NotificationPreference, Organization, User
-from accounts.notifications import Choice, notification_emails_send, notification_preferences_set, notify
+from accounts.notifications import (
+    Choice,
+    notification_emails_send,
+    notification_emails_sweep,
+    notification_preferences_set,
+    notify,
+)
 from billing.models import Invoice
 from billing.notifications import payment_failed_notify, payout_sent_notify
 from billing.services import invoice_set_status
@@ -268,6 +274,18 @@ def test_a_rolled_back_transition_tells_no_one(catalog, django_capture_on_commit
             reservation_set_status(reservation=reservation, status=Reservation.Status.FAILED)
             assert mail.outbox == []  # not before the commit
     assert Notification.objects.count() == 3 and len(mail.outbox) == 3
+
+
+def test_the_sweeper_sends_emails_whose_task_was_lost_and_only_those(buyer):
+    # given an event committed whose email task never ran (its on-commit callback is never executed here)
+    notify(organization=buyer.organization, kind=Kind.RESERVATION_FAILED, title="Reservation #3 failed", dedupe_key="lost")
+    # when the sweeper runs before the grace period, nothing goes (the task may still be on its way)
+    assert notification_emails_sweep() == 0
+    # and once the rows are older than it, every pending email goes, once
+    Notification.objects.update(created_at=datetime.now(UTC) - timedelta(minutes=10))
+    assert notification_emails_sweep() == 3
+    assert notification_emails_sweep() == 0
+    assert sorted(message.to[0] for message in mail.outbox) == sorted(emails_of(buyer, "owner", "admin", "member"))
 
 
 # --- pages ---------------------------------------------------------------------------------------------------------
