@@ -1,12 +1,13 @@
-"""REST endpoints of accounts: who am I, my SSH public keys."""
+"""REST endpoints of accounts: who am I, my SSH public keys, my notifications."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import SshPublicKey
+from accounts.models import Notification, SshPublicKey
+from accounts.notifications import notification_list, notification_mark_read
 from accounts.selectors import membership_get, ssh_key_list
 from accounts.services import ssh_key_add, ssh_key_revoke
 from config.api import Pagination
@@ -85,3 +86,37 @@ class SshKeyRevokeApi(APIView):
     def post(self, request, key_id: int):
         key = get_object_or_404(ssh_key_list(user=request.user), pk=key_id)
         return Response(SshKeyOutputSerializer(ssh_key_revoke(key=key)).data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notifications: the caller's own (a notification belongs to a person), so another user's answers 404.
+# ---------------------------------------------------------------------------------------------
+
+
+class NotificationOutputSerializer(serializers.ModelSerializer):
+    link = serializers.CharField(help_text="A path on this site (e.g. /market/reservations/12/), or empty.")
+
+    class Meta:
+        model = Notification
+        fields = ["id", "kind", "title", "body", "link", "created_at", "read_at"]
+
+
+class NotificationListApi(APIView):
+    pagination_class = Pagination
+
+    @extend_schema(responses=NotificationOutputSerializer(many=True), summary="My notifications, newest first",
+                   parameters=[OpenApiParameter("unread", bool, description="Only those not read yet.")])
+    def get(self, request):
+        notifications = notification_list(user=request.user)
+        if request.query_params.get("unread", "").lower() in ("1", "true"):
+            notifications = notifications.filter(read_at__isnull=True)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(notifications, request, view=self)
+        return paginator.get_paginated_response(NotificationOutputSerializer(page, many=True).data)
+
+
+class NotificationReadApi(APIView):
+    @extend_schema(request=None, responses=NotificationOutputSerializer, summary="Mark one of my notifications read (twice is harmless)")
+    def post(self, request, notification_id: int):
+        notification = get_object_or_404(notification_list(user=request.user), pk=notification_id)
+        return Response(NotificationOutputSerializer(notification_mark_read(notification=notification)).data)

@@ -1,3 +1,4 @@
+from accounts.notifications import notification_unread_count
 from accounts.selectors import membership_get, role_allows, user_is_finance_staff, user_is_operator, user_organizations
 
 
@@ -15,4 +16,6 @@ def organizations(request):
         "my_organizations": user_organizations(user=user),
         "is_finance_staff": user_is_finance_staff(user=user),
         "is_operator": user_is_operator(user=user),
+        # One indexed COUNT per page, for the badge in the navigation.
+        "unread_notifications": notification_unread_count(user=user),
     }

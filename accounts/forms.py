@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from accounts.models import Membership, Organization
+from accounts.models import Membership, NotificationKind, Organization
 
 
 class SignInForm(AuthenticationForm):
@@ -60,3 +60,27 @@ class OrganizationSwitchForm(forms.Form):
     def __init__(self, *args, organizations, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["organization"].queryset = organizations
+
+
+class NotificationPreferencesForm(forms.Form):
+    """One checkbox per kind and channel: `<kind>__in_page` and `<kind>__email`."""
+
+    CHANNELS = (("in_page", "in the page"), ("email", "by email"))
+
+    def __init__(self, *args, choices: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows = []
+        for kind, label in NotificationKind.choices:
+            names = []
+            for channel, words in self.CHANNELS:
+                name = f"{kind}__{channel}"
+                self.fields[name] = forms.BooleanField(required=False, label=f"{label} {words}",
+                                                       initial=getattr(choices[kind], channel))
+                names.append(name)
+            self.rows.append((label, [self[name] for name in names]))
+
+    def choices(self) -> dict:
+        from accounts.notifications import Choice
+
+        return {kind: Choice(email=self.cleaned_data[f"{kind}__email"], in_page=self.cleaned_data[f"{kind}__in_page"])
+                for kind in NotificationKind.values}

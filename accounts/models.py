@@ -165,3 +165,69 @@ class SshPublicKey(models.Model):
     def authorized_keys_line(self) -> str:
         """The line provisioning writes to authorized_keys (no options: the platform adds none)."""
         return f"{self.key_type} {self.key_data} {self.comment}".rstrip()
+
+
+class NotificationKind(models.TextChoices):
+    """What a notification is about. Each user chooses, per kind, in-page and email (NotificationPreference)."""
+
+    RESERVATION_ACTIVE = "reservation_active", "Reservation active"
+    RESERVATION_FAILED = "reservation_failed", "Reservation failed"
+    RESERVATION_MIGRATED = "reservation_migrated", "Reservation migrated"
+    RESERVATION_ENDING_SOON = "reservation_ending_soon", "Reservation ending soon"
+    INVOICE_ISSUED = "invoice_issued", "Invoice issued"
+    PAYMENT_FAILED = "payment_failed", "Payment failed"
+    PAYOUT_SENT = "payout_sent", "Payout sent"
+
+
+class Notification(models.Model):
+    """One thing one user is told about, in the page and/or by email (accounts.notifications.notify).
+
+    A row exists when at least one channel was on for the user at the time; `dedupe_key` is unique per
+    user, so the same event told twice (a redelivered task, a retried transition) is one row and one email.
+    """
+
+    class Email(models.TextChoices):
+        NONE = "none", "Not wanted"  # the user's preference for this kind was off
+        PENDING = "pending", "Pending"  # waiting for the email task (enqueued on commit)
+        SENT = "sent", "Sent"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    link = models.CharField(max_length=500, blank=True)  # a path on this site, e.g. /market/reservations/12/
+    dedupe_key = models.CharField(max_length=200)
+    # False when the user turned in-page off for the kind (the row is kept only for the email).
+    in_page = models.BooleanField(default=True)
+    email = models.CharField(max_length=8, choices=Email.choices, default=Email.NONE)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["user", "dedupe_key"], name="notification_dedupe_unique")]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="notification_user_recent"),
+            models.Index(fields=["user"], condition=models.Q(read_at__isnull=True, in_page=True), name="notification_user_unread"),
+            # The email task and its sweeper look up what is still to send.
+            models.Index(fields=["dedupe_key"], condition=models.Q(email="pending"), name="notification_email_pending"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} for {self.user}: {self.title}"
+
+
+class NotificationPreference(models.Model):
+    """A user's choice for one kind; without a row the defaults in accounts.notifications apply."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notification_preferences")
+    kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    email = models.BooleanField()
+    in_page = models.BooleanField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "kind"], name="notification_preference_unique")]
+
+    def __str__(self):
+        return f"{self.user} {self.kind}: email={self.email} in_page={self.in_page}"

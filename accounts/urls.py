@@ -14,5 +14,9 @@ urlpatterns = [
     path("members/<int:pk>/remove/", views.member_remove, name="member-remove"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke_view, name="token-revoke"),
     path("ssh-keys/", views.ssh_keys, name="ssh-keys"),
+    path("notifications/", views.notifications, name="notifications"),
+    path("notifications/<int:pk>/read/", views.notification_read, name="notification-read"),
+    path("notifications/read-all/", views.notifications_read_all, name="notifications-read-all"),
+    path("notifications/preferences/", views.notification_preferences, name="notification-preferences"),
     path("ssh-keys/<int:pk>/revoke/", views.ssh_key_revoke_view, name="ssh-key-revoke"),
 ]

@@ -3,14 +3,30 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from accounts.forms import ApiTokenForm, MembershipForm, OrganizationSwitchForm, SignInForm, SignUpForm, SshKeyForm
+from accounts.forms import (
+    ApiTokenForm,
+    MembershipForm,
+    NotificationPreferencesForm,
+    OrganizationSwitchForm,
+    SignInForm,
+    SignUpForm,
+    SshKeyForm,
+)
 from accounts.middleware import SESSION_KEY
 from accounts.models import ApiToken, SshPublicKey
+from accounts.notifications import (
+    notification_list,
+    notification_mark_read,
+    notification_preferences_get,
+    notification_preferences_set,
+    notifications_mark_all_read,
+)
 from accounts.selectors import api_token_list, organization_members, ssh_key_list, user_can, user_organizations
 from accounts.services import (
     api_token_create,
@@ -164,3 +180,39 @@ def ssh_key_revoke_view(request, pk: int):
     ssh_key_revoke(key=key)
     messages.success(request, f"Key '{key.name}' revoked: new machines will no longer accept it.")
     return redirect("accounts:ssh-keys")
+
+
+@login_required
+def notifications(request):
+    """The signed-in person's notifications (their own, whatever organization is active)."""
+    page = Paginator(notification_list(user=request.user), 50).get_page(request.GET.get("page"))
+    return render(request, "accounts/notifications.html", {"page": page})
+
+
+@login_required
+@require_POST
+def notification_read(request, pk: int):
+    notification = get_object_or_404(notification_list(user=request.user), pk=pk)
+    notification_mark_read(notification=notification)
+    # Opening a notification's page marks it read on the way (a relative link on this site only).
+    if request.POST.get("open") and notification.link.startswith("/") and not notification.link.startswith("//"):
+        return redirect(notification.link)
+    return redirect("accounts:notifications")
+
+
+@login_required
+@require_POST
+def notifications_read_all(request):
+    count = notifications_mark_all_read(user=request.user)
+    messages.success(request, f"{count} notification{'s' if count != 1 else ''} marked read.")
+    return redirect("accounts:notifications")
+
+
+@login_required
+def notification_preferences(request):
+    form = NotificationPreferencesForm(request.POST or None, choices=notification_preferences_get(user=request.user))
+    if request.method == "POST" and form.is_valid():
+        notification_preferences_set(user=request.user, choices=form.choices())
+        messages.success(request, "Your notification choices are saved.")
+        return redirect("accounts:notification-preferences")
+    return render(request, "accounts/notification_preferences.html", {"form": form})

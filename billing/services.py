@@ -27,6 +27,7 @@ from billing.models import (
     LedgerAccount,
     NumberSequence,
 )
+from billing.notifications import invoice_issued_notify
 from billing.rating import SlaPolicy, Span, rate_reservation, round_minor
 from billing.selectors import reservation_downtimes
 from marketplace.metering.selectors import reservations_usage_hours_between
@@ -307,6 +308,8 @@ def invoice_set_status(*, invoice: Invoice, status: str, actor: User | None = No
             _ledger_invoice_voided(invoice=invoice)
     invoice.status = status
     invoice.save(update_fields=changed)
+    if status in (Invoice.Status.APPROVED, Invoice.Status.OPEN):
+        invoice_issued_notify(invoice=invoice)  # in this transaction; emails leave on commit
     return invoice
 
 

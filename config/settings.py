@@ -189,6 +189,19 @@ PLATFORM_FEE_BPS = env_int("PLATFORM_FEE_BPS", 1500)
 # the charge line. A decimal string (exact: never a float in money); "0" switches credits off.
 BILLING_SLA_CREDIT_MULTIPLIER = env_str("BILLING_SLA_CREDIT_MULTIPLIER", "1")
 
+# Notifications by email (accounts.notifications): the console under `make run` (printed by the worker);
+# production sets an SMTP backend and its EMAIL_HOST / EMAIL_PORT / EMAIL_HOST_USER / EMAIL_HOST_PASSWORD.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".local" / "mail"))  # for the file-based backend
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Computeflow <notifications@computeflow.test>")
+# Where the site is reached from outside: emails link to pages under it.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -221,4 +234,8 @@ CELERY_BEAT_SCHEDULE = {
     "billing-payout-run": {"task": "billing.payout_run", "schedule": 3600.0},
     # Webhook events whose processing failed (or whose task was lost) are processed again.
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 600.0},
+    # Notifications: reservations ending within the hour are told once (the dedupe key holds the end).
+    "reservations-notify-ending-soon": {"task": "marketplace.reservations_notify_ending_soon", "schedule": 300.0},
+    # Notification emails whose task was lost (enqueued on commit while the broker was down) are sent late, not never.
+    "notification-emails-sweep": {"task": "accounts.notification_emails_sweep", "schedule": 300.0},
 }

@@ -31,6 +31,7 @@ from inventory.selectors import accelerator_models_for
 from inventory.signals import CAPACITY_LOST_STATUSES
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_for_booking
 from marketplace.models import Reservation, ReservationDowntime, ReservationSegment, ReservationStatusChange
+from marketplace.notifications import reservation_status_notify
 from marketplace.provisioning.assignments import assignments_stop
 from marketplace.reasons import REASON_TEMPLATES, ReasonCode, money_param, time_param
 from marketplace.windows import offer_terms_breach, window_errors
@@ -330,7 +331,7 @@ def reservation_set_status(
     closes = status in _SERVICE_ENDED and reservation.status in _IN_SERVICE
     if (opens or closes) and at is None:
         raise ValueError(f"Moving a reservation from {reservation.status} to {status} needs `at`, the instant it happened.")
-    ReservationStatusChange.objects.create(
+    change = ReservationStatusChange.objects.create(
         reservation=reservation, from_status=reservation.status, to_status=status, actor=actor, reason=reason[:300],
         reason_code=reason_code, reason_params=reason_params or {},
     )
@@ -354,6 +355,8 @@ def reservation_set_status(
         assignments_stop(reservation_id=reservation.pk, at=at or timezone.now(), reason=f"the reservation is {status}")
     reservation.status = status
     reservation.save(update_fields=changed)
+    # In this transaction: the notification rows roll back with the move; emails leave on commit.
+    reservation_status_notify(reservation=reservation, change=change)
     return reservation
 
 

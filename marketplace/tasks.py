@@ -1,7 +1,9 @@
 from celery import shared_task
+from django.utils import timezone
 
 from marketplace.metering.partitions import usage_partitions_maintain
 from marketplace.metering.services import usage_rollup_refresh
+from marketplace.notifications import reservations_notify_ending_soon
 from marketplace.provisioning.services import reservation_provision, reservations_sweep
 from marketplace.services import reservations_advance, reservations_note_capacity_lost
 
@@ -59,3 +61,10 @@ def reservations_on_capacity_lost_task(node_ids: list[int]) -> dict:
 
     events = reservations_note_capacity_lost(node_ids=node_ids)
     return {"events": events, **reservations_failover(node_ids=node_ids)}
+
+
+@shared_task(name="marketplace.reservations_notify_ending_soon")
+def reservations_notify_ending_soon_task() -> int:
+    """Tell buyers their reservations end within the hour (marketplace.notifications). Idempotent: each
+    reservation and end is told once."""
+    return reservations_notify_ending_soon(now=timezone.now())

@@ -173,6 +173,16 @@ def add_payouts(world, n):
                               idempotency_key=f"payout-invoice-{invoice.pk}-provider-{world.provider.pk}-1", status="in_transit")
 
 
+def add_notifications(world, n):
+    from accounts.models import NotificationKind
+    from accounts.notifications import notify
+
+    for _ in range(n):
+        key = f"query-count:{os.urandom(6).hex()}"
+        notify(users=[world.buyer_user], kind=NotificationKind.RESERVATION_ACTIVE, title="Query count", dedupe_key=key,
+               link="/market/reservations/1/")
+
+
 # schema path -> (rows builder, asked as the buyer?)
 LIST_ENDPOINTS = {
     "/api/sites/": (add_sites, False),
@@ -184,6 +194,7 @@ LIST_ENDPOINTS = {
     "/api/market/offers/": (add_offers, True),
     "/api/reservations/": (add_reservations, True),
     "/api/ssh-keys/": (add_ssh_keys, True),
+    "/api/notifications/": (add_notifications, True),
     "/api/launch-templates/": (add_launch_templates, True),
     "/api/invoices/": (add_invoices, True),
     "/api/credit-notes/": (add_credit_notes, True),

@@ -1,0 +1,185 @@
+"""Notifications: who is told what, in the page and by email, as each user chose.
+
+Writes (`notify`, `notification_mark_read`, ...) and reads (`notification_list`, ...) of one small
+domain. The apps where events happen compose the words and call `notify` inside their transaction
+(marketplace.notifications, billing.notifications): the rows commit or roll back with the event, and
+the email task is enqueued only on commit (a rolled-back transition sends nothing).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Membership, Notification, NotificationKind, NotificationPreference, Organization, User
+
+Kind = NotificationKind
+Role = Membership.Role
+
+# Who in an organization hears of each kind. Reservation events concern the people who use the cards
+# (finance viewers read spend, not machines); money concerns owners, admins and finance viewers.
+KIND_ROLES: dict[str, frozenset[str]] = {
+    Kind.RESERVATION_ACTIVE: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
+    Kind.RESERVATION_FAILED: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
+    Kind.RESERVATION_MIGRATED: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
+    Kind.RESERVATION_ENDING_SOON: frozenset({Role.OWNER, Role.ADMIN, Role.MEMBER}),
+    Kind.INVOICE_ISSUED: frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE_VIEWER}),
+    Kind.PAYMENT_FAILED: frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE_VIEWER}),
+    Kind.PAYOUT_SENT: frozenset({Role.OWNER, Role.ADMIN}),
+}
+
+
+@dataclass(frozen=True)
+class Choice:
+    email: bool
+    in_page: bool
+
+
+# Without a preference row: everything in the page; email only for what needs acting on or keeping.
+DEFAULTS: dict[str, Choice] = {
+    Kind.RESERVATION_ACTIVE: Choice(email=False, in_page=True),
+    Kind.RESERVATION_FAILED: Choice(email=True, in_page=True),
+    Kind.RESERVATION_MIGRATED: Choice(email=True, in_page=True),
+    Kind.RESERVATION_ENDING_SOON: Choice(email=False, in_page=True),
+    Kind.INVOICE_ISSUED: Choice(email=True, in_page=True),
+    Kind.PAYMENT_FAILED: Choice(email=True, in_page=True),
+    Kind.PAYOUT_SENT: Choice(email=False, in_page=True),
+}
+
+
+# --- selectors -----------------------------------------------------------------------------------------------------
+
+
+def notification_preferences_get(*, user: User) -> dict[str, Choice]:
+    """Every kind with the user's choice (their row, or the default)."""
+    choices = dict(DEFAULTS)
+    for row in NotificationPreference.objects.filter(user=user):
+        choices[row.kind] = Choice(email=row.email, in_page=row.in_page)
+    return choices
+
+
+def notification_list(*, user: User) -> QuerySet[Notification]:
+    """The user's own in-page notifications, newest first."""
+    return Notification.objects.filter(user=user, in_page=True).order_by("-created_at", "-id")
+
+
+def notification_unread_count(*, user: User) -> int:
+    return Notification.objects.filter(user=user, in_page=True, read_at__isnull=True).count()
+
+
+def notification_recipients(*, organization: Organization, kind: str) -> list[int]:
+    """Ids of the organization's active users whose role hears of `kind`."""
+    return list(
+        Membership.objects.filter(organization=organization, role__in=KIND_ROLES[kind], user__is_active=True)
+        .order_by("user_id").values_list("user_id", flat=True)
+    )
+
+
+# --- services ------------------------------------------------------------------------------------------------------
+
+
+def notify(
+    *,
+    kind: str,
+    title: str,
+    dedupe_key: str,
+    organization: Organization | None = None,
+    users: Iterable[User] | None = None,
+    body: str = "",
+    link: str = "",
+) -> None:
+    """Tell the members of `organization` whose role hears of `kind` (KIND_ROLES), and/or `users`.
+
+    Call it inside the transaction of the event: the rows are written there and the email task is
+    enqueued on commit. `dedupe_key` names the event (e.g. "reservation:12:change:345"): a user is told
+    of one key once, however often the event is reported.
+    """
+    if kind not in KIND_ROLES:
+        raise ValueError(f"Unknown notification kind {kind!r}: add it to accounts.models.NotificationKind.")
+    if not dedupe_key:
+        raise ValueError("A notification needs a dedupe_key naming its event.")
+    user_ids = set(notification_recipients(organization=organization, kind=kind)) if organization is not None else set()
+    user_ids |= {user.pk for user in users or ()}
+    if not user_ids:
+        return
+    chosen = {row.user_id: Choice(email=row.email, in_page=row.in_page)
+              for row in NotificationPreference.objects.filter(user_id__in=user_ids, kind=kind)}
+    rows = []
+    for user_id in sorted(user_ids):
+        choice = chosen.get(user_id, DEFAULTS[kind])
+        if not (choice.email or choice.in_page):
+            continue
+        rows.append(Notification(
+            user_id=user_id, kind=kind, title=title[:200], body=body, link=link[:500], dedupe_key=dedupe_key[:200],
+            in_page=choice.in_page, email=Notification.Email.PENDING if choice.email else Notification.Email.NONE,
+        ))
+    # ON CONFLICT DO NOTHING: an event told again leaves the first row (and its email) alone.
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    if any(row.email == Notification.Email.PENDING for row in rows):
+        from accounts.tasks import notification_emails_send_task
+
+        key = dedupe_key[:200]
+        # Enqueued even when the rows were already there: the task sends only what is still pending.
+        transaction.on_commit(lambda: notification_emails_send_task.delay(dedupe_key=key))
+
+
+def notification_emails_send(*, dedupe_key: str) -> int:
+    """Send the pending emails of one event, each under its row lock, and mark them sent. A second run
+    (a redelivered task) finds nothing pending. Returns how many were sent."""
+    sent = 0
+    pending = Notification.objects.filter(dedupe_key=dedupe_key, email=Notification.Email.PENDING).values_list("pk", flat=True)
+    for pk in list(pending):
+        with transaction.atomic():
+            notification = (Notification.objects.select_for_update(skip_locked=True).select_related("user")
+                            .filter(pk=pk, email=Notification.Email.PENDING).first())
+            if notification is None:  # sent by another run meanwhile
+                continue
+            lines = [notification.body] if notification.body else []
+            if notification.link:
+                lines.append(f"{settings.SITE_URL}{notification.link}")
+            lines.append(f"Choose which notifications you get: {settings.SITE_URL}/accounts/notifications/preferences/")
+            # Sent inside the lock: a crash between sending and the commit sends it again on redelivery
+            # (at least once), never zero times.
+            send_mail(subject=f"Computeflow: {notification.title}", message="\n\n".join(lines),
+                      from_email=None, recipient_list=[notification.user.email])
+            notification.email = Notification.Email.SENT
+            notification.email_sent_at = timezone.now()
+            notification.save(update_fields=["email", "email_sent_at"])
+            sent += 1
+    return sent
+
+
+def notification_emails_sweep(*, older_than: timedelta = timedelta(minutes=5)) -> int:
+    """Send emails still pending well after their event (the task was lost: Redis down at the commit,
+    the queue flushed). Returns how many were sent."""
+    keys = (Notification.objects.filter(email=Notification.Email.PENDING, created_at__lt=timezone.now() - older_than)
+            .order_by().values_list("dedupe_key", flat=True).distinct())
+    return sum(notification_emails_send(dedupe_key=key) for key in list(keys[:500]))
+
+
+def notification_mark_read(*, notification: Notification) -> Notification:
+    """Mark one read (the first time only: reading twice keeps the first instant)."""
+    if notification.read_at is None:
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=timezone.now())
+        notification.refresh_from_db(fields=["read_at"])
+    return notification
+
+
+def notifications_mark_all_read(*, user: User) -> int:
+    return Notification.objects.filter(user=user, in_page=True, read_at__isnull=True).update(read_at=timezone.now())
+
+
+@transaction.atomic
+def notification_preferences_set(*, user: User, choices: dict[str, Choice]) -> None:
+    """Store the user's choice for each kind given (unknown kinds are refused)."""
+    unknown = set(choices) - set(Kind.values)
+    if unknown:
+        raise ValueError(f"Unknown notification kinds: {', '.join(sorted(unknown))}.")
+    for kind, choice in choices.items():
+        NotificationPreference.objects.update_or_create(user=user, kind=kind,
+                                                        defaults={"email": choice.email, "in_page": choice.in_page})
