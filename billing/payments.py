@@ -34,6 +34,7 @@ from billing.models import (
     Refund,
     StripeEvent,
 )
+from billing.notifications import payment_failed_notify, payout_sent_notify
 from billing.services import _journal_post, invoice_set_status
 
 logger = logging.getLogger(__name__)
@@ -194,6 +195,8 @@ def _attempt_failed(*, attempt: PaymentAttempt, invoice: Invoice, code: str, rea
     if invoice.status != Invoice.Status.PAID:  # a late failure of an old attempt never shadows a payment
         invoice.payment_error = attempt.failure_reason
         invoice.save(update_fields=["payment_error"])
+        # told once per attempt (its idempotency key), however often its webhook comes
+        payment_failed_notify(invoice=invoice, attempt=attempt.idempotency_key, reason=attempt.failure_reason)
 
 
 @transaction.atomic
@@ -407,6 +410,9 @@ def payout_set_status(*, payout_id: int, status: str, reason: str = "") -> Payou
                       memo=f"payout {payout.pk} ({payout.stripe_transfer_id})",
                       postings=[(LedgerAccount.PROVIDER_PAYABLES, payout.provider_id, payout.amount_minor),
                                 (LedgerAccount.STRIPE_CLEARING, None, -payout.amount_minor)])
+        # the transfer left for the provider: told once per payout, after commit (notify's email task)
+        payout_sent_notify(provider=payout.provider, payout_ref=f"P{payout.pk}", amount_minor=payout.amount_minor,
+                           currency=payout.currency, link="/provider/earnings/")
     if status == Payout.Status.FAILED:
         payout.failure_reason = reason[:500]
         for entry in payout.journal_entries.filter(kind=JournalEntry.Kind.PAYOUT, reversed_by__isnull=True):

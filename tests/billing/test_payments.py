@@ -4,6 +4,7 @@ declined PaymentIntents, refunds for credit notes; the ledger moves with each.""
 import pytest
 from django.db.models import Sum
 
+from accounts.models import Notification, NotificationKind
 from billing.models import BillingProfile, Invoice, JournalEntry, JournalPosting, PaymentAttempt, Refund
 from billing.payments import (
     PaymentMethodRefused,
@@ -14,6 +15,7 @@ from billing.payments import (
 )
 from billing.services import credit_note_create, ledger_reconcile
 from tests.billing.conftest import card_saved, open_invoice
+from tests.factories import member
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +57,7 @@ def test_a_saved_4242_card_pays_the_open_invoice_and_the_ledger_moves_it_to_stri
 
 
 def test_a_declined_card_leaves_the_invoice_open_with_the_reason(stripe_settings, buyer_org, offer, client):
+    owner = member(organization=buyer_org)
     invoice = open_invoice(buyer=buyer_org, offer=offer)
     # 4000000000000341: saves fine, every charge declined (Stripe's and localstripe's test card)
     card_saved(organization=buyer_org, number="4000000000000341")
@@ -66,6 +69,9 @@ def test_a_declined_card_leaves_the_invoice_open_with_the_reason(stripe_settings
     invoice.refresh_from_db()
     assert invoice.status == Invoice.Status.OPEN
     assert invoice.payment_error == attempt.failure_reason
+    # the buyer's owner is told once, with the reason
+    told = Notification.objects.filter(user=owner, kind=NotificationKind.PAYMENT_FAILED)
+    assert told.count() == 1 and told.get().body == attempt.failure_reason
     assert balance("buyer_receivables", buyer_org) == invoice.total_minor  # still owed
     assert not JournalEntry.objects.filter(kind="payment").exists()
     assert ledger_reconcile() == []

@@ -5,10 +5,12 @@ no Connect); the invoice is collected through localstripe."""
 import pytest
 from django.db.models import Sum
 
+from accounts.models import Notification, NotificationKind
 from billing.models import BillingProfile, Invoice, JournalPosting, Payout
 from billing.payments import invoice_pay, payout_refresh, payout_run, payouts_due
 from billing.services import ledger_reconcile, platform_fee_minor
 from tests.billing.conftest import card_saved, open_invoice
+from tests.factories import member
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +44,7 @@ def test_an_unpaid_invoice_pays_nobody_out(stripe_settings, buyer_org, offer, co
 
 def test_the_share_of_a_paid_invoice_is_transferred_once_then_settles_paid(paid_invoice, offer, connect_fake):
     provider = offer.cluster.site.owner
+    owner = member(organization=provider)
     connect(provider, "acct_provider1", connect_fake)
     line = paid_invoice.lines.get(kind="charge")
     share = line.amount_minor - platform_fee_minor(line.amount_minor)
@@ -61,6 +64,8 @@ def test_the_share_of_a_paid_invoice_is_transferred_once_then_settles_paid(paid_
     assert payout.status == Payout.Status.PAID
     assert list(payout.status_changes.values_list("to_status", flat=True)) == ["pending", "in_transit", "paid"]
     assert payable(provider) == 0
+    # the provider's owner is told once that the payout left
+    assert Notification.objects.filter(user=owner, kind=NotificationKind.PAYOUT_SENT).count() == 1
     assert ledger_reconcile() == []
 
 
