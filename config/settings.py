@@ -103,6 +103,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".local" / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise serves from finders until collectstatic fills it
+# Browser libraries come from npm at setup (`npm ci` into node_modules/, never committed; the Makefile
+# and the Dockerfile run it) and are served as static files under vendor/<package>/.
+NODE_MODULES_DIR = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [("vendor/chart.js", NODE_MODULES_DIR / "chart.js" / "dist")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
