@@ -75,7 +75,8 @@ def buyer(request):
         chart_id="buyer-spend", title="Spend per day",
         labels=[row["day"] for row in figures["spend"]],
         # Chart.js draws numbers: major units; the table shows the exact formatted amounts.
-        series=[(currency, [row["amounts"][i] / 100 for row in figures["spend"]]) for i, currency in enumerate(currencies)],
+        series=[(currency, [row["amounts"][i] / 100 for row in figures["spend"]]) for i, currency in enumerate(currencies)]
+        or [("Spend", [0 for _ in figures["spend"]])],  # nothing spent yet: an empty chart with its days
     )
     spend_rows = [
         {"day": row["day"], "amounts": [format_money(amount, currency) for amount, currency in zip(row["amounts"], currencies, strict=True)]}
