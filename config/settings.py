@@ -194,4 +194,6 @@ CELERY_BEAT_SCHEDULE = {
     # ahead and dropped after the retention.
     "usage-rollup-refresh": {"task": "marketplace.usage_rollup_refresh", "schedule": 300.0},
     "usage-partitions-maintain": {"task": "marketplace.usage_partitions_maintain", "schedule": 3600.0},
+    # The network dashboard's figures (operators' page, landing-page summary) kept warm in the cache.
+    "network-dashboard-refresh": {"task": "marketplace.network_dashboard_refresh", "schedule": 60.0},
 }

@@ -38,3 +38,12 @@ def reservations_on_capacity_lost_task(node_ids: list[int]) -> dict:
     upcoming reservation holding cards there. Only a timeline event for now - failover, which will
     move the reservations to other devices, comes next. Idempotent (see the service)."""
     return {"events": reservations_note_capacity_lost(node_ids=node_ids)}
+
+
+@shared_task(name="marketplace.network_dashboard_refresh")
+def network_dashboard_refresh_task() -> dict:
+    """Recompute the network dashboard into the cache, so no page view pays for it. Safe to run any number of times."""
+    from marketplace.dashboard import network_dashboard_refresh
+
+    figures = network_dashboard_refresh()
+    return {"listed_cards": figures["summary"]["listed_cards"], "rented_cards": figures["summary"]["rented_cards"]}

@@ -350,3 +350,22 @@ def test_a_buyer_page_shows_its_own_reservations_and_not_another_buyers(client, 
         assert f'/market/reservations/{reservation.pk}/"' in body
     for reservation in other:
         assert f'/market/reservations/{reservation.pk}/"' not in body
+
+
+def test_beat_keeps_the_network_figures_warm_and_the_page_reads_them(client, settings, network):
+    from django.core.cache import cache
+
+    from marketplace.tasks import network_dashboard_refresh_task
+
+    assert "marketplace.network_dashboard_refresh" in {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    # Given the beat task has run
+    result = network_dashboard_refresh_task()
+    cached = cache.get(dashboard.NETWORK_DASHBOARD_CACHE_KEY)
+    assert result == {"listed_cards": cached["summary"]["listed_cards"], "rented_cards": cached["summary"]["rented_cards"]}
+    # When an operator opens the page, it shows those figures without computing them again
+    client.force_login(User.objects.get(email=DEMO_LOGINS["operator"]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dashboard, "network_dashboard", lambda **kwargs: pytest.fail("computed on a page view"))
+        body = client.get("/network/").content.decode()
+    listed = body.split('data-testid="dash-listed-cards">')[1].split("<")[0]
+    assert listed.replace(",", "") == str(cached["summary"]["listed_cards"])
