@@ -39,7 +39,8 @@ NETWORK_DASHBOARD_CACHE_SECONDS = 180
 # The window of the "by hub / province / ..." tables' utilization, and of the public summary.
 UTILIZATION_WINDOW = timedelta(hours=24)
 HISTORY_DAYS = 30
-# A rented card whose mean utilization over the last day is below this (or that reported nothing) is idle.
+# A rented card whose mean utilization over the last day is below this (or that reported nothing for
+# a full hour it was held) is idle.
 IDLE_UTILIZATION_PERCENT = 5.0
 
 DIMENSIONS = (
@@ -302,16 +303,17 @@ def _money_by_day(*, organization: Organization, now: datetime, owner: str) -> t
     return series, totals | {"_currencies": currencies}
 
 
+# The cards each reservation holds now, with their usage over the window (full hours up to window_end).
 RENTED_USAGE_SQL = """
-SELECT a.reservation_id, a.device_id,
+SELECT a.reservation_id, a.device_id, lower(a.period),
        COALESCE(sum(u.busy_seconds), 0) / 3600.0,
        sum(u.utilization_mean * u.samples) / NULLIF(sum(u.samples), 0)
 FROM inventory_deviceallocation a
 LEFT JOIN marketplace_usagehourly u
-  ON u.reservation_id = a.reservation_id AND u.device_id = a.device_id AND u.hour >= %(since)s AND u.hour < %(now)s
+  ON u.reservation_id = a.reservation_id AND u.device_id = a.device_id AND u.hour >= %(since)s AND u.hour < %(window_end)s
 WHERE a.is_active AND a.purpose = 'reservation' AND a.period @> %(now)s::timestamptz
   AND a.reservation_id = ANY(%(reservations)s)
-GROUP BY a.reservation_id, a.device_id
+GROUP BY a.reservation_id, a.device_id, a.period
 ORDER BY a.reservation_id, a.device_id
 """
 
@@ -329,15 +331,18 @@ def buyer_dashboard(*, organization: Organization, now: datetime | None = None) 
     upcoming = list(reservations.filter(status=Reservation.Status.REQUESTED, start__gt=now).order_by("start", "id"))
     window_end = _hour_floor(now)
     with connection.cursor() as cursor:
-        cursor.execute(RENTED_USAGE_SQL, {"since": window_end - UTILIZATION_WINDOW, "now": window_end,
+        cursor.execute(RENTED_USAGE_SQL, {"since": window_end - UTILIZATION_WINDOW, "window_end": window_end, "now": now,
                                           "reservations": [r.pk for r in active]})
         device_rows = cursor.fetchall()
     per_reservation: dict[int, list[dict]] = defaultdict(list)
-    for reservation_id, device_id, busy_hours, mean in device_rows:
+    for reservation_id, device_id, held_since, busy_hours, mean in device_rows:
         mean = None if mean is None else round(float(mean), 1)
+        # Silence counts only once the card has been held for a full rolled-up hour (a card handed over
+        # minutes ago has had no chance to report).
+        silent = mean is None and held_since <= window_end - timedelta(hours=1)
         per_reservation[reservation_id].append({
             "device": device_id, "busy_card_hours": round(float(busy_hours), 2), "utilization_mean": mean,
-            "idle": mean is None or mean < IDLE_UTILIZATION_PERCENT,
+            "idle": silent or (mean is not None and mean < IDLE_UTILIZATION_PERCENT),
         })
     usage = []
     for reservation in active:

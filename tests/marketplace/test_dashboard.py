@@ -248,21 +248,23 @@ def test_the_buyer_dashboard_equals_direct_sql_and_shows_only_the_buyers_own(net
             reservation = row["reservation"]
             devices = sql(
                 """
-                SELECT a.device_id,
+                SELECT a.device_id, lower(a.period),
                        (SELECT sum(u.busy_seconds) FROM marketplace_usagehourly u WHERE u.reservation_id = a.reservation_id
                           AND u.device_id = a.device_id AND u.hour >= %(since)s AND u.hour < %(end)s) / 3600,
                        (SELECT sum(u.utilization_mean * u.samples) / sum(u.samples) FROM marketplace_usagehourly u
                           WHERE u.reservation_id = a.reservation_id AND u.device_id = a.device_id
                             AND u.hour >= %(since)s AND u.hour < %(end)s)
                 FROM inventory_deviceallocation a
-                WHERE a.reservation_id = %(r)s AND a.is_active AND lower(a.period) <= %(end)s AND upper(a.period) > %(end)s
+                WHERE a.reservation_id = %(r)s AND a.is_active AND lower(a.period) <= %(now)s AND upper(a.period) > %(now)s
                 ORDER BY a.device_id
-                """, {"r": reservation.pk, "since": window_end - timedelta(hours=24), "end": window_end})
-            assert [d["device"] for d in row["devices"]] == [device for device, _, _ in devices]
-            assert row["busy_card_hours"] == pytest.approx(sum(float(busy or 0) for _, busy, _ in devices), abs=0.02)
-            idle = [device for device, _, mean in devices if mean is None or float(mean) < dashboard.IDLE_UTILIZATION_PERCENT]
+                """, {"r": reservation.pk, "since": window_end - timedelta(hours=24), "end": window_end, "now": now})
+            assert [d["device"] for d in row["devices"]] == [device for device, _, _, _ in devices]
+            assert row["busy_card_hours"] == pytest.approx(sum(float(busy or 0) for _, _, busy, _ in devices), abs=0.02)
+            idle = [device for device, held_since, _, mean in devices
+                    if (mean is None and held_since <= window_end - timedelta(hours=1))
+                    or (mean is not None and float(mean) < dashboard.IDLE_UTILIZATION_PERCENT)]
             assert [d["device"] for d in row["idle_devices"]] == idle
-            idle_seen += sum(1 for _, _, mean in devices if mean is not None and float(mean) == 0)
+            idle_seen += sum(1 for _, _, _, mean in devices if mean is not None and float(mean) == 0)
         # nothing of another buyer
         others = set(Reservation.objects.exclude(buyer=buyer).values_list("pk", flat=True))
         assert not others & {r.pk for r in figures["active"] + figures["upcoming"]}
