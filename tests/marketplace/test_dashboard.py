@@ -12,6 +12,7 @@ along by reservations_advance, one released early; node agents' samples over the
 from collections import defaultdict
 from datetime import UTC, timedelta
 from io import StringIO
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
@@ -30,6 +31,7 @@ from tests.marketplace.metering_helpers import sample
 pytestmark = pytest.mark.django_db
 
 SHIFT = timedelta(days=1, hours=1)
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the SQL below names it too
 
 
 def sql(query: str, params: dict | None = None) -> list[tuple]:
@@ -143,7 +145,9 @@ def approx(figures: dict) -> dict:
 
 def test_the_network_dashboard_equals_direct_sql(network):
     now = network["now"]
-    figures = dashboard.network_dashboard(now=now)
+    # Days are the viewer's days: midnight to midnight in Asia/Shanghai (UTC+8), not UTC.
+    with timezone.override(SHANGHAI):
+        figures = dashboard.network_dashboard(now=now)
     window_end = now.replace(minute=0, second=0, microsecond=0)
     assert figures["window_end"] == window_end
 
@@ -173,11 +177,12 @@ def test_the_network_dashboard_equals_direct_sql(network):
 
     # per day: rented card-hours (effective periods, cut at a release) and busy card-hours
     days = [row["day"] for row in figures["history"]]
-    assert len(days) == 30 and days[-1] == timezone.localdate(now)
+    assert len(days) == 30 and days[-1] == timezone.localdate(now, SHANGHAI)
     rented_by_day = dict(sql(
         """
-        SELECT d::date, sum(extract(epoch FROM upper(x.r) - lower(x.r))) / 3600
-        FROM generate_series(%(first)s::timestamptz, %(last)s::timestamptz, interval '1 day') d
+        SELECT local_day::date, sum(extract(epoch FROM upper(x.r) - lower(x.r))) / 3600
+        FROM generate_series(%(first)s::date::timestamp, %(last)s::date::timestamp, interval '1 day') AS local_day
+        CROSS JOIN LATERAL (SELECT local_day AT TIME ZONE 'Asia/Shanghai' AS d) AS midnight
         JOIN LATERAL (
             SELECT tstzrange(lower(a.period), CASE WHEN a.is_active OR a.released_at IS NULL THEN upper(a.period)
                                                    ELSE greatest(lower(a.period), least(upper(a.period), a.released_at)) END, '[)')
@@ -186,7 +191,7 @@ def test_the_network_dashboard_equals_direct_sql(network):
         ) x ON NOT isempty(x.r)
         GROUP BY 1
         """, {"first": days[0].isoformat(), "last": days[-1].isoformat()}))
-    busy_by_day = dict(sql("SELECT date_trunc('day', hour)::date, sum(busy_seconds) / 3600 FROM marketplace_usagehourly GROUP BY 1"))
+    busy_by_day = dict(sql("SELECT (hour AT TIME ZONE 'Asia/Shanghai')::date, sum(busy_seconds) / 3600 FROM marketplace_usagehourly GROUP BY 1"))
     for row in figures["history"]:
         assert row["rented_card_hours"] == pytest.approx(float(rented_by_day.get(row["day"], 0)), abs=0.01), row["day"]
         assert row["busy_card_hours"] == pytest.approx(float(busy_by_day.get(row["day"], 0)), abs=0.01), row["day"]
@@ -214,7 +219,8 @@ def test_the_buyer_dashboard_equals_direct_sql_and_shows_only_the_buyers_own(net
     assert buyers.count() >= 2
     idle_seen = 0
     for buyer in buyers:
-        figures = dashboard.buyer_dashboard(organization=buyer, now=now)
+        with timezone.override(SHANGHAI):
+            figures = dashboard.buyer_dashboard(organization=buyer, now=now)
         # active and upcoming: exactly the buyer's own
         active = [r for (r,) in sql("SELECT id FROM marketplace_reservation WHERE buyer_id = %(b)s AND status IN "
                                      "('active', 'migrating', 'provisioning') ORDER BY id", {"b": buyer.pk})]
@@ -226,10 +232,11 @@ def test_the_buyer_dashboard_equals_direct_sql_and_shows_only_the_buyers_own(net
         spend = defaultdict(int)
         for day, currency, minor in sql(
             """
-            SELECT d::date, g.currency, sum(cardinality(g.device_ids) * g.price_per_card_hour_minor * extract(epoch FROM
+            SELECT local_day::date, g.currency, sum(cardinality(g.device_ids) * g.price_per_card_hour_minor * extract(epoch FROM
                    upper(tstzrange(g.started_at, COALESCE(g.ended_at, %(now)s)) * tstzrange(d, d + interval '1 day'))
                  - lower(tstzrange(g.started_at, COALESCE(g.ended_at, %(now)s)) * tstzrange(d, d + interval '1 day'))) / 3600)
-            FROM generate_series(%(first)s::timestamptz, %(last)s::timestamptz, interval '1 day') d
+            FROM generate_series(%(first)s::date::timestamp, %(last)s::date::timestamp, interval '1 day') AS local_day
+        CROSS JOIN LATERAL (SELECT local_day AT TIME ZONE 'Asia/Shanghai' AS d) AS midnight
             JOIN marketplace_reservationsegment g ON tstzrange(g.started_at, COALESCE(g.ended_at, %(now)s)) && tstzrange(d, d + interval '1 day')
             JOIN marketplace_reservation r ON r.id = g.reservation_id
             WHERE r.buyer_id = %(b)s AND r.status NOT IN ('failed', 'cancelled')
