@@ -28,7 +28,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Organization
-from inventory.models import NationalHub, Site
+from inventory.models import MaintenanceWindow, NationalHub, Site
 from inventory.selectors import network_totals_cached
 from marketplace.models import Reservation
 
@@ -388,8 +388,6 @@ GROUP BY s.id, am.name, g.currency
 
 def provider_dashboard(*, organization: Organization, now: datetime | None = None, days: int = 14) -> dict:
     """A provider's utilization and earnings per site and model, and its calendar of the next `days` days."""
-    from inventory.models import MaintenanceWindow  # the calendar's blackouts
-
     now = now or timezone.now()
     window_end = _hour_floor(now)
     window_hours = UTILIZATION_WINDOW.total_seconds() / 3600
