@@ -4,7 +4,7 @@ rather than least/greatest), and each organization sees only its own.
 
 The network: seed_demo (400 cards) and seed_demo_market (real bookings through the booking service),
 the whole calendar moved back a day so the first bookings of every buyer have run for a day, moved
-along by reservations_advance, one released early; node agents' samples over the last 30 hours
+along by reservations_advance, one released early, one failed while running; node agents' samples over the last 30 hours
 (rented cards busy, one rented card idle, some unrented cards busy) rolled up by the metering service.
 """
 # ruff: noqa: S608 - the SQL below interpolates only this file's constants (column expressions), never input
@@ -16,16 +16,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Organization, User
+from inventory.allocations import device_allocations_release
 from inventory.management.demo_network import DEMO_LOGINS
 from inventory.models import Device, DeviceAllocation
 from marketplace import dashboard
 from marketplace.metering.services import usage_rollup_refresh, usage_samples_ingest
 from marketplace.models import Reservation, UsageHourly
-from marketplace.services import reservation_release, reservations_advance
+from marketplace.services import reservation_release, reservation_set_status, reservations_advance
 from tests.marketplace.metering_helpers import sample
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +60,14 @@ def network(catalog):
     active = list(Reservation.objects.filter(status=Reservation.Status.ACTIVE).order_by("id"))
     # One buyer gives its cards back early (the allocation is truncated, the segment closed).
     reservation_release(reservation=active[0], actor=None, reason="done early (test)")
+    # Another fails while running, as the failure paths of marketplace.services do it: its allocations
+    # are released (inactive, period untouched) and nothing of it is billed.
+    failed_at = timezone.now() - timedelta(minutes=30)
+    with transaction.atomic():
+        device_allocations_release(reservation_id=active[1].pk, at=failed_at, reason=DeviceAllocation.ReleaseReason.FAILED)
+        reservation_set_status(reservation=active[1], status=Reservation.Status.FAILED, reason="hardware failed (test)",
+                               at=failed_at)
+    assert DeviceAllocation.objects.filter(reservation_id=active[1].pk, is_active=False, period__contains=timezone.now()).exists()
     # Node agents' samples: six 10-minute windows an hour over the last 30 hours.
     now = timezone.now()
     top = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
