@@ -12,6 +12,12 @@ ENV PATH="/opt/venv/bin:$PATH"
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 
+# --- browser libraries from npm (Chart.js), as package-lock.json pins them; only dist/ is kept ---
+FROM node:20-slim AS frontend
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 # --- runtime ---
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,6 +29,8 @@ RUN useradd --create-home --uid 1000 computeflow
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=computeflow:computeflow . /app
+# STATICFILES_DIRS reads node_modules/chart.js/dist (config/settings.py).
+COPY --from=frontend --chown=computeflow:computeflow /src/node_modules/chart.js/dist /app/node_modules/chart.js/dist
 # Static files are collected at build time into STATIC_ROOT (.local/staticfiles) and served by
 # WhiteNoise; collectstatic imports the settings but connects to nothing.
 RUN python manage.py collectstatic --noinput \

@@ -10,11 +10,11 @@ PYTEST_ARGS ?=
 .PHONY: run run-production smoke test lint format install install-dev browser bench lock clean
 
 # PORT=8001 make run serves on another port (default 8000).
-run: $(VENV)/.runtime
+run: $(VENV)/.runtime node_modules/.installed
 	$(PY) -m config.localservices run
 
 # The same services with docker-compose's web process: gunicorn, DJANGO_DEBUG off, collected static files.
-run-production: $(VENV)/.runtime
+run-production: $(VENV)/.runtime node_modules/.installed
 	$(PY) -m config.localservices run --production
 
 # Run smoke test: a fresh clone of HEAD with a runtime-only venv must come up (`make run`, then
@@ -22,7 +22,7 @@ run-production: $(VENV)/.runtime
 smoke:
 	$(PYTHON) scripts/smoke_run.py
 
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev node_modules/.installed browser
 	$(PY) -m ruff check .
 	$(PY) -m config.localservices exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -33,13 +33,13 @@ format: $(VENV)/.dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-install: $(VENV)/.runtime
-install-dev: $(VENV)/.dev
+install: $(VENV)/.runtime node_modules/.installed
+install-dev: $(VENV)/.dev node_modules/.installed
 
 browser:
 	@scripts/ensure-chromium.sh
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev node_modules/.installed
 	$(PY) -m config.localservices exec -- $(PY) -m bench $(BENCH_ARGS)
 
 $(VENV)/bin/python:
@@ -55,6 +55,13 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Browser libraries (Chart.js) from npm, exactly as package-lock.json pins them; served as static files
+# from node_modules/ (config/settings.py STATICFILES_DIRS), never committed.
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "Computeflow needs npm (Node.js 18 or newer) for the charts: apt-get install npm"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # Recompile the pinned locks from the *.in files (every transitive dependency pinned). Edit the .in files,
 # then run this; never edit requirements*.txt by hand.
 lock: $(VENV)/.dev
@@ -63,4 +70,4 @@ lock: $(VENV)/.dev
 	$(VENV)/bin/uv pip compile requirements-dev.in -c requirements.txt -c requirements-local.txt --universal --python-version 3.11 --quiet -o requirements-dev.txt
 
 clean:
-	rm -rf $(VENV) .local .pytest_cache .ruff_cache
+	rm -rf $(VENV) .local .pytest_cache .ruff_cache node_modules

@@ -12,7 +12,7 @@ import os
 import sys
 from urllib.parse import urlparse, urlunparse
 
-BENCHMARKS = ["landing", "search", "booking", "metering"]
+BENCHMARKS = ["landing", "search", "booking", "metering", "dashboard"]
 RESULTS_FILE = os.path.join(os.path.dirname(__file__), "results.json")
 
 

@@ -103,6 +103,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / ".local" / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise serves from finders until collectstatic fills it
+# Browser libraries come from npm at setup (`npm ci` into node_modules/, never committed; the Makefile
+# and the Dockerfile run it) and are served as static files under vendor/<package>/.
+NODE_MODULES_DIR = BASE_DIR / "node_modules"
+STATICFILES_DIRS = [("vendor/chart.js", NODE_MODULES_DIR / "chart.js" / "dist")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -238,4 +242,6 @@ CELERY_BEAT_SCHEDULE = {
     "reservations-notify-ending-soon": {"task": "marketplace.reservations_notify_ending_soon", "schedule": 300.0},
     # Notification emails whose task was lost (enqueued on commit while the broker was down) are sent late, not never.
     "notification-emails-sweep": {"task": "accounts.notification_emails_sweep", "schedule": 300.0},
+    # The network dashboard's figures (operators' page, landing-page summary) kept warm in the cache.
+    "network-dashboard-refresh": {"task": "marketplace.network_dashboard_refresh", "schedule": 60.0},
 }

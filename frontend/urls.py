@@ -3,12 +3,13 @@
 
 from django.urls import include, path
 
-from frontend.views import home
+from frontend.views import dashboards, home
 
 app_name = "frontend"
 urlpatterns = [
     path("", home.home, name="home"),
     path("catalog/", home.catalog, name="catalog"),
+    path("network/", dashboards.network, name="network-dashboard"),
     path("provider/", include("frontend.urls_provider")),
     path("market/", include("frontend.urls_market")),
     path("operator/", include("frontend.urls_operator")),

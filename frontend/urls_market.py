@@ -2,10 +2,11 @@
 
 from django.urls import path
 
-from frontend.views import billing, market, payments
+from frontend.views import billing, dashboards, market, payments
 
 urlpatterns = [
     path("", market.search, name="market-search"),
+    path("dashboard/", dashboards.buyer, name="market-dashboard"),
     path("quote/", market.quote, name="market-quote"),
     path("offers/<int:offer_id>/", market.offer_detail, name="market-offer"),
     path("reservations/", market.reservations, name="market-reservations"),

@@ -2,11 +2,12 @@
 
 from django.urls import path
 
-from frontend.views import billing, provider
+from frontend.views import billing, dashboards, provider
 
 urlpatterns = [
     path("", provider.home, name="provider-home"),
     path("earnings/", billing.provider_earnings, name="provider-earnings"),
+    path("dashboard/", dashboards.provider, name="provider-dashboard"),
     path("sites/new/", provider.site_create, name="provider-site-create"),
     path("sites/<int:pk>/", provider.site_detail, name="provider-site"),
     path("sites/<int:pk>/edit/", provider.site_edit, name="provider-site-edit"),

@@ -68,3 +68,12 @@ def reservations_notify_ending_soon_task() -> int:
     """Tell buyers their reservations end within the hour (marketplace.notifications). Idempotent: each
     reservation and end is told once."""
     return reservations_notify_ending_soon(now=timezone.now())
+
+
+@shared_task(name="marketplace.network_dashboard_refresh")
+def network_dashboard_refresh_task() -> dict:
+    """Recompute the network dashboard into the cache, so no page view pays for it. Safe to run any number of times."""
+    from marketplace.dashboard import network_dashboard_refresh
+
+    figures = network_dashboard_refresh()
+    return {"listed_cards": figures["summary"]["listed_cards"], "rented_cards": figures["summary"]["rented_cards"]}

@@ -131,6 +131,11 @@ def check_production_pages(port: int) -> None:
     stylesheets = re.findall(rb'<link[^>]+href="(/static/[^"]+\.css)"', body)
     if not stylesheets:
         raise SmokeFailure("the landing page links no stylesheet under /static/")
+    # The charts' library comes from npm at setup (node_modules/, never committed): collectstatic must find it.
+    chart_scripts = re.findall(rb'<script[^>]+src="(/static/vendor/chart\.js/[^"]+)"', body)
+    if not chart_scripts:
+        raise SmokeFailure("the landing page loads no Chart.js from /static/vendor/ (npm ci not run?)")
+    stylesheets += chart_scripts
     status, docs = http_get(f"{base}/api/docs/")
     if status != 200:
         raise SmokeFailure(f"/api/docs/ answered {status}")

@@ -1,10 +1,16 @@
 from django.shortcuts import render
 
+from frontend.views.dashboards import history_chart
 from inventory.selectors import accelerator_model_list, network_totals_cached
+from marketplace.dashboard import network_summary_public
 
 
 def home(request):
-    return render(request, "frontend/home.html", {"totals": network_totals_cached()})
+    summary = network_summary_public()
+    return render(request, "frontend/home.html", {
+        "totals": network_totals_cached(), "network": summary,
+        "history_chart": history_chart(summary["history"], chart_id="public-history"),
+    })
 
 
 def catalog(request):
