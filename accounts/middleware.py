@@ -35,4 +35,9 @@ class ActiveOrganizationMiddleware:
             activate_user_time_zone(user)
         else:
             timezone.deactivate()
-        return self.get_response(request)
+        try:
+            return self.get_response(request)
+        finally:
+            # The zone is the request's: nothing after it (the next request on this thread, a test's own
+            # code in the same process) may inherit the viewer's zone.
+            timezone.deactivate()

@@ -78,3 +78,18 @@ def test_switching_organization_returns_only_to_a_page_of_this_site(client, next
     assert response.status_code == 302
     assert response["Location"] == expected
     assert client.session[SESSION_KEY] == second.pk
+
+
+@pytest.mark.django_db
+def test_the_viewers_time_zone_does_not_outlive_the_request(client, settings):
+    # Given a signed-in user in Shanghai
+    user = member()
+    user.time_zone = "Asia/Shanghai"
+    user.save()
+    client.force_login(user)
+    # When a page is served
+    assert client.get("/market/").status_code == 200
+    # Then the process is back on the default zone (the next request, or code after it, starts clean)
+    from django.utils import timezone
+
+    assert timezone.get_current_timezone_name() == settings.TIME_ZONE
