@@ -28,7 +28,8 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Organization
-from inventory.models import MaintenanceWindow, NationalHub, Site
+from inventory.models import MaintenanceWindow, NationalHub, Node, Site
+from inventory.reliability import provider_reliability_score
 from inventory.selectors import network_totals_cached
 from marketplace.models import Reservation
 
@@ -386,6 +387,9 @@ GROUP BY s.id, am.name, g.currency
 """
 
 
+RELIABILITY_NODES_SHOWN = 20  # the worst nodes listed on the provider dashboard
+
+
 def provider_dashboard(*, organization: Organization, now: datetime | None = None, days: int = 14) -> dict:
     """A provider's utilization and earnings per site and model, and its calendar of the next `days` days."""
     now = now or timezone.now()
@@ -440,6 +444,14 @@ def provider_dashboard(*, organization: Organization, now: datetime | None = Non
         "history": _history(now=now, listed_cards=summary["listed_cards"], provider=organization),
         "calendar": sorted(calendar.items()),
         "calendar_days": days,
-        # Reliability (Node.reliability_score) lands with the failover work; the page keeps its place.
-        "reliability": None,
+        # The stored scores (inventory.reliability: 30 days of missed heartbeats, failed boots, failovers):
+        # the provider's, and its live nodes that lost points, worst first.
+        "reliability": {
+            "score": provider_reliability_score(organization=organization),
+            "nodes_below": list(
+                Node.objects.filter(cluster__site__owner=organization, reliability_score__lt=100)
+                .exclude(status=Node.Status.RETIRED)
+                .order_by("reliability_score", "hostname").values("pk", "hostname", "reliability_score")[:RELIABILITY_NODES_SHOWN]
+            ),
+        },
     }
