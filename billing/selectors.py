@@ -128,7 +128,8 @@ def invoice_lines_with_context(*, invoice: Invoice) -> QuerySet[InvoiceLine]:
 
 
 def invoice_outstanding_minor(*, invoice: Invoice) -> int:
-    """What the buyer still owes on the invoice: its total less its credit notes (payments: h7's Stripe work)."""
+    """What the invoice asks of the buyer: its total less its credit notes. A payment settles all of it at
+    once (the invoice is then paid; pages show the status, not a remainder)."""
     return invoice.total_minor - sum(note.amount_minor for note in invoice.credit_notes.all())
 
 
