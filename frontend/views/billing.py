@@ -90,6 +90,7 @@ def finance_invoice(request, invoice_id: int):
     return render(request, "billing/finance_invoice.html", {
         "invoice": invoice, "lines": selectors.invoice_lines_with_context(invoice=invoice),
         "changes": invoice.status_changes.select_related("actor"), "outstanding": selectors.invoice_outstanding_minor(invoice=invoice),
+        "attempts": selectors.payment_attempt_list(organization=None, viewer_is_finance=True, invoice_id=invoice.pk),
         "reason_form": ReasonForm(), "credit_note_form": CreditNoteForm(),
         "can_approve": invoice.status in selectors.REVIEW_STATUSES,
         "can_void": bool(Invoice.TRANSITIONS.get(invoice.status, frozenset()) & {Invoice.Status.VOID}),

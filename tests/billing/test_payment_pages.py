@@ -60,6 +60,13 @@ def test_the_invoice_page_pays_with_the_saved_card_shows_a_decline_and_then_paid
     assert 'data-testid="pay-now"' not in body and 'data-testid="payment-error"' not in body
     assert body.count("<tr data-status=") == 2 and '<tr data-status="succeeded">' in body
     assert Invoice.objects.get(pk=invoice.pk).status == "paid"
+    # finance sees the same payment history on its invoice page, without a button
+    finance = UserFactory()
+    finance.groups.add(staff_group("finance"))
+    client.force_login(finance)
+    body = slot(text(client.get(f"/finance/invoices/{invoice.pk}/")))
+    assert '<tr data-status="failed">' in body and '<tr data-status="succeeded">' in body and 'data-testid="pay-now"' not in body
+    client.force_login(member(organization=buyer_org, role=Membership.Role.OWNER))
     # paying again is a 404 (nothing payable by that id), and nothing more is charged
     assert client.post(f"/market/billing/payment/invoices/{invoice.pk}/pay/").status_code == 404
     assert PaymentAttempt.objects.filter(invoice=invoice).count() == 2
