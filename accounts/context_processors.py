@@ -8,11 +8,14 @@ def organizations(request):
         return {}
     organization = getattr(request, "organization", None)
     membership = membership_get(user=user, organization=organization)
+    role = membership.role if membership else None
     return {
         "active_organization": organization,
         "active_role": membership.role if membership else None,
         # invoices (buyers) and earnings (providers): owners, admins and finance viewers
-        "can_view_finance": role_allows(role=membership.role if membership else None, organization=organization, action="view_finance"),
+        "can_view_finance": role_allows(role=role, organization=organization, action="view_finance"),
+        # the payment method page and "Pay now" (buyers): roles that read finances and may spend (owner, admin)
+        "can_pay_invoices": all(role_allows(role=role, organization=organization, action=action) for action in ("view_finance", "book")),
         "my_organizations": user_organizations(user=user),
         "is_finance_staff": user_is_finance_staff(user=user),
         "is_operator": user_is_operator(user=user),

@@ -127,7 +127,7 @@ def invoice_amount_due(*, invoice: Invoice) -> int:
 
 
 def invoice_pay(*, invoice_id: int) -> PaymentAttempt | None:
-    """Charge the buyer's saved card for an open invoice, off-session. Records the attempt first (its
+    """Charge the buyer's saved card for an open invoice (an approved one is opened first), off-session. Records the attempt first (its
     idempotency key `invoice-<id>-attempt-<n>`), then calls Stripe, then applies the answer: paid ->
     the invoice is paid and the ledger moves the receivable to Stripe clearing; declined -> the invoice
     stays open with Stripe's reason on the attempt and in `Invoice.payment_error`. An attempt left
@@ -135,13 +135,17 @@ def invoice_pay(*, invoice_id: int) -> PaymentAttempt | None:
     invoice is marked paid without a charge)."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
-        if invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
-            raise PaymentRefused(f"Only an open invoice can be paid; this one is {invoice.get_status_display().lower()}.")
+        if invoice.status not in (Invoice.Status.APPROVED, Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
+            raise PaymentRefused(f"Only an issued, unpaid invoice can be paid; this one is {invoice.get_status_display().lower()}.")
         attempt = invoice.payment_attempts.filter(status=PaymentAttempt.Status.PENDING).order_by("attempt").first()
         if attempt is None:
             profile = BillingProfile.objects.filter(organization_id=invoice.buyer_id).first()
             if profile is None or not profile.payment_method_id:
                 raise PaymentRefused("Save a card on the payment method page first.")
+            if invoice.status == Invoice.Status.APPROVED:
+                # Approved is issued (numbered, in the ledger); nothing else sends it for collection
+                # before the buyer pays, so paying it is what opens it (audited like any move).
+                invoice = invoice_set_status(invoice=invoice, status=Invoice.Status.OPEN, reason="sent for collection: the buyer pays it")
             due = invoice_amount_due(invoice=invoice)
             if due <= 0:
                 invoice_set_status(invoice=invoice, status=Invoice.Status.PAID, reason="nothing owed: credited in full")

@@ -90,6 +90,8 @@ def ledger_balances() -> dict[tuple[str, str], int]:
 REVIEW_STATUSES = ("draft", "pending_review")
 # Owed and not yet settled: what receivables aging counts (uncollectible is written off, paid is settled).
 OUTSTANDING_STATUSES = ("approved", "open")
+# What a buyer can pay: issued and not settled (an approved invoice is sent for collection by its payment).
+PAYABLE_STATUSES = ("approved", "open", "uncollectible")
 AGING_BUCKETS = (("0-30", 0, 30), ("31-60", 31, 60), ("61-90", 61, 90), ("90+", 91, None))
 
 
@@ -126,7 +128,8 @@ def invoice_lines_with_context(*, invoice: Invoice) -> QuerySet[InvoiceLine]:
 
 
 def invoice_outstanding_minor(*, invoice: Invoice) -> int:
-    """What the buyer still owes on the invoice: its total less its credit notes (payments: h7's Stripe work)."""
+    """What the invoice asks of the buyer: its total less its credit notes. A payment settles all of it at
+    once (the invoice is then paid; pages show the status, not a remainder)."""
     return invoice.total_minor - sum(note.amount_minor for note in invoice.credit_notes.all())
 
 
@@ -247,7 +250,8 @@ def provider_earnings(*, provider: Organization) -> list[dict]:
 
 def provider_payable_balances(*, provider: Organization) -> dict[str, int]:
     """What the platform owes the provider per currency, from the ledger (provider_payables is a credit
-    balance, shown positive): accrued from approved invoices, less reversals (payouts: h7's Stripe work)."""
+    balance, shown positive): accrued from approved invoices, less reversals and payouts sent (in transit
+    or paid; a failed payout's reversal owes it again)."""
     rows = (JournalPosting.objects.filter(account=LedgerAccount.PROVIDER_PAYABLES, organization=provider)
             .values("currency").annotate(balance=Sum("amount_minor")).order_by("currency"))
     return {row["currency"]: -row["balance"] for row in rows}
@@ -264,8 +268,29 @@ def payment_attempt_list(*, organization: Organization | None, viewer_is_finance
 
 def payout_list(*, organization: Organization | None) -> QuerySet[Payout]:
     """Payouts to the provider organization, newest first; None: all (the caller checked finance staff)."""
-    qs = Payout.objects.select_related("invoice").order_by("-created_at", "-id")
+    qs = Payout.objects.select_related("invoice", "provider").order_by("-created_at", "-id")
     return qs if organization is None else qs.filter(provider=organization)
+
+
+def payout_totals(*, organization: Organization | None) -> dict[str, dict[str, int]]:
+    """Payout amounts per currency and status ({currency: {status: minor}}, every status present), of
+    one provider or (None) of all - the finance payouts page's and the earnings page's summary."""
+    qs = Payout.objects.all() if organization is None else Payout.objects.filter(provider=organization)
+    totals: dict[str, dict[str, int]] = {}
+    for row in qs.values("currency", "status").annotate(total=Sum("amount_minor")).order_by("currency"):
+        totals.setdefault(row["currency"], dict.fromkeys(Payout.Status.values, 0))[row["status"]] = row["total"]
+    return totals
+
+
+def provider_earnings_summary(*, provider: Organization) -> list[dict]:
+    """Per currency: accrued and not yet sent (the ledger's provider payable: credited at approval,
+    debited when a payout goes in transit, credited again if it fails), in transit and paid (payouts)."""
+    payables = provider_payable_balances(provider=provider)
+    payouts = payout_totals(organization=provider)
+    return [{"currency": currency, "accrued_minor": payables.get(currency, 0),
+             "in_transit_minor": payouts.get(currency, {}).get(Payout.Status.IN_TRANSIT, 0),
+             "paid_minor": payouts.get(currency, {}).get(Payout.Status.PAID, 0)}
+            for currency in sorted(set(payables) | set(payouts))]
 
 
 def billing_profile_of(*, organization: Organization) -> BillingProfile | None:
@@ -273,6 +298,5 @@ def billing_profile_of(*, organization: Organization) -> BillingProfile | None:
 
 
 def invoices_payable(*, organization: Organization) -> QuerySet[Invoice]:
-    """The buyer's invoices it can pay now (open or uncollectible), oldest first."""
-    return Invoice.objects.filter(buyer=organization, status__in=[Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE]).order_by(
-        "period_start", "pk")
+    """The buyer's invoices it can pay now (issued and unpaid: approved, open or uncollectible), oldest first."""
+    return Invoice.objects.filter(buyer=organization, status__in=PAYABLE_STATUSES).order_by("period_start", "pk")

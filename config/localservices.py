@@ -157,18 +157,22 @@ def run(services: LocalServices, *, port: int, production: bool = False) -> int:
         except OSError:
             log(f"port {port} is in use on 127.0.0.1: stop what uses it, or choose another with PORT=8001 make run")
             return 1
-    services.manage("migrate", "--noinput")
-    services.manage("seed_demo", "--if-empty")
-    services.manage("seed_demo_market", "--if-empty")
-    services.manage("seed_demo_billing", "--if-empty")  # past usage, invoiced by the real billing run
     stripe_port = free_port(8420)
     services.env["STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "config"]
-    # localstripe delivers its webhooks to the web process, signed like Stripe (billing's /stripe/webhook/)
+    # localstripe first: the demo's payments go through it (seed_demo_billing). It delivers its webhooks to
+    # the web process, signed like Stripe (billing's /stripe/webhook/); those sent while the seeds run, before
+    # the web process is up, are lost - harmless, the payment services applied Stripe's answers synchronously.
     services.spawn("stripe", [python, "-m", "config.localstripe_server", "--port", str(stripe_port),
                               "--webhook-url", f"http://127.0.0.1:{port}/stripe/webhook/",
                               "--webhook-secret", services.env.get("STRIPE_WEBHOOK_SECRET", "whsec_computeflow_local")])
+    wait_for_port(stripe_port)
+    services.manage("migrate", "--noinput")
+    services.manage("seed_demo", "--if-empty")
+    services.manage("seed_demo_market", "--if-empty")
+    # past usage, invoiced by the real billing run; then some paid and one declined through localstripe
+    services.manage("seed_demo_billing", "--if-empty")
     services.spawn("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"])
     services.spawn("beat", [*celery, "beat", "--loglevel", "INFO"])
     if production:

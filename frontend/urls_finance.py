@@ -16,5 +16,6 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/credit-note/", billing.finance_credit_note, name="finance-credit-note"),
     path("aging/", billing.finance_aging, name="finance-aging"),
     path("revenue/", billing.finance_revenue, name="finance-revenue"),
+    path("payouts/", billing.finance_payouts, name="finance-payouts"),
     path("reconciliation/", billing.finance_reconciliation, name="finance-reconciliation"),
 ]

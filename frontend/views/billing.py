@@ -1,5 +1,5 @@
 """Billing pages: finance staff (/finance/: review queue, invoice review with evidence, approve / void /
-credit note, print, CSV, receivables aging, revenue, reconciliation), buyers (/market/invoices/: their
+credit note, print, CSV, receivables aging, revenue, reconciliation, payouts), buyers (/market/invoices/: their
 organization's issued invoices and this month's spend) and providers (/provider/earnings/).
 
 Thin: each view checks who may look, then calls one billing selector or service. Finance pages are for
@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from accounts.selectors import user_can, user_is_finance_staff
 from billing import selectors
 from billing.forms import CreditNoteForm, ReasonForm
-from billing.models import Invoice
+from billing.models import Invoice, Payout
 from billing.services import (
     CreditNoteRefused,
     InvoiceStateError,
@@ -36,6 +36,7 @@ from billing.services import (
 
 EVIDENCE_PER_PAGE = 500
 INVOICES_PER_PAGE = 50
+PAYOUTS_ON_EARNINGS = 100  # the newest; the API lists them all
 
 
 def _finance(request) -> None:
@@ -89,6 +90,7 @@ def finance_invoice(request, invoice_id: int):
     return render(request, "billing/finance_invoice.html", {
         "invoice": invoice, "lines": selectors.invoice_lines_with_context(invoice=invoice),
         "changes": invoice.status_changes.select_related("actor"), "outstanding": selectors.invoice_outstanding_minor(invoice=invoice),
+        "attempts": selectors.payment_attempt_list(organization=None, viewer_is_finance=True, invoice_id=invoice.pk),
         "reason_form": ReasonForm(), "credit_note_form": CreditNoteForm(),
         "can_approve": invoice.status in selectors.REVIEW_STATUSES,
         "can_void": bool(Invoice.TRANSITIONS.get(invoice.status, frozenset()) & {Invoice.Status.VOID}),
@@ -204,6 +206,21 @@ def finance_reconciliation(request):
                   {"problems": ledger_reconcile(), "balances": sorted(selectors.ledger_balances().items()), "checked_at": timezone.now()})
 
 
+@login_required
+def finance_payouts(request):
+    _finance(request)
+    payouts = selectors.payout_list(organization=None)
+    status = request.GET.get("status", "")
+    if status in Payout.Status.values:
+        payouts = payouts.filter(status=status)
+    else:
+        status = ""
+    return render(request, "billing/finance_payouts.html", {
+        "page": _page(request, payouts, INVOICES_PER_PAGE), "status": status, "statuses": Payout.Status.choices,
+        "totals": selectors.payout_totals(organization=None),
+    })
+
+
 # --------------------------------------------------------------------------------------------- buyers
 
 
@@ -238,9 +255,16 @@ def buyer_invoices(request):
 @login_required
 def buyer_invoice(request, invoice_id: int):
     invoice = _buyer_invoice(request, invoice_id)
+    organization = request.organization
+    # Paying needs a role that may spend as well as read finances (the payment page's rule).
+    can_pay = user_can(user=request.user, organization=organization, action="book")
+    profile = selectors.billing_profile_of(organization=organization)
     return render(request, "billing/buyer_invoice.html", {
         "invoice": invoice, "lines": selectors.invoice_lines_with_context(invoice=invoice),
         "outstanding": selectors.invoice_outstanding_minor(invoice=invoice),
+        "attempts": selectors.payment_attempt_list(organization=organization, invoice_id=invoice.pk),
+        "payable": invoice.status in selectors.PAYABLE_STATUSES, "can_pay": can_pay,
+        "card_label": profile.payment_method_label if profile and profile.payment_method_id else "",
     })
 
 
@@ -265,5 +289,6 @@ def provider_earnings(request):
     organization = _finance_of(request, provider=True)
     return render(request, "billing/provider_earnings.html", {
         "rows": selectors.provider_earnings(provider=organization),
-        "payables": selectors.provider_payable_balances(provider=organization),
+        "summary": selectors.provider_earnings_summary(provider=organization),
+        "payouts": selectors.payout_list(organization=organization)[:PAYOUTS_ON_EARNINGS],
     })

@@ -5,6 +5,7 @@ the open invoices with a "Pay now" button and the reason of the last declined at
 Who: members whose role may both read finances and spend (owner, admin: "view_finance" + "book");
 everyone else gets a 404 like any page of another organization."""
 
+import stripe
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -39,7 +40,11 @@ def _stripe_js_url() -> str:
 @login_required
 def payment_method(request):
     organization = _require_payer(request)
-    setup = payment_method_setup_start(organization=organization)
+    try:
+        setup = payment_method_setup_start(organization=organization)
+    except stripe.StripeError:
+        # Stripe unreachable: the page still shows the saved card and what is owed; only the form waits.
+        setup = None
     return render(request, "billing/payment_method.html", {
         "profile": billing_profile_of(organization=organization),
         "invoices": invoices_payable(organization=organization),
@@ -62,6 +67,13 @@ def payment_method_saved(request):
     return redirect("frontend:billing-payment-method")
 
 
+def _back(request, invoice_id: int):
+    # "Pay now" is on the invoice page and on the payment page: the answer is shown where it was pressed.
+    if request.POST.get("return_to") == "invoice":
+        return redirect("frontend:market-invoice", invoice_id=invoice_id)
+    return redirect("frontend:billing-payment-method")
+
+
 @login_required
 @require_POST
 def invoice_pay_now(request, invoice_id: int):
@@ -73,11 +85,11 @@ def invoice_pay_now(request, invoice_id: int):
         attempt = invoice_pay(invoice_id=invoice.pk)
     except PaymentRefused as exc:
         messages.error(request, str(exc))
-        return redirect("frontend:billing-payment-method")
+        return _back(request, invoice.pk)
     if attempt is None or attempt.status == PaymentAttempt.Status.SUCCEEDED:
         messages.success(request, f"Invoice {invoice.display_number} is paid.")
     elif attempt.status == PaymentAttempt.Status.FAILED:
         messages.error(request, f"Invoice {invoice.display_number} was not paid: {attempt.failure_reason}")
     else:
         messages.info(request, f"The payment of invoice {invoice.display_number} is being processed.")
-    return redirect("frontend:billing-payment-method")
+    return _back(request, invoice.pk)

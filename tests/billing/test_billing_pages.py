@@ -371,7 +371,9 @@ def test_provider_earnings_show_the_share_of_issued_lines_and_the_ledger_payable
     charges = InvoiceLine.objects.filter(provider=provider, kind="charge", invoice__status__in=Invoice.ISSUED)
     share = sum(line.amount_minor - platform_fee_minor(line.amount_minor) for line in charges)
     assert share > 0
-    assert f'data-currency="CNY">{format_money(share, "CNY")}<' in body  # the ledger's payable
+    summary = body.split('data-testid="earnings-summary"')[1].split('<tr data-currency="CNY">')[1].split("</tr>")[0]
+    assert f'data-testid="accrued">{format_money(share, "CNY")}<' in summary  # the ledger's payable, nothing paid out yet
+    assert f'data-testid="in-transit">{format_money(0, "CNY")}<' in summary and f'data-testid="paid">{format_money(0, "CNY")}<' in summary
     shown = sum(int(m.replace(",", "").replace(".", "")) for m in re.findall(r'data-testid="share">CNY ([\d,.]+)<', body))
     assert shown == share
     # the USD provider's earnings are not on this page

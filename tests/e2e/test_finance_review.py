@@ -1,5 +1,7 @@
 """In a real browser: finance signs in, opens a draft from the review queue, drills from a line into
-its device-hours, approves it with a reason; the buyer then finds it among their invoices."""
+its device-hours, approves it with a reason; the buyer then finds it among their invoices, saves a card
+that is declined when charged and sees Stripe's reason on the invoice, then pays it with the test card
+4242 4242 4242 4242 and the invoice shows paid (Stripe: localstripe over HTTP, its Stripe.js stand-in)."""
 
 from datetime import timedelta
 
@@ -37,7 +39,16 @@ def march_draft():
     return Invoice.objects.get(buyer=buyer), reservation
 
 
-def test_finance_reviews_a_draft_down_to_its_device_hours_and_approves_it(page, browser, live_server, march_draft):
+def fill_card(page, number: str) -> None:
+    """Type a card into Stripe's element (localstripe's stand-in for Stripe.js) and save it."""
+    element = page.get_by_test_id("card-element")
+    for field, value in (("number", number), ("exp_month", "12"), ("exp_year", "31"), ("cvc", "123"), ("postal_code", "10001")):
+        element.get_by_placeholder(field).fill(value)
+    page.get_by_test_id("save-card").click()
+    page.get_by_test_id("card-label").filter(has_text=number[-4:]).wait_for()
+
+
+def test_finance_approves_a_draft_after_its_device_hours_and_the_buyer_pays_it(page, browser, live_server, march_draft, stripe_settings):
     invoice, reservation = march_draft
     line = invoice.lines.get(kind="charge")
     finance = UserFactory(email="finance-e2e@example.test")
@@ -83,4 +94,29 @@ def test_finance_reviews_a_draft_down_to_its_device_hours_and_approves_it(page, 
     buyer_page.get_by_role("link", name="Invoices").click()
     buyer_page.get_by_role("link", name=invoice.display_number).click()
     assert buyer_page.get_by_test_id("invoice-total").inner_text() == page.get_by_test_id("invoice-total").inner_text()
+    invoice_url = buyer_page.url
+
+    # With no card saved, the invoice page sends them to the payment method page; they save a card that
+    # Stripe declines when it is charged (4000 0000 0000 0341)
+    buyer_page.get_by_test_id("payment-method-link").click()
+    fill_card(buyer_page, "4000000000000341")
+    # Then "Pay now" on the invoice shows Stripe's reason there, and the invoice stays unpaid
+    buyer_page.goto(invoice_url)
+    buyer_page.get_by_test_id("pay-now").click()
+    buyer_page.get_by_test_id("payment-error").wait_for()
+    assert "declined" in buyer_page.get_by_test_id("payment-error").inner_text()
+    assert buyer_page.url == invoice_url
+    assert Invoice.objects.get(pk=invoice.pk).status == "open"
+
+    # When they save the test card 4242 4242 4242 4242 instead and pay again
+    buyer_page.get_by_role("link", name="Use another card").click()
+    fill_card(buyer_page, "4242424242424242")
+    buyer_page.goto(invoice_url)
+    buyer_page.get_by_test_id("pay-now").click()
+    # Then the invoice shows paid, the decline is gone and nothing is left to pay
+    buyer_page.get_by_text(f"Invoice {invoice.display_number} is paid.").wait_for()
+    assert buyer_page.get_by_test_id("payment-status").inner_text().startswith("Paid")
+    assert buyer_page.get_by_test_id("pay-now").count() == 0 and buyer_page.get_by_test_id("payment-error").count() == 0
+    assert Invoice.objects.get(pk=invoice.pk).status == "paid"
+    assert list(invoice.payment_attempts.order_by("attempt").values_list("status", flat=True)) == ["failed", "succeeded"]
     buyer_context.close()

@@ -108,3 +108,24 @@ def test_billing_links_only_for_roles_that_may_read_finances(client):
     staff.groups.add(staff_group("finance"))
     client.force_login(staff)
     assert "/finance/" in header_links(client.get("/").content.decode())
+
+
+def test_the_payment_method_link_is_there_for_those_who_can_pay_and_opens(client, demo_network, settings):
+    from accounts.models import Membership
+    from tests.factories import OrganizationFactory, member
+
+    # Stripe not reachable here: the page must still open (without its card form)
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    client.force_login(User.objects.get(email=DEMO_LOGINS["buyer"]))
+    links = header_links(client.get("/market/").content.decode())
+    assert "/market/billing/payment/" in links and client.get("/market/billing/payment/").status_code == 200
+    # a finance viewer reads invoices but does not pay, a member pays nothing: no link, and the page is a 404
+    buyer = OrganizationFactory(kind="buyer")
+    for role in (Membership.Role.FINANCE_VIEWER, Membership.Role.MEMBER):
+        client.force_login(member(organization=buyer, role=role))
+        assert "/market/billing/payment/" not in header_links(client.get("/market/").content.decode())
+        assert client.get("/market/billing/payment/").status_code == 404
+    # providers, finance staff and operators have no such link
+    for role in ("provider", "finance", "operator"):
+        client.force_login(User.objects.get(email=DEMO_LOGINS[role]))
+        assert "/market/billing/payment/" not in header_links(client.get("/").content.decode())

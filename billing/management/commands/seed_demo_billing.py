@@ -13,19 +13,28 @@ drafts in the review queue. The demo buyer login's organization has everything i
 All in one transaction: it is all there or none of it, so --if-empty after a crash simply runs again.
 Deterministic for a given --seed, network and day.
 
-Payments (some paid, one declined) need Stripe (h7's work): `demo_payments` below is the hook the
-lead wires when that lands; until then the issued invoices stay open.
+Then, after that commit, payments through the REAL payment services against the localstripe that
+`make run` starts first (STRIPE_API_BASE): each demo buyer saves the test card 4242 4242 4242 4242 and
+pays its oldest month; the demo buyer login's organization pays every invoice but its newest, then
+replaces its card with 4000 0000 0000 0341 (saves fine, declined when charged) and tries the newest,
+which stays open with Stripe's decline reason on the invoice page. Payments run once: a database with
+any payment attempt is left as it is, so a second `make run` changes nothing, and a run that stopped
+before its payments (Stripe not up) makes them the next time. Never against real Stripe.
 """
 
 import random
 from datetime import timedelta
 
+import requests
+import stripe
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization, User
-from billing.models import Invoice
+from billing.models import Invoice, PaymentAttempt
+from billing.payments import invoice_pay, payment_method_save, payment_method_setup_start
 from billing.services import billing_run, invoice_approve, invoice_set_status
 from inventory.management.demo_network import DEMO_DOMAIN, DEMO_LOGINS
 from inventory.models import Device, Node, Offer, Site
@@ -37,10 +46,59 @@ KEY_PREFIX = "demo-billing:"
 PLANS = [(62, 72, 8), (50, 120, 16), (40, 36, 8), (33, 48, 4), (3, 30, 8)]
 
 
-def demo_payments(*, invoices: list[Invoice]) -> None:
-    """Hook for the lead to wire when h7's Stripe payments land: pay most of these open invoices with
-    the test card and decline one (so the buyer page shows a decline reason). Deliberately empty
-    until then: payments only exist through Stripe, never written by hand."""
+# Stripe's test cards: one that pays, one that saves but is declined whenever it is charged.
+CARD_PAYS = "4242424242424242"
+CARD_DECLINED_ON_CHARGE = "4000000000000341"
+
+
+class DemoStripeUnavailable(Exception):
+    """The demo payments need localstripe; real Stripe is never charged by a seed."""
+
+
+def _card_saved(*, organization: Organization, number: str) -> None:
+    """What the payment method page does in the browser, without one: a SetupIntent, confirmed with the
+    card at localstripe as Stripe.js does (publishable key, over HTTP), then kept by payment_method_save.
+    Real Stripe refuses raw card numbers from a server, hence localstripe only (checked by the caller)."""
+    setup = payment_method_setup_start(organization=organization)
+    answer = requests.post(
+        f"{settings.STRIPE_API_BASE.rstrip('/')}/v1/setup_intents/{setup['setup_intent_id']}/confirm",
+        json={"key": settings.STRIPE_PUBLISHABLE_KEY, "client_secret": setup["client_secret"],
+              "payment_method_data": {"type": "card", "card": {"number": number, "exp_month": "12", "exp_year": "2031", "cvc": "123"}}},
+        timeout=20,
+    )
+    answer.raise_for_status()
+    payment_method_save(organization=organization, setup_intent_id=setup["setup_intent_id"])
+
+
+def demo_payments() -> dict[str, int] | None:
+    """Pay the demo's open invoices through billing.payments (see the module docstring); None when
+    payments were made before (any attempt exists). Raises DemoStripeUnavailable when STRIPE_API_BASE
+    is real Stripe, and stripe/requests errors when localstripe does not answer (nothing recorded then
+    but what the services committed, so the next run picks up from there)."""
+    if PaymentAttempt.objects.exists():
+        return None
+    if "api.stripe.com" in settings.STRIPE_API_BASE:
+        raise DemoStripeUnavailable("STRIPE_API_BASE is real Stripe: the demo pays only through localstripe.")
+    demo_buyer = Organization.objects.filter(memberships__user__email=DEMO_LOGINS["buyer"]).first()
+    counts = {"paid": 0, "declined": 0}
+    open_invoices = Invoice.objects.filter(status=Invoice.Status.OPEN, buyer__memberships__user__email__endswith=DEMO_DOMAIN).distinct()
+    for buyer_id in sorted(set(open_invoices.values_list("buyer_id", flat=True))):
+        buyer = Organization.objects.get(pk=buyer_id)
+        invoices = list(open_invoices.filter(buyer=buyer).order_by("period_start", "currency", "pk"))
+        if buyer == demo_buyer:
+            to_pay, to_decline = invoices[:-1], invoices[-1:]
+        else:  # the oldest month paid; the rest stays open (receivables aging has something to show)
+            to_pay, to_decline = [i for i in invoices if i.period_start == invoices[0].period_start], []
+        _card_saved(organization=buyer, number=CARD_PAYS)
+        for invoice in to_pay:
+            attempt = invoice_pay(invoice_id=invoice.pk)
+            counts["paid"] += attempt is None or attempt.status == PaymentAttempt.Status.SUCCEEDED
+        if to_decline:
+            _card_saved(organization=buyer, number=CARD_DECLINED_ON_CHARGE)
+            for invoice in to_decline:
+                attempt = invoice_pay(invoice_id=invoice.pk)
+                counts["declined"] += attempt is not None and attempt.status == PaymentAttempt.Status.FAILED
+    return counts
 
 
 class Command(BaseCommand):
@@ -52,20 +110,31 @@ class Command(BaseCommand):
 
     def handle(self, *args, seed: int, if_empty: bool, **options):
         if Invoice.objects.exists() or Reservation.objects.filter(idempotency_key__startswith=KEY_PREFIX).exists():
-            if if_empty:
-                self.stdout.write("Invoices exist already: the demo billing history is left as it is.")
-                return
-            raise CommandError("Invoices exist already; the demo billing history goes into a fresh database only.")
-        with transaction.atomic():
-            buyers, served = self._serve(seed=seed)
-            created = billing_run(organization_ids=[buyer.pk for buyer in buyers])
-            opened = self._review(buyers=buyers)
-            demo_payments(invoices=opened)
-        drafts = Invoice.objects.filter(status=Invoice.Status.DRAFT).count()
-        self.stdout.write(self.style.SUCCESS(
-            f"Demo billing: {served} past reservations served, {created} invoices from the billing run, "
-            f"{len(opened)} approved and open, {drafts} drafts left for finance to review."
-        ))
+            if not if_empty:
+                raise CommandError("Invoices exist already; the demo billing history goes into a fresh database only.")
+            self.stdout.write("Invoices exist already: the demo billing history is left as it is.")
+        else:
+            with transaction.atomic():
+                buyers, served = self._serve(seed=seed)
+                created = billing_run(organization_ids=[buyer.pk for buyer in buyers])
+                opened = self._review(buyers=buyers)
+            drafts = Invoice.objects.filter(status=Invoice.Status.DRAFT).count()
+            self.stdout.write(self.style.SUCCESS(
+                f"Demo billing: {served} past reservations served, {created} invoices from the billing run, "
+                f"{len(opened)} approved and open, {drafts} drafts left for finance to review."
+            ))
+        # Outside the transaction: the payment services call Stripe between their own commits.
+        try:
+            counts = demo_payments()
+        except (DemoStripeUnavailable, stripe.StripeError, requests.RequestException) as exc:
+            self.stderr.write(f"Demo payments not made ({exc}); the invoices stay open. The next run makes them.")
+            return
+        if counts is None:
+            self.stdout.write("Demo payments were made before: left as they are.")
+        else:
+            self.stdout.write(self.style.SUCCESS(
+                f"Demo payments through Stripe ({settings.STRIPE_API_BASE}): {counts['paid']} invoices paid, {counts['declined']} declined."
+            ))
 
     def _serve(self, *, seed: int) -> tuple[list[Organization], int]:
         buyers = list(Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH],
