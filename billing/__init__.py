@@ -15,10 +15,13 @@ Rating (billing/rating.py, pure functions)
        This is the one rounding rule of billing (the platform fee uses it too); it agrees with
        marketplace.pricing's reservation price for a period that covers every segment;
     4. SLA credit = BILLING_SLA_CREDIT_MULTIPLIER (N) x price per card-hour x card-hours down,
-       rounded by the same rule, capped at the charge line; it is a separate `sla_credit` line;
+       rounded by the same rule, capped at the charge line; it is a separate `sla_credit` line.
+       Card-hours down = the downtime inside a segment of its node, plus the downtime AFTER a segment
+       that ended during it: failover closes the failed node's segment at its last heartbeat and the
+       new cards' segment opens only when they are healthy, so the outage lies between segments;
     5. failed and cancelled reservations rate to zero.
-    Downtime intervals are an input (billing.selectors.reservation_downtimes, wired to Operations'
-    ReservationDowntime on merge; until then it returns none).
+    Downtime intervals are an input: billing.selectors.reservation_downtimes reads Operations'
+    ReservationDowntime (marketplace.failover writes it; provisioning's healthy report closes it).
 
 Invoices (billing/models.py, billing/services.py)
     The billing run invoices each buyer's whole local months (BillingAccount.time_zone, taken from the

@@ -7,7 +7,9 @@ The rule, in order (see also billing/__init__.py):
    is exactly additive - no second is billed twice and none is lost across periods.
 2. Billable time = each segment's [started_at, ended_at) clipped to the period [period_start,
    period_end), minus the recorded downtime of that segment's node; an open segment runs to the end
-   of the period. Card-seconds = seconds x the segment's number of devices.
+   of the period. Card-seconds = seconds x the segment's number of devices. Down time = that
+   downtime inside the segment, plus the downtime after a segment that ended during an outage of its
+   node (failover closes the segment at the node's last heartbeat; see _lost_until), clipped alike.
 3. Charge = sum over segments of (price locked at booking per card-hour x card-seconds) / 3600,
    computed exactly and rounded ONCE per line by `round_minor` (half up to a whole minor unit).
 4. SLA credit = N x (price per card-hour) x (card-hours down), N from the policy, rounded once by the
@@ -110,6 +112,34 @@ def _length(pieces: Iterable[tuple[int, int]]) -> int:
     return sum(end - start for start, end in pieces)
 
 
+def _lost_until(span: Span, spans: Sequence[Span], outages: Sequence[tuple[int, int | None]]) -> int:
+    """Until when `span`'s cards were lost to an outage of its node, as an epoch second (its own end when
+    none). Operations close a segment at the failed node's last heartbeat and open the replacement's
+    only when it is healthy, so the recorded downtime lies AFTER the segment, not inside it: a segment
+    that ended while its node was down lost its cards until that outage ended (or, still open, for
+    good) - or until the same cards serve the reservation again in a later segment on that node."""
+    if span.ended_at is None:
+        return epoch_second(span.started_at)  # an open segment runs to the period end; its overlap is cut
+    end = epoch_second(span.ended_at)
+    devices = set(span.device_ids)
+    resumed = min(
+        (epoch_second(other.started_at) for other in spans
+         if other is not span and other.node_id == span.node_id and devices & set(other.device_ids)
+         and epoch_second(other.started_at) >= end),
+        default=None,
+    )
+    reach = end
+    changed = True
+    while changed:  # outages that overlap each other chain into one
+        changed = False
+        for a, b in outages:
+            if a <= reach and (b is None or reach < b):
+                if b is None:
+                    return resumed if resumed is not None else 2**62
+                reach, changed = b, True
+    return min(reach, resumed) if resumed is not None else reach
+
+
 def rate_reservation(
     *,
     status: str,
@@ -132,17 +162,22 @@ def rate_reservation(
     for span in spans:
         start = max(epoch_second(span.started_at), p_start)
         end = min(epoch_second(span.ended_at) if span.ended_at is not None else p_end, p_end)
-        if end <= start:
+        outages = [
+            (epoch_second(d.started_at), epoch_second(d.ended_at) if d.ended_at is not None else None)
+            for d in downtimes if d.node_id == span.node_id
+        ]
+        lost_until = min(_lost_until(span, spans, outages), p_end)
+        if max(end, lost_until) <= start:
             continue
         cuts = sorted(
-            (max(epoch_second(d.started_at), start), min(epoch_second(d.ended_at) if d.ended_at is not None else end, end))
-            for d in downtimes if d.node_id == span.node_id
+            (max(a, start), min(b if b is not None else p_end, max(end, lost_until))) for a, b in outages
         )
         cuts = [cut for cut in cuts if cut[1] > cut[0]]
-        served = _subtract((start, end), cuts)
+        served = _subtract((start, end), cuts) if end > start else []
         cards = len(span.device_ids)
         served_seconds = _length(served)
-        down_seconds = (end - start) - served_seconds
+        reach = max(end, lost_until)  # the segment's time plus the outage that ended it
+        down_seconds = (reach - start) - _length(_subtract((start, reach), cuts))
         card_seconds += cards * served_seconds
         down_card_seconds += cards * down_seconds
         charge_exact += Fraction(span.price_per_card_hour_minor * cards * served_seconds, SECONDS_PER_HOUR)

@@ -85,9 +85,17 @@ def reservation_downtime_close(*, reservation: Reservation, at: datetime) -> int
 @dataclass(frozen=True)
 class NodeFailure:
     node: Node
-    change: NodeStatusChange
+    change: NodeStatusChange | None  # None: the node is fine, one reservation's workload died on it
     at: datetime  # the node's last heartbeat (or the status change, for a node never heard from)
     cause: str  # a ReliabilityEvent.Cause value
+
+    @property
+    def workload_only(self) -> bool:
+        return self.change is None
+
+    @property
+    def change_id(self) -> int | None:
+        return self.change.pk if self.change is not None else None
 
 
 def node_failure(*, node: Node) -> NodeFailure | None:
@@ -226,9 +234,9 @@ def _reservation_failover(*, reservation_id: int, failure: NodeFailure, now: dat
     moved = len(target.device_ids)
     ReservationStatusChange.objects.create(
         reservation=rehomed, from_status=rehomed.status, to_status=rehomed.status,
-        reason_code=ReasonCode.FAILOVER_MOVED,
+        reason_code=ReasonCode.WORKLOAD_FAILED_MOVED if failure.workload_only else ReasonCode.FAILOVER_MOVED,
         reason_params={
-            "node": node.hostname, "at": time_param(at), "cards": moved, "tier": target.tier, "node_change": failure.change.pk,
+            "node": node.hostname, "at": time_param(at), "cards": moved, "tier": target.tier, "node_change": failure.change_id,
             "target": f"{offer.accelerator_model.name} in {offer.cluster.site.name} / {offer.cluster.name}",
         },
     )
@@ -250,9 +258,9 @@ def _end_for_lack_of_capacity(*, reservation: Reservation, failure: NodeFailure,
     names = list(reservation.accepted_alternatives.values_list("name", flat=True))
     reservation_set_status(
         reservation=reservation, status=Reservation.Status.COMPLETED, at=at,
-        reason_code=ReasonCode.FAILOVER_NO_CAPACITY,
+        reason_code=ReasonCode.WORKLOAD_FAILED_ENDED if failure.workload_only else ReasonCode.FAILOVER_NO_CAPACITY,
         reason_params={
-            "node": failure.node.hostname, "at": time_param(at), "cards": cards, "node_change": failure.change.pk,
+            "node": failure.node.hostname, "at": time_param(at), "cards": cards, "node_change": failure.change_id,
             "alternatives": f", or the models you accepted: {', '.join(names)}" if names else "",
         },
     )
@@ -265,15 +273,61 @@ def _end_for_lack_of_capacity(*, reservation: Reservation, failure: NodeFailure,
 
 def _note_not_moved(*, reservation: Reservation, failure: NodeFailure, cards: int) -> str:
     if reservation.status_changes.filter(
-        reason_code=ReasonCode.FAILOVER_NOT_MOVED, reason_params__node_change=failure.change.pk
+        reason_code=ReasonCode.FAILOVER_NOT_MOVED, reason_params__node_change=failure.change_id
     ).exists():
         return "skipped"
     ReservationStatusChange.objects.create(
         reservation=reservation, from_status=reservation.status, to_status=reservation.status,
         reason_code=ReasonCode.FAILOVER_NOT_MOVED,
-        reason_params={"node": failure.node.hostname, "cards": cards, "node_change": failure.change.pk},
+        reason_params={"node": failure.node.hostname, "cards": cards, "node_change": failure.change_id},
     )
     return "noted"
+
+
+def reservation_workload_failover(*, reservation: Reservation, node: Node, at: datetime) -> str:
+    """The workload of an active (or migrating) reservation died on a node that is itself healthy: its
+    container crashed or exited, or a card fell off (the agent's report, arrived at `at`). For this
+    reservation that is the node's share failing: it fails over exactly as for a failed node, from `at`
+    (the report's arrival - the server's clock, never the agent's): the share moves (a downtime record
+    opens at `at`, closed when the new cards report healthy), or, with nothing equivalent free, the
+    reservation ends at `at` with notice. The node's reliability record counts a failover (host fault).
+    Call it inside the report's transaction, the reservation row locked. Returns what
+    reservation_failover returns."""
+    failure = NodeFailure(node=node, change=None, at=at, cause=ReliabilityEvent.Cause.HOST_FAULT)
+    result = reservation_failover(reservation_id=reservation.pk, failure=failure, now=at)
+    if result in ("moved", "ended"):
+        node_reliability_record(
+            node=node, kind=ReliabilityEvent.Kind.FAILOVER, cause=failure.cause, at=at,
+            details=f"the workload of reservation {reservation.pk} stopped in service"[:300],
+        )
+    return result
+
+
+def reservation_move_failed(*, reservation: Reservation, node: Node, at: datetime, reason: str) -> Reservation:
+    """A migrating reservation's new cards did not start (the boot failed, or missed its deadline, at `at`).
+
+    The rule: the move is given up and the reservation ends at `at` - COMPLETED, not FAILED (it was
+    served until its old node failed, and "failed" bills nothing) - with the node's reason on its
+    timeline. Nothing since service stopped is billed: the old share's segments closed at the failure,
+    the new cards' segments never opened (they open only on a healthy report), and a share that kept
+    running on a healthy node is billed until `at`, when it is stopped. The open downtime record runs to
+    the booked end (the time the buyer lost, for SLA credits). Trying yet another candidate was
+    considered and left out: a node that fails boots would be retried with its next free cards, and
+    every try adds a boot deadline to the outage. Call it inside the report's (or the sweeper's)
+    transaction, the reservation row locked."""
+    booked_end = reservation.end
+    open_downtime = list(ReservationDowntime.objects.filter(reservation=reservation, ended_at__isnull=True).values_list("pk", flat=True))
+    device_allocations_truncate(reservation_id=reservation.pk, end=at, reason=DeviceAllocation.ReleaseReason.NODE_FAILED)
+    if reservation.start < at < reservation.end:
+        reservation.end = at
+        reservation.save(update_fields=["end", "updated_at"])
+    reservation = reservation_set_status(
+        reservation=reservation, status=Reservation.Status.COMPLETED, at=at, reason_code=ReasonCode.MOVE_BOOT_FAILED,
+        reason_params={"node": node.hostname, "reason": reason, "at": time_param(at)},
+    )
+    # reservation_set_status closed the outage at `at`; the buyer lost the rest of the booked period too.
+    ReservationDowntime.objects.filter(pk__in=open_downtime).update(ended_at=Greatest(F("started_at"), Value(max(booked_end, at))))
+    return reservation
 
 
 def reservations_failover(*, node_ids: list[int], now: datetime | None = None) -> dict[str, int]:

@@ -48,6 +48,9 @@ class ReasonCode:
     FAILOVER_MOVED = "failover_moved"
     FAILOVER_NO_CAPACITY = "failover_no_capacity"
     FAILOVER_NOT_MOVED = "failover_not_moved"
+    WORKLOAD_FAILED_MOVED = "workload_failed_moved"
+    WORKLOAD_FAILED_ENDED = "workload_failed_ended"
+    MOVE_BOOT_FAILED = "move_boot_failed"
     PROVISIONING_PUBLISHED = "provisioning_published"
     BOOT_FAILED = "boot_failed"
     BOOT_DEADLINE_MISSED = "boot_deadline_missed"
@@ -100,6 +103,19 @@ REASON_TEMPLATES: dict[str, ReasonTemplate] = {
         "Node {node}, which holds {cards} of these cards, failed and no equivalent cards are free yet. "
         "If it is not back online by the start, the reservation fails with nothing to pay."
     )),
+    ReasonCode.WORKLOAD_FAILED_MOVED: ReasonTemplate(_(
+        "The workload stopped on node {node} at {at}; {cards} cards were moved to {target}. "
+        "The time from {at} until the new cards are healthy is not billed."
+    ), times=("at",)),
+    ReasonCode.WORKLOAD_FAILED_ENDED: ReasonTemplate(_(
+        "The workload stopped on node {node} at {at} and no equivalent cards were free to move {cards} cards to "
+        "(same model in this cluster or national hub{alternatives}), so the reservation ended at {at}. "
+        "Nothing after {at} is billed."
+    ), times=("at",)),
+    ReasonCode.MOVE_BOOT_FAILED: ReasonTemplate(_(
+        "The workload could not start on node {node}, where the reservation was being moved: {reason}. "
+        "The reservation ended at {at}; the time since service stopped is not billed."
+    ), times=("at",)),
     ReasonCode.PROVISIONING_PUBLISHED: ReasonTemplate(
         _("The workload was sent to {nodes} node(s); they must report it running by {deadline}."), times=("deadline",)
     ),

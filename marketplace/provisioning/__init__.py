@@ -26,6 +26,12 @@ The rules
   running; active_from (the start of billing) is the server's arrival instant of the last report.
 * A boot reported failed, or not running by its deadline: the reservation fails (from provisioning),
   nothing to pay, devices freed, the reason in its timeline; its other assignments get desired stop.
+* The same while MIGRATING (the new cards of a failover did not start): the move is given up and the
+  reservation ends at that instant, completed with notice (marketplace.failover.reservation_move_failed).
+* A workload that dies IN SERVICE (reported failed, or stopped while it should run, on a node that
+  still heartbeats): that node's share of the reservation fails over from the report's arrival, with a
+  downtime record, exactly as if the node had failed for it (failover.reservation_workload_failover);
+  with nothing equivalent free the reservation ends there with notice. It never keeps billing.
 * Release, cancel, failure and the end of the period give every open assignment desired stop
   (reservation_set_status does it, so no path forgets); the lifecycle records active_to at that
   instant, not when the node confirms.

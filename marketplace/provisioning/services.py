@@ -306,6 +306,7 @@ def _report_failed(*, reservation: Reservation, assignment: NodeAssignment, at: 
     if assignment.state in (NodeAssignment.State.FAILED, NodeAssignment.State.STOPPED):
         return reservation  # known already (the same report again, or it is gone)
     booting = assignment.state == NodeAssignment.State.PENDING
+    wanted = assignment.desired == NodeAssignment.Desired.RUN  # a workload dying while being stopped is no failure
     assignment.state = NodeAssignment.State.FAILED
     assignment.reason = reason
     assignment.reported_at = at
@@ -316,8 +317,24 @@ def _report_failed(*, reservation: Reservation, assignment: NodeAssignment, at: 
     if reservation.status == Reservation.Status.PROVISIONING:
         return _fail_boot(reservation=reservation, at=at, reason_code=ReasonCode.BOOT_FAILED,
                           reason_params={"node": assignment.node.hostname, "reason": reason})
-    # Active or migrating: a workload that dies in service is failover's to handle (the node's health).
+    if not wanted:
+        return reservation
+    if booting and reservation.status == Reservation.Status.MIGRATING:
+        return _move_failed(reservation=reservation, assignment=assignment, at=at, reason=reason)
+    if not booting and reservation.status in (Reservation.Status.ACTIVE, Reservation.Status.MIGRATING):
+        # Died in service on a node that still heartbeats: that node's share fails over from `at`.
+        from marketplace.failover import reservation_workload_failover  # failover imports this module
+
+        reservation_workload_failover(reservation=reservation, node=assignment.node, at=at)
+        reservation.refresh_from_db()
     return reservation
+
+
+def _move_failed(*, reservation: Reservation, assignment: NodeAssignment, at: datetime, reason: str) -> Reservation:
+    """A migrating reservation's new cards did not start: failover's rule (the reservation ends at `at`)."""
+    from marketplace.failover import reservation_move_failed  # failover imports this module
+
+    return reservation_move_failed(reservation=reservation, node=assignment.node, at=at, reason=reason)
 
 
 def _report_stopped(*, reservation: Reservation, assignment: NodeAssignment, at: datetime, reason: str) -> Reservation:
@@ -346,6 +363,8 @@ def _deadline_missed(*, reservation: Reservation, assignment: NodeAssignment, at
     if reservation.status == Reservation.Status.PROVISIONING:
         _fail_boot(reservation=reservation, at=at, reason_code=ReasonCode.BOOT_DEADLINE_MISSED,
                    reason_params={"node": assignment.node.hostname, "deadline": time_param(assignment.deadline)})
+    elif reservation.status == Reservation.Status.MIGRATING:
+        _move_failed(reservation=reservation, assignment=assignment, at=at, reason=assignment.reason)
 
 
 # --- the sweeper ---------------------------------------------------------------------------------

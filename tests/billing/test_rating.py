@@ -140,3 +140,36 @@ def test_without_downtime_a_whole_period_costs_what_marketplace_shows(case):
     expected = card_seconds_price_minor([(s.price_per_card_hour_minor, len(s.device_ids) * int((s.ended_at - s.started_at).total_seconds()))
                                          for s in spans])
     assert rating.charge_minor == expected
+
+
+def test_the_outage_after_a_segment_failover_closed_is_credited_not_billed():
+    # Given failover's records: node 1's segment closed at its last heartbeat (2 h), the outage from there
+    # until the new node 2 was healthy (2.5 h), and node 2's segment from then on
+    spans = [span(T0, T0 + 2 * H, cards=1, price=100, node=1), span(T0 + 2.5 * H, T0 + 4 * H, cards=1, price=100, node=2)]
+    rating = rate(spans, [Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 2.5 * H)])
+    # Then 3.5 h are billed and the half hour down is credited (N = 2)
+    assert rating.card_seconds == int(3.5 * 3600) and rating.charge_minor == 350
+    assert rating.down_card_seconds == 1800 and rating.sla_credit_minor == 100
+
+
+def test_nothing_free_credits_the_outage_to_the_booked_end_within_the_period():
+    # The reservation ended at the last heartbeat (2 h) and the record runs to the booked end (6 h)
+    rating = rate([span(T0, T0 + 2 * H, cards=2, price=100)], [Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 6 * H)],
+                  policy=SlaPolicy(credit_multiplier=Fraction(1, 4)))
+    assert rating.charge_minor == 400 and rating.down_card_seconds == 2 * 4 * 3600 and rating.sla_credit_minor == 200
+    # and split at 3 h, each period gets its own part of the outage, nothing twice
+    first = rate([span(T0, T0 + 2 * H, cards=2, price=100)], [Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 6 * H)],
+                 end=T0 + 3 * H)
+    second = rate([span(T0, T0 + 2 * H, cards=2, price=100)], [Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 6 * H)],
+                  start=T0 + 3 * H)
+    assert first.down_card_seconds + second.down_card_seconds == rating.down_card_seconds
+
+
+def test_cards_back_on_the_same_node_end_the_credited_outage_of_the_earlier_segment():
+    # the same card serves again on node 1 from 3 h, inside a recorded outage of 2 h -> 5 h
+    spans = [span(T0, T0 + 2 * H, cards=1, price=100), span(T0 + 3 * H, T0 + 4 * H, cards=1, price=100)]
+    rating = rate(spans, [Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 5 * H)])
+    # the first segment's lost time stops where the card serves again (2 h -> 3 h), the second segment is
+    # cut (3 h -> 4 h) and lost until the outage ends (4 h -> 5 h): each second down counted once
+    assert rating.card_seconds == 2 * 3600
+    assert rating.down_card_seconds == 3 * 3600

@@ -11,9 +11,10 @@ from inventory.services import node_set_status
 from marketplace.failover import reservation_downtime_close, reservations_failover
 from marketplace.models import Reservation, ReservationDowntime, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor
-from marketplace.services import reservation_create, reservations_advance
+from marketplace.services import reservation_create
 from marketplace.tasks import reservations_on_capacity_lost_task
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, SiteFactory, accelerator, member, province
+from tests.marketplace.activation import handed_over
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +34,7 @@ def booked(offer, user, start, *, hours=4, cards=8, alternatives=()):
 
 
 def activated(offer, user, soon, **kwargs):
-    reservation = booked(offer, user, soon, **kwargs)
-    reservations_advance(now=soon + LATE)
-    reservation.refresh_from_db()
+    reservation = handed_over(booked(offer, user, soon, **kwargs), at=soon + LATE)
     assert reservation.status == Reservation.Status.ACTIVE
     return reservation
 
@@ -153,8 +152,7 @@ def test_an_accepted_other_model_takes_the_reservation_and_an_unaccepted_one_doe
         home = OfferFactory(cluster=NodeFactory(cluster=cluster).cluster)
         NodeFactory(cluster=cluster, accelerator_model=a100)
         OfferFactory(cluster=cluster, accelerator_model=a100, price_per_card_hour_minor=1200)
-        reservations.append(booked(home, buyer, soon, alternatives=accepted))
-    reservations_advance(now=soon + LATE)
+        reservations.append(handed_over(booked(home, buyer, soon, alternatives=accepted), at=soon + LATE))
     at = soon + SILENT_FROM
     failed = [node_holding(reservation) for reservation in reservations]
     for node in failed:
@@ -318,3 +316,32 @@ def test_a_second_failure_during_a_move_moves_it_again_and_keeps_one_outage(cata
     assert list(ReservationDowntime.objects.filter(reservation=reservation).values_list("node_id", "started_at", "ended_at")) == [
         (first.pk, t1, None)
     ]
+
+
+def test_a_move_whose_new_cards_miss_their_boot_deadline_ends_the_reservation_unbilled_since_the_failure(small_offer, buyer, soon):
+    from marketplace.models import NodeAssignment
+    from marketplace.provisioning.services import reservation_provision, reservations_sweep
+
+    # given an active reservation whose node failed at `at`, moved to the other node's cards
+    reservation = activated(small_offer, buyer, soon)
+    booked_end = reservation.end
+    failed = node_holding(reservation)
+    at = soon + SILENT_FROM
+    fail(failed, last_heartbeat=at)
+    reservations_failover(node_ids=[failed.pk], now=at + timedelta(minutes=4))
+    reservation_provision(reservation.pk, now=at + timedelta(minutes=4))
+    new = NodeAssignment.objects.get(reservation=reservation, desired="run")
+    # when the new node never reports it running and the sweeper passes its deadline
+    late = new.deadline + timedelta(seconds=1)
+    reservations_sweep(now=late)
+    # then the move is given up: completed at that instant with the reason, nothing billed after `at`
+    reservation.refresh_from_db()
+    assert reservation.status == Reservation.Status.COMPLETED and reservation.end == late and reservation.active_to == late
+    last = reservation.status_changes.last()
+    assert last.reason_code == "move_boot_failed" and "not running by the deadline" in last.reason_params["reason"]
+    served = int((at - (soon + LATE)).total_seconds())
+    assert reservation.billed_price_minor == card_seconds_price_minor([(PRICE, 8 * served)])
+    downtime = ReservationDowntime.objects.get(reservation=reservation)
+    assert (downtime.started_at, downtime.ended_at) == (at, booked_end)
+    assert not NodeAssignment.objects.filter(reservation=reservation, desired="run").exists()
+    assert not DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True, period__endswith__gt=late).exists()

@@ -13,8 +13,9 @@ from django.utils import timezone
 from inventory.agent_services import nodes_mark_stale
 from inventory.models import DeviceAllocation, Node, ReliabilityEvent
 from marketplace.models import Reservation, ReservationDowntime
-from marketplace.services import reservation_create, reservations_advance
+from marketplace.services import reservation_create
 from tests.factories import UserFactory, staff_group
+from tests.marketplace.activation import handed_over
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -24,8 +25,7 @@ def _active(offer, buyer, soon):
         organization=buyer.memberships.get().organization, created_by=buyer, offer=offer, card_count=8,
         start=soon, end=soon + timedelta(hours=4),
     )
-    reservations_advance(now=soon + timedelta(minutes=5))
-    reservation.refresh_from_db()
+    reservation = handed_over(reservation, at=soon + timedelta(minutes=5))
     assert reservation.status == Reservation.Status.ACTIVE
     node = Node.objects.get(pk=DeviceAllocation.objects.filter(reservation_id=reservation.pk).values("node_id")[:1])
     return reservation, node
