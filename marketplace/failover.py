@@ -357,3 +357,22 @@ def reservations_failover(*, node_ids: list[int], now: datetime | None = None) -
                 details=f"{served} reservation(s) in service moved or ended ({failure.change.reason})"[:300],
             )
     return outcome
+
+
+def reservations_failover_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Fail over what the capacity_lost task never reached (beat, with the provisioning sweep): reservations
+    in service that still hold cards, now, on a node that is out of service. The task can be lost (the
+    broker down when the node's status changed, a worker killed) or give up (it lost the race for free
+    cards PICK_ATTEMPTS times); without this such a reservation would keep its open segment on a dead
+    node - billed - until its end. Idempotent: reservations_failover moves nothing twice."""
+    now = now or timezone.now()
+    in_service_ids = Reservation.objects.filter(status__in=IN_SERVICE).values("pk")
+    node_ids = sorted(set(
+        DeviceAllocation.objects.filter(
+            node__status__in=CAPACITY_LOST_STATUSES, is_active=True, purpose=DeviceAllocation.Purpose.RESERVATION,
+            period__contains=now, reservation_id__in=in_service_ids,
+        ).values_list("node_id", flat=True)
+    ))
+    if not node_ids:
+        return {"nodes": 0}
+    return {"nodes": len(node_ids), **reservations_failover(node_ids=node_ids, now=now)}

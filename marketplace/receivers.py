@@ -17,7 +17,7 @@ def on_capacity_lost(sender, *, node_ids: list[int], **kwargs) -> None:
     def enqueue():
         try:
             reservations_on_capacity_lost_task.delay(list(node_ids))
-        except Exception:  # the broker is down: the node's change stands; the reservations learn it at activation
+        except Exception:  # the broker is down: the node's change stands; the beat sweep (reservations_failover_sweep) fails them over
             logger.exception("could not enqueue marketplace.reservations_on_capacity_lost for nodes %s", node_ids)
 
     transaction.on_commit(enqueue)

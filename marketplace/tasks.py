@@ -29,8 +29,12 @@ def reservation_provision_task(reservation_id: int) -> dict:
 @shared_task(name="marketplace.reservations_sweep")
 def reservations_sweep_task() -> dict:
     """Re-drive reservations stuck in a transitional state, fail boots past their deadline, re-send
-    unconfirmed stops (marketplace.provisioning.services.reservations_sweep). Idempotent."""
-    return reservations_sweep()
+    unconfirmed stops (marketplace.provisioning.services.reservations_sweep), and fail over reservations
+    still served by a node out of service whose capacity_lost task was lost (marketplace.failover).
+    Idempotent."""
+    from marketplace.failover import reservations_failover_sweep
+
+    return {**reservations_sweep(), "failover": reservations_failover_sweep()}
 
 
 @shared_task(name="marketplace.usage_rollup_refresh")

@@ -8,7 +8,7 @@ import pytest
 
 from inventory.models import DeviceAllocation, Node, ReliabilityEvent
 from inventory.services import node_set_status
-from marketplace.failover import reservation_downtime_close, reservations_failover
+from marketplace.failover import reservation_downtime_close, reservations_failover, reservations_failover_sweep
 from marketplace.models import Reservation, ReservationDowntime, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor
 from marketplace.services import reservation_create
@@ -345,3 +345,24 @@ def test_a_move_whose_new_cards_miss_their_boot_deadline_ends_the_reservation_un
     assert (downtime.started_at, downtime.ended_at) == (at, booked_end)
     assert not NodeAssignment.objects.filter(reservation=reservation, desired="run").exists()
     assert not DeviceAllocation.objects.filter(reservation_id=reservation.pk, is_active=True, period__endswith__gt=late).exists()
+
+
+def test_the_sweep_fails_over_what_the_lost_capacity_lost_task_never_reached(small_offer, buyer, soon):
+    # given an active reservation whose node turned unhealthy, and the capacity_lost task never ran
+    # (here: the test's transaction never commits, so the on-commit enqueue never happens - as with the
+    # broker down at that moment, or a worker killed before it ran the task)
+    reservation = activated(small_offer, buyer, soon)
+    failed = node_holding(reservation)
+    at = soon + SILENT_FROM
+    fail(failed, last_heartbeat=at)
+    reservation.refresh_from_db()
+    assert reservation.status == Reservation.Status.ACTIVE  # nothing moved it yet: its segment stays open
+    # when the beat sweep runs
+    first = reservations_failover_sweep(now=at + timedelta(minutes=2))
+    second = reservations_failover_sweep(now=at + timedelta(minutes=3))
+    # then it is moved from the last heartbeat, once
+    assert first["nodes"] == 1 and first["moved"] == 1
+    assert second == {"nodes": 0}
+    reservation.refresh_from_db()
+    assert reservation.status == Reservation.Status.MIGRATING
+    assert ReservationSegment.objects.get(reservation=reservation, node=failed).ended_at == at
