@@ -16,7 +16,8 @@ RUN pip install -r /tmp/requirements.txt
 FROM node:20-slim AS frontend
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+# --omit=dev: axe-core (a devDependency) is only for the accessibility tests
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 # --- runtime ---
 FROM python:3.11-slim
