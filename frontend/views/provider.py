@@ -251,8 +251,9 @@ def nodes_import(request):
     form = NodeImportForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
+        # The file's shape is checked here, at once; its rows by the import job, with progress on its page.
         try:
-            nodes = services.nodes_import_csv(
+            job = services.nodes_import_job_start(
                 organization=organization, data=form.cleaned_data["file"].read(NODE_IMPORT_MAX_BYTES + 1), actor=request.user
             )
         except NodeImportInvalid as invalid:
@@ -261,11 +262,7 @@ def nodes_import(request):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Imported {len(nodes)} nodes ({sum(n.card_count for n in nodes)} cards).")
-            cluster_ids = {node.cluster_id for node in nodes}
-            if len(cluster_ids) == 1:
-                return redirect("frontend:provider-cluster", pk=cluster_ids.pop())
-            return redirect("frontend:provider-home")
+            return redirect("frontend:job", job_id=job.pk)
     return render(
         request, "provider/import.html",
         {
