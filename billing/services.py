@@ -253,11 +253,13 @@ def billing_run_organization(*, organization_id: int, now: datetime | None = Non
         months_done += 1
 
 
-def billing_run(*, now: datetime | None = None, organization_ids: list[int] | None = None, pause_seconds: float = 0.0) -> int:
+def billing_run(*, now: datetime | None = None, organization_ids: list[int] | None = None, pause_seconds: float = 0.0,
+                progress=None) -> int:
     """The billing run over all buyer organizations (or the given ones), one organization at a time,
     each crash-safe on its own (billing_run_organization). Returns the number of invoices created.
     `pause_seconds` spaces organizations out (a gentle run beside live traffic; the crash test uses it
-    to kill a worker mid-run)."""
+    to kill a worker mid-run). `progress` (a JobProgress or a command's bar, optional) is told the
+    organizations done."""
     now = now or timezone.now()
     if organization_ids is None:
         organization_ids = list(
@@ -267,7 +269,9 @@ def billing_run(*, now: datetime | None = None, organization_ids: list[int] | No
     accounts = {a.organization_id: a for a in BillingAccount.objects.filter(organization_id__in=organization_ids)}
     created = 0
     failed = []
-    for organization_id in organization_ids:
+    for done, organization_id in enumerate(organization_ids):
+        if progress is not None:
+            progress(done=done, total=len(organization_ids), message=f"{created} invoice(s) so far")
         if not _is_due(accounts.get(organization_id), now):
             continue
         try:
@@ -280,6 +284,8 @@ def billing_run(*, now: datetime | None = None, organization_ids: list[int] | No
             failed.append(organization_id)
         if pause_seconds:
             time.sleep(pause_seconds)
+    if progress is not None:
+        progress(done=len(organization_ids), total=len(organization_ids), message=f"{created} invoice(s)")
     if failed:
         raise BillingRunIncomplete(organization_ids=failed, created=created)
     return created
