@@ -110,7 +110,8 @@ def job_run(*, job_id: int, work: Callable[[Job, JobProgress], JobOutcome]) -> s
 
     Idempotent: the job is claimed (queued -> running) under its row lock, so a second delivery of the
     same message finds it running or finished and does nothing. Work that dies with the worker leaves
-    the job "running" with its last progress; the page says so after a while rather than pretend.
+    the job "running" with its last progress (a known limit: nothing sweeps such jobs to failed yet;
+    the work itself is safe to start again - the import is all-or-nothing, the billing run resumable).
     """
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
