@@ -15,6 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.jobs import job_list
+from accounts.models import Job
 from accounts.selectors import user_can
 from accounts.views import add_service_errors
 from inventory import agent_services, reliability, selectors, services
@@ -31,6 +33,7 @@ from inventory.importers import COLUMNS, NODE_IMPORT_MAX_BYTES, NodeImportInvali
 from inventory.models import Node
 
 NODES_PER_PAGE = 200
+RECENT_IMPORTS = 10
 
 
 def _organization(request, *, change: bool = False):
@@ -270,6 +273,8 @@ def nodes_import(request):
             "report": report,
             "columns": COLUMNS,
             "clusters": selectors.cluster_list(organization=organization),
+            "recent_imports": job_list(user=request.user, organization=organization).filter(kind=Job.Kind.NODE_IMPORT)
+            .defer("input_data", "result_file")[:RECENT_IMPORTS],
         },
         status=400 if (request.method == "POST" and not form.is_valid()) else 200,
     )

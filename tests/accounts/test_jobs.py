@@ -116,3 +116,12 @@ def test_a_job_is_visible_to_its_organization_only_and_an_org_less_job_to_its_ow
     assert client.get(f"/jobs/{platform_job.pk}/").status_code == 200
     client.logout()
     assert client.get(f"/jobs/{job.pk}/status.json").status_code == 302
+
+
+def test_the_admin_lists_jobs_read_only(client):
+    job = running_job(input_data=b"x" * 100)
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    assert str(job.pk) in client.get("/admin/accounts/job/").content.decode()
+    page = client.get(f"/admin/accounts/job/{job.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert client.get("/admin/accounts/job/add/").status_code == 403

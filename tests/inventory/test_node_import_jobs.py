@@ -95,6 +95,9 @@ def test_a_failing_row_fails_the_job_with_the_row_in_its_result_and_imports_noth
     other = _signed_in(provider_other_owner())
     for path in (f"/jobs/{job_id}/", f"/jobs/{job_id}/status.json", f"/jobs/{job_id}/download/"):
         assert other.get(path).status_code == 404
+    # the import page lists it among its organization's recent imports, and only there
+    assert f'data-job="{job_id}"' in client.get("/provider/nodes/import/").content.decode()
+    assert f'data-job="{job_id}"' not in other.get("/provider/nodes/import/").content.decode()
 
 
 def provider_other_owner():
