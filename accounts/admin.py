@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ApiToken, Membership, Organization, SshPublicKey, User
+from accounts.models import ApiToken, Job, Membership, Organization, SshPublicKey, User
 
 
 @admin.register(User)
@@ -50,3 +50,20 @@ class SshPublicKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # keys are added by their owner (accounts.services.ssh_key_add validates them)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Read-only: jobs change only through accounts.jobs (their task)."""
+
+    list_display = ["id", "kind", "status", "organization", "owner", "progress_done", "progress_total", "created_at", "finished_at"]
+    list_filter = ["kind", "status"]
+    list_select_related = ["organization", "owner"]
+    readonly_fields = [f.name for f in Job._meta.fields if f.name not in {"input_data", "result_file"}]
+    exclude = ["input_data", "result_file"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

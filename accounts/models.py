@@ -231,3 +231,64 @@ class NotificationPreference(models.Model):
 
     def __str__(self):
         return f"{self.user} {self.kind}: email={self.email} in_page={self.in_page}"
+
+
+class Job(models.Model):
+    """One long operation started from a page and run by a Celery task (accounts.jobs), with its
+    progress and its result, shown at /jobs/<id>/.
+
+    Visible to the members of `organization`; a job started by platform staff outside any organization
+    (organization empty, e.g. finance's billing run) only to its owner.
+    """
+
+    class Kind(models.TextChoices):
+        NODE_IMPORT = "node_import", "Node import"
+        BILLING_RUN = "billing_run", "Billing run"
+        INVOICE_EXPORT = "invoice_export", "Invoice CSV export"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    FINISHED = frozenset({Status.DONE, Status.FAILED})
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="jobs")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)  # 0: not known yet
+    message = models.CharField(max_length=300, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    # The uploaded file the task works on (a node import), kept in the database so a worker on
+    # another machine reads it without a shared disk; emptied once the job finishes.
+    input_data = models.BinaryField(null=True, blank=True, editable=False)
+    result = models.JSONField(default=dict, blank=True)
+    result_link = models.CharField(max_length=500, blank=True)  # a path on this site, e.g. /provider/clusters/3/
+    result_file = models.BinaryField(null=True, blank=True, editable=False)
+    result_filename = models.CharField(max_length=200, blank=True)
+    result_content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="job_organization_recent")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, self.progress_done * 100 // self.progress_total)

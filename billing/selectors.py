@@ -171,14 +171,18 @@ def revenue_by(*, dimension: str) -> list[dict]:
              "card_hours": row["card_seconds"] / 3600} for row in rows]
 
 
-def invoice_export_rows() -> list[list]:
+def invoice_export_rows(*, progress=None) -> list[list]:
     """The CSV export: one row per invoice (all statuses), oldest first, amounts in minor units and in
-    the major unit as text (so a spreadsheet never rounds them)."""
+    the major unit as text (so a spreadsheet never rounds them). `progress` (accounts.jobs.JobProgress,
+    optional) is told the invoices done of the invoices to export."""
     header = ["number", "id", "status", "buyer", "currency", "period_start_utc", "period_end_utc", "total_minor", "total",
               "credited_minor", "outstanding_minor", "approved_at_utc", "lines"]
     rows: list[list] = [header]
     invoices = Invoice.objects.select_related("buyer").prefetch_related("credit_notes").annotate(line_count=Count("lines")).order_by("id")
-    for invoice in invoices:
+    total = invoices.count() if progress is not None else 0
+    for done, invoice in enumerate(invoices):
+        if progress is not None:
+            progress(done=done, total=total, message=f"Exporting invoices ({done:,} of {total:,}).")
         credited = sum(note.amount_minor for note in invoice.credit_notes.all())
         rows.append([invoice.display_number, invoice.pk, invoice.status, invoice.buyer.name, invoice.currency,
                      invoice.period_start.isoformat(), invoice.period_end.isoformat(), invoice.total_minor,
@@ -300,3 +304,8 @@ def billing_profile_of(*, organization: Organization) -> BillingProfile | None:
 def invoices_payable(*, organization: Organization) -> QuerySet[Invoice]:
     """The buyer's invoices it can pay now (issued and unpaid: approved, open or uncollectible), oldest first."""
     return Invoice.objects.filter(buyer=organization, status__in=PAYABLE_STATUSES).order_by("period_start", "pk")
+
+
+def billing_run_buyer_list() -> QuerySet[Organization]:
+    """The organizations finance may run billing for (buyers), by name."""
+    return Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH]).order_by("name", "pk")

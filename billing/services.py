@@ -202,7 +202,15 @@ def _is_due(account: BillingAccount | None, now: datetime) -> bool:
     return next_local_month_start(instant=account.invoiced_through, time_zone=account.time_zone) <= now
 
 
-def billing_run_organization(*, organization_id: int, now: datetime | None = None) -> list[int]:
+def _months_due(account: BillingAccount, now: datetime) -> int:
+    """How many whole local months from the cursor have ended by `now` (the run's progress total)."""
+    count, start = 0, account.invoiced_through
+    while start is not None and (end := next_local_month_start(instant=start, time_zone=account.time_zone)) <= now:
+        count, start = count + 1, end
+    return count
+
+
+def billing_run_organization(*, organization_id: int, now: datetime | None = None, progress=None) -> list[int]:
     """Invoice every whole local month of the buyer that ended by `now` and is not invoiced yet.
     Returns the ids of the draft invoices created.
 
@@ -211,7 +219,8 @@ def billing_run_organization(*, organization_id: int, now: datetime | None = Non
     transaction whole, so a rerun redoes exactly that month; a second run at the same time waits for
     the lock, then sees the moved cursor. PostgreSQL's `invoice_line_no_double_billing` is the last
     guard. `invoicing_status` is "started" while a run holds the account, so an account left started
-    tells finance a run died there (the next run finishes it)."""
+    tells finance a run died there (the next run finishes it). `progress` (accounts.jobs.JobProgress,
+    optional) is told the months done of the months due."""
     now = now or timezone.now()
     account = billing_account_get(organization_id=organization_id)
     with transaction.atomic():
@@ -222,8 +231,14 @@ def billing_run_organization(*, organization_id: int, now: datetime | None = Non
             account.invoiced_through = local_month_start(instant=first or now, time_zone=account.time_zone)
         account.invoicing_status = BillingAccount.InvoicingStatus.STARTED
         account.save(update_fields=["invoiced_through", "invoicing_status", "updated_at"])
+    months_total = _months_due(account, now)
+    months_done = 0
     created: list[int] = []
     while True:
+        if progress is not None:
+            # Between months, outside the month's transaction, so the page sees it at once.
+            progress(done=months_done, total=months_total, message=f"Invoicing month {min(months_done + 1, months_total)} of {months_total}.",
+                     force=True)
         with transaction.atomic():
             account = BillingAccount.objects.select_for_update().get(pk=account.pk)
             period = _next_period(account, now)
@@ -235,13 +250,16 @@ def billing_run_organization(*, organization_id: int, now: datetime | None = Non
             created.extend(invoice.pk for invoice in invoices)
             account.invoiced_through = period[1]
             account.save(update_fields=["invoiced_through", "updated_at"])
+        months_done += 1
 
 
-def billing_run(*, now: datetime | None = None, organization_ids: list[int] | None = None, pause_seconds: float = 0.0) -> int:
+def billing_run(*, now: datetime | None = None, organization_ids: list[int] | None = None, pause_seconds: float = 0.0,
+                progress=None) -> int:
     """The billing run over all buyer organizations (or the given ones), one organization at a time,
     each crash-safe on its own (billing_run_organization). Returns the number of invoices created.
     `pause_seconds` spaces organizations out (a gentle run beside live traffic; the crash test uses it
-    to kill a worker mid-run)."""
+    to kill a worker mid-run). `progress` (a JobProgress or a command's bar, optional) is told the
+    organizations done."""
     now = now or timezone.now()
     if organization_ids is None:
         organization_ids = list(
@@ -251,7 +269,9 @@ def billing_run(*, now: datetime | None = None, organization_ids: list[int] | No
     accounts = {a.organization_id: a for a in BillingAccount.objects.filter(organization_id__in=organization_ids)}
     created = 0
     failed = []
-    for organization_id in organization_ids:
+    for done, organization_id in enumerate(organization_ids):
+        if progress is not None:
+            progress(done=done, total=len(organization_ids), message=f"{created} invoice(s) so far")
         if not _is_due(accounts.get(organization_id), now):
             continue
         try:
@@ -264,6 +284,8 @@ def billing_run(*, now: datetime | None = None, organization_ids: list[int] | No
             failed.append(organization_id)
         if pause_seconds:
             time.sleep(pause_seconds)
+    if progress is not None:
+        progress(done=len(organization_ids), total=len(organization_ids), message=f"{created} invoice(s)")
     if failed:
         raise BillingRunIncomplete(organization_ids=failed, created=created)
     return created
@@ -518,3 +540,66 @@ def billing_usage_drift() -> list[str]:
                 f"invoice {line.invoice.display_number}, reservation {line.reservation_id}: invoiced {line.card_seconds} card-seconds "
                 f"({line.amount_minor}), its segments now say {rating.card_seconds} ({rating.charge_minor})")
     return problems
+
+
+# --- the billing run and the CSV export as jobs (accounts.jobs), started by finance staff from /finance/runs/
+
+
+def billing_run_job_start(*, organization_id: int, actor: User):
+    """Queue the on-demand billing run of one buyer organization (billing_run_organization) as a job.
+    A platform job (no organization): only the finance staff member who started it sees it."""
+    from accounts.jobs import job_start
+    from accounts.models import Job
+
+    Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH]).get(pk=organization_id)
+    return job_start(owner=actor, organization=None, kind=Job.Kind.BILLING_RUN, params={"organization_id": organization_id})
+
+
+def billing_run_job_run(*, job_id: int) -> str:
+    from accounts.jobs import JobOutcome, job_run
+
+    def work(job, progress):
+        invoice_ids = billing_run_organization(organization_id=job.params["organization_id"], progress=progress)
+        count = len(invoice_ids)
+        return JobOutcome(
+            message=f"{count} draft invoice{'' if count == 1 else 's'} created." if count else "Nothing was due: no invoice created.",
+            result={"invoice_ids": invoice_ids}, link="/finance/",
+        )
+
+    return job_run(job_id=job_id, work=work)
+
+
+def invoice_export_job_start(*, actor: User):
+    """Queue the finance CSV export (billing.selectors.invoice_export_rows) as a job with a file."""
+    from accounts.jobs import job_start
+    from accounts.models import Job
+
+    return job_start(owner=actor, organization=None, kind=Job.Kind.INVOICE_EXPORT)
+
+
+def invoice_export_csv(*, progress=None) -> bytes:
+    """The finance CSV export as bytes (UTF-8, the csv module's default dialect, as the page served it)."""
+    import csv
+    import io
+
+    from billing.selectors import invoice_export_rows
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in invoice_export_rows(progress=progress):
+        writer.writerow(row)
+    return buffer.getvalue().encode()
+
+
+def invoice_export_job_run(*, job_id: int) -> str:
+    from accounts.jobs import JobOutcome, job_run
+
+    def work(job, progress):
+        data = invoice_export_csv(progress=progress)
+        return JobOutcome(
+            message=f"{progress.total:,} invoice{'' if progress.total == 1 else 's'} exported.",
+            result={"invoices": progress.total, "bytes": len(data)},
+            file=data, filename=f"invoices-{job.created_at:%Y%m%d-%H%M}.csv", content_type="text/csv; charset=utf-8",
+        )
+
+    return job_run(job_id=job_id, work=work)

@@ -59,3 +59,19 @@ def payout_run_task() -> dict[str, int]:
     from billing.payments import payout_run
 
     return payout_run()
+
+
+@shared_task(name="billing.billing_run_job", acks_late=True)
+def billing_run_job_task(job_id: int) -> str:
+    """Run one on-demand billing-run job (accounts.jobs); a job runs once, and the run itself is idempotent."""
+    from billing.services import billing_run_job_run
+
+    return billing_run_job_run(job_id=job_id)
+
+
+@shared_task(name="billing.invoice_export_job", acks_late=True)
+def invoice_export_job_task(job_id: int) -> str:
+    """Build one finance CSV export job's file (accounts.jobs). Read-only; a job runs once."""
+    from billing.services import invoice_export_job_run
+
+    return invoice_export_job_run(job_id=job_id)

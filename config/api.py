@@ -133,6 +133,9 @@ DOMAIN_ERRORS: dict[str, DomainError] = {
     # a card setup that did not succeed or is not the organization's
     "billing.payments.PaymentMethodRefused": DomainError(422, "payment_method_refused"),
     "billing.payments.PayoutStateError": DomainError(409, "payout_state"),
+    # a job's work refusing its input (accounts.jobs: bad rows of an import); caught by job_run, which
+    # fails the job with it, so it reaches a view only if a job's work is ever called directly
+    "accounts.jobs.JobFailed": DomainError(422, "job_failed"),
 }
 
 

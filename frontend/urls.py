@@ -3,7 +3,7 @@
 
 from django.urls import include, path
 
-from frontend.views import dashboards, home
+from frontend.views import dashboards, home, jobs
 
 app_name = "frontend"
 urlpatterns = [
@@ -14,4 +14,7 @@ urlpatterns = [
     path("market/", include("frontend.urls_market")),
     path("operator/", include("frontend.urls_operator")),
     path("finance/", include("frontend.urls_finance")),
+    path("jobs/<int:job_id>/", jobs.job_page, name="job"),
+    path("jobs/<int:job_id>/status.json", jobs.job_status, name="job-status"),
+    path("jobs/<int:job_id>/download/", jobs.job_download, name="job-download"),
 ]

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from frontend.views import billing
+from frontend.views import billing, finance_runs
 
 urlpatterns = [
     path("", billing.finance_queue, name="finance-queue"),
@@ -18,4 +18,7 @@ urlpatterns = [
     path("revenue/", billing.finance_revenue, name="finance-revenue"),
     path("payouts/", billing.finance_payouts, name="finance-payouts"),
     path("reconciliation/", billing.finance_reconciliation, name="finance-reconciliation"),
+    path("runs/", finance_runs.finance_runs, name="finance-runs"),
+    path("runs/billing/", finance_runs.finance_run_billing, name="finance-run-billing"),
+    path("runs/export/", finance_runs.finance_run_export, name="finance-run-export"),
 ]

@@ -17,6 +17,7 @@ The format (also served as a template at /provider/nodes/import/template.csv):
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Q
@@ -120,14 +121,10 @@ def _integer(raw: str, column: str) -> tuple[int | None, str | None]:
     return value, None
 
 
-def node_rows_parse(*, organization: Organization, data: bytes) -> list[dict]:
-    """Validated rows ready for inventory.services.nodes_bulk_create; NodeImportInvalid on any problem.
-
-    A handful of queries whatever the size: the organization's clusters, the catalog, and the
-    hostnames already in the clusters the file names.
-    """
-    from inventory.services import hostname_problem  # services imports this module lazily, too
-
+def node_import_file_check(*, data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The file's shape (size, encoding, header, row count) - cheap enough for the request; the rows
+    themselves are checked by node_rows_parse. Returns the columns and the (row number, values) rows;
+    NodeImportInvalid with a file error otherwise."""
     text = _decode(data)
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
@@ -160,6 +157,20 @@ def node_rows_parse(*, organization: Organization, data: bytes) -> list[dict]:
     if not raw_rows:
         raise NodeImportInvalid(file_errors=["The file has a header but no nodes."])
 
+    return columns, raw_rows
+
+
+def node_rows_parse(*, organization: Organization, data: bytes, progress: Callable[..., None] | None = None) -> list[dict]:
+    """Validated rows ready for inventory.services.nodes_bulk_create; NodeImportInvalid on any problem.
+
+    A handful of queries whatever the size: the organization's clusters, the catalog, and the
+    hostnames already in the clusters the file names.
+    """
+    from inventory.services import hostname_problem  # services imports this module lazily, too
+
+    columns, raw_rows = node_import_file_check(data=data)
+    if progress is not None:
+        progress(done=0, total=len(raw_rows))
     clusters = list(
         Cluster.objects.filter(site__owner=organization).select_related("site")
     )
@@ -176,7 +187,9 @@ def node_rows_parse(*, organization: Organization, data: bytes) -> list[dict]:
     rows: list[dict] = []
     row_numbers: list[int] = []
     first_row_of: dict[tuple[int, str], int] = {}
-    for row_number, values in raw_rows:
+    for index, (row_number, values) in enumerate(raw_rows):
+        if progress is not None:
+            progress(done=index)
         row_errors: list[RowError] = []
         if len(values) < len(columns) and all(name in OPTIONAL_COLUMNS for name in columns[len(values):]):
             values = values + [""] * (len(columns) - len(values))  # trailing optional values left out

@@ -787,3 +787,63 @@ def nodes_import_csv(*, organization: Organization, data: bytes, actor: User | N
     _require_provider(organization)
     rows = node_rows_parse(organization=organization, data=data)
     return nodes_bulk_create(rows=rows, actor=actor)
+
+
+# --- the node import as a job (accounts.jobs): the file's shape is checked in the request, the rows by the task
+
+
+def nodes_import_job_start(*, organization: Organization, data: bytes, actor: User):
+    """Check the uploaded file's shape now (importers.NodeImportInvalid with a file error otherwise),
+    then queue a job that checks every row and creates the nodes (nodes_import_job_run)."""
+    from accounts.jobs import job_start
+    from accounts.models import Job
+    from inventory.importers import node_import_file_check
+
+    _require_provider(organization)
+    _columns, rows = node_import_file_check(data=data)
+    return job_start(owner=actor, organization=organization, kind=Job.Kind.NODE_IMPORT,
+                     params={"rows": len(rows)}, input_data=bytes(data))
+
+
+def nodes_import_job_run(*, job_id: int) -> str:
+    """The import job's work: check every row (progress: the first half of the bar), then create all
+    the nodes in one transaction (the second half), or none - a bad row fails the job with every bad
+    row in its result, as the import page showed them."""
+    from accounts.jobs import JobFailed, JobOutcome, job_run
+    from inventory.importers import NodeImportInvalid, node_rows_parse
+
+    def work(job, progress):
+        organization = job.organization
+        rows_total = 0
+
+        def checking(*, done: int, total: int | None = None):
+            nonlocal rows_total
+            if total is not None:
+                rows_total = total
+            progress(done=done, total=2 * rows_total, message=f"Checking rows ({done:,} of {rows_total:,}).")
+
+        try:
+            _require_provider(organization)
+            rows = node_rows_parse(organization=organization, data=bytes(job.input_data), progress=checking)
+        except NodeImportInvalid as invalid:
+            raise JobFailed(invalid.message, result={
+                "file_errors": invalid.file_errors, "bad_row_count": invalid.bad_row_count,
+                "row_errors": [{"row": e.row, "column": e.column, "message": e.message} for e in invalid.row_errors],
+            }) from None
+        except ValidationError as error:
+            raise JobFailed(" ".join(error.messages)) from None
+        progress(done=len(rows), total=2 * len(rows), message=f"Creating {len(rows):,} nodes.", force=True)
+        try:
+            with transaction.atomic():
+                nodes = nodes_bulk_create(rows=rows, actor=job.owner)
+        except ValidationError as error:
+            raise JobFailed(" ".join(error.messages) + " Nothing was imported.") from None
+        cluster_ids = sorted({node.cluster_id for node in nodes})
+        cards = sum(node.card_count for node in nodes)
+        return JobOutcome(
+            message=f"Imported {len(nodes):,} nodes ({cards:,} cards).",
+            result={"created": len(nodes), "cards": cards, "cluster_ids": cluster_ids},
+            link=f"/provider/clusters/{cluster_ids[0]}/" if len(cluster_ids) == 1 else "/provider/",
+        )
+
+    return job_run(job_id=job_id, work=work)

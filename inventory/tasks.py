@@ -26,3 +26,11 @@ def reliability_refresh_task() -> dict:
 
     return {"providers": reliability_refresh_all()}
 
+
+
+@shared_task(name="inventory.node_import_job", acks_late=True)
+def node_import_job_task(job_id: int) -> str:
+    """Run one node-import job (accounts.jobs). Idempotent: a job runs once, whatever the deliveries."""
+    from inventory.services import nodes_import_job_run
+
+    return nodes_import_job_run(job_id=job_id)

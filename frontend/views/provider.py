@@ -15,6 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from accounts.jobs import job_list
+from accounts.models import Job
 from accounts.selectors import user_can
 from accounts.views import add_service_errors
 from inventory import agent_services, reliability, selectors, services
@@ -31,6 +33,7 @@ from inventory.importers import COLUMNS, NODE_IMPORT_MAX_BYTES, NodeImportInvali
 from inventory.models import Node
 
 NODES_PER_PAGE = 200
+RECENT_IMPORTS = 10
 
 
 def _organization(request, *, change: bool = False):
@@ -251,8 +254,9 @@ def nodes_import(request):
     form = NodeImportForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
+        # The file's shape is checked here, at once; its rows by the import job, with progress on its page.
         try:
-            nodes = services.nodes_import_csv(
+            job = services.nodes_import_job_start(
                 organization=organization, data=form.cleaned_data["file"].read(NODE_IMPORT_MAX_BYTES + 1), actor=request.user
             )
         except NodeImportInvalid as invalid:
@@ -261,11 +265,7 @@ def nodes_import(request):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Imported {len(nodes)} nodes ({sum(n.card_count for n in nodes)} cards).")
-            cluster_ids = {node.cluster_id for node in nodes}
-            if len(cluster_ids) == 1:
-                return redirect("frontend:provider-cluster", pk=cluster_ids.pop())
-            return redirect("frontend:provider-home")
+            return redirect("frontend:job", job_id=job.pk)
     return render(
         request, "provider/import.html",
         {
@@ -273,6 +273,8 @@ def nodes_import(request):
             "report": report,
             "columns": COLUMNS,
             "clusters": selectors.cluster_list(organization=organization),
+            "recent_imports": job_list(user=request.user, organization=organization).filter(kind=Job.Kind.NODE_IMPORT)
+            .defer("input_data", "result_file")[:RECENT_IMPORTS],
         },
         status=400 if (request.method == "POST" and not form.is_valid()) else 200,
     )

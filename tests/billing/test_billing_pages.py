@@ -87,7 +87,7 @@ def finance_urls(invoice: Invoice) -> list[tuple[str, str]]:
         assert isinstance(pattern, URLPattern)
         kwargs = {name: {"invoice_id": invoice.pk, "line_id": line.pk}[name] for name in pattern.pattern.converters}
         path = reverse(f"frontend:{pattern.name}", kwargs=kwargs)
-        method = "post" if pattern.name in {"finance-invoice-approve", "finance-invoice-void", "finance-credit-note"} else "get"
+        method = "post" if pattern.name in {"finance-invoice-approve", "finance-invoice-void", "finance-credit-note", "finance-run-billing", "finance-run-export"} else "get"
         urls.append((method, path))
     return urls
 

@@ -10,10 +10,12 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts.models import Organization
 from billing.models import BillingAccount, Invoice, InvoiceLine, InvoiceLineEvidence
 from billing.services import billing_run, billing_run_organization, invoice_set_status
 from marketplace.models import Reservation, UsageHourly
 from tests.billing.conftest import APRIL, MARCH, MAY, H, served
+from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -110,6 +112,19 @@ def test_billing_run_command_runs_one_organization_on_demand(buyer_org, offer, c
     call_command("billing_run", organization=buyer_org.slug)
     assert "draft invoice(s) created" in capsys.readouterr().out
     assert Invoice.objects.filter(buyer=buyer_org).count() == 1
+
+
+def test_billing_run_command_shows_a_progress_bar_on_stderr_unless_asked_not_to(offer, capsys):
+    buyers = [OrganizationFactory(kind=Organization.Kind.BUYER) for _ in range(3)]
+    served(buyer=buyers[0], offer=offer, periods=[(timezone.now() - timedelta(days=70), timezone.now() - timedelta(days=69))])
+    call_command("billing_run")
+    captured = capsys.readouterr()
+    all_buyers = Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH]).count()
+    assert "1 draft invoice(s) created" in captured.out
+    # the bar counts the buyer organizations, on stderr so stdout stays the result
+    assert "billing run" in captured.err and f"{all_buyers}/{all_buyers}" in captured.err and "1 invoice(s)" in captured.err
+    call_command("billing_run", organization=buyers[0].slug, no_progress=True)
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.django_db(transaction=True)

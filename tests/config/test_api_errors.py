@@ -80,6 +80,7 @@ def test_the_schema_documents_the_paginated_lists_as_pages(client):
 
 # One example of each domain exception, with the status and code it must answer.
 DOMAIN_EXAMPLES = {
+    "accounts.jobs.JobFailed": (lambda m: m.JobFailed("2 rows are invalid; nothing was imported."), 422, "job_failed"),
     "marketplace.services.BookingConflict": (lambda m: m.BookingConflict(cards_free=3), 409, "booking_conflict"),
     "marketplace.services.InsufficientCapacity": (
         lambda m: m.InsufficientCapacity(cards_free=24, cards_asked=40), 409, "insufficient_capacity"),

@@ -1,5 +1,6 @@
 """In a real browser: a provider signs in, creates a site and a cluster, imports 200 nodes from CSV and
-sees them; a CSV with one bad row is refused with the row number and the reason, and nothing is imported."""
+sees them; a CSV with one bad row is refused with the row number and the reason, and nothing is imported.
+The import runs on a real Celery worker; its page follows the job in the browser (fetch) until the result."""
 
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def sign_in(page, user):
     page.wait_for_selector('[data-testid="signed-in-as"]')
 
 
-def test_a_provider_creates_a_site_and_cluster_and_imports_200_nodes(page, provider_user):
+def test_a_provider_creates_a_site_and_cluster_and_imports_200_nodes(page, provider_user, celery_worker_process):
     # Given a signed-in provider
     sign_in(page, provider_user)
     page.get_by_role("link", name="My sites").click()
@@ -68,8 +69,13 @@ def test_a_provider_creates_a_site_and_cluster_and_imports_200_nodes(page, provi
     )
     page.get_by_role("button", name="Import").click()
 
-    # Then they land on the cluster and see the 200 nodes
-    page.wait_for_selector("text=Imported 200 nodes (1600 cards).")
+    # Then the job's page follows the import to its end by itself, and links to the cluster
+    page.wait_for_selector('[data-testid="job"][data-status="done"]', timeout=60_000)
+    assert page.get_by_test_id("job-message").inner_text() == "Imported 200 nodes (1,600 cards)."
+    assert page.get_by_test_id("job-progress-label").inner_text() == "400 of 400 (100%)"
+    page.get_by_test_id("job-result-link").click()
+
+    # where they see the 200 nodes
     assert page.get_by_test_id("node-count").inner_text() == "200 nodes"
     assert page.locator('[data-testid="nodes"] tbody tr').count() == 200
     assert page.locator('[data-testid="nodes"]').get_by_text("gz-gpu-199").is_visible()
@@ -96,7 +102,7 @@ def test_a_provider_creates_a_site_and_cluster_and_imports_200_nodes(page, provi
     assert page.locator(".pv-util-day").count() == 14
 
 
-def test_a_csv_with_one_bad_row_is_refused_with_its_row_number_and_nothing_is_imported(page, provider_user):
+def test_a_csv_with_one_bad_row_is_refused_with_its_row_number_and_nothing_is_imported(page, provider_user, celery_worker_process):
     # Given a provider with a site and a cluster
     organization = provider_user.memberships.get().organization
     site = Site.objects.create(owner=organization, name="Qingyang 1", lifecycle=Site.Lifecycle.ONLINE)
@@ -112,14 +118,15 @@ def test_a_csv_with_one_bad_row_is_refused_with_its_row_number_and_nothing_is_im
     )
     page.get_by_role("button", name="Import").click()
 
-    # Then the file is refused with the row number and the reason, next to the file field
+    # Then the job's page shows the file refused, with the row number and the reason
     report = page.get_by_test_id("import-report")
-    report.wait_for()
+    report.wait_for(timeout=60_000)
     assert "Nothing was imported: 1 bad row" in report.inner_text()
     row = report.locator('tr[data-row="138"]')
     assert row.locator("td").nth(0).inner_text() == "138"
     assert row.locator("td").nth(1).inner_text() == "accelerator_model"
     assert "unknown accelerator model 'h100-pro-max'" in row.locator("td").nth(2).inner_text()
-    assert "nothing was imported" in page.locator('.field-error[data-field="file"]').inner_text()
+    assert "nothing was imported" in page.get_by_test_id("job-message").inner_text()
+    assert page.get_by_test_id("job").get_attribute("data-status") == "failed"
     # and nothing was imported
     assert not Node.objects.filter(cluster=cluster).exists()

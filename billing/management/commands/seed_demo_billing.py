@@ -36,6 +36,7 @@ from accounts.models import Organization, User
 from billing.models import Invoice, PaymentAttempt
 from billing.payments import invoice_pay, payment_method_save, payment_method_setup_start
 from billing.services import billing_run, invoice_approve, invoice_set_status
+from config.cli_progress import CommandProgress
 from inventory.management.demo_network import DEMO_DOMAIN, DEMO_LOGINS
 from inventory.models import Device, Node, Offer, Site
 from marketplace.models import Reservation, ReservationSegment, UsageHourly
@@ -107,16 +108,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--if-empty", action="store_true", help="do nothing when any invoice or demo billing history exists")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    def handle(self, *args, seed: int, if_empty: bool, **options):
+    def handle(self, *args, seed: int, if_empty: bool, no_progress: bool = False, verbosity: int = 1, **options):
         if Invoice.objects.exists() or Reservation.objects.filter(idempotency_key__startswith=KEY_PREFIX).exists():
             if not if_empty:
                 raise CommandError("Invoices exist already; the demo billing history goes into a fresh database only.")
             self.stdout.write("Invoices exist already: the demo billing history is left as it is.")
         else:
+            disable = no_progress or verbosity == 0
             with transaction.atomic():
-                buyers, served = self._serve(seed=seed)
-                created = billing_run(organization_ids=[buyer.pk for buyer in buyers])
+                with CommandProgress(desc="past reservations", unit="reservation", disable=disable) as progress:
+                    buyers, served = self._serve(seed=seed, progress=progress)
+                with CommandProgress(desc="billing run", unit="org", disable=disable) as progress:
+                    created = billing_run(organization_ids=[buyer.pk for buyer in buyers], progress=progress)
                 opened = self._review(buyers=buyers)
             drafts = Invoice.objects.filter(status=Invoice.Status.DRAFT).count()
             self.stdout.write(self.style.SUCCESS(
@@ -136,7 +141,7 @@ class Command(BaseCommand):
                 f"Demo payments through Stripe ({settings.STRIPE_API_BASE}): {counts['paid']} invoices paid, {counts['declined']} declined."
             ))
 
-    def _serve(self, *, seed: int) -> tuple[list[Organization], int]:
+    def _serve(self, *, seed: int, progress=None) -> tuple[list[Organization], int]:
         buyers = list(Organization.objects.filter(kind__in=[Organization.Kind.BUYER, Organization.Kind.BOTH],
                                                   memberships__user__email__endswith=DEMO_DOMAIN).distinct().order_by("name"))
         offers = list(Offer.objects.filter(is_active=True, cluster__site__lifecycle=Site.Lifecycle.ONLINE)
@@ -147,9 +152,12 @@ class Command(BaseCommand):
         now = timezone.now().replace(minute=0, second=0, microsecond=0)
         used_nodes: set[int] = set()
         served = 0
-        for buyer in buyers:
+        planned = len(buyers) * len(PLANS)
+        for buyer_index, buyer in enumerate(buyers):
             member = buyer.memberships.select_related("user").order_by("id").first().user
             for index, (days_ago, hours, cards) in enumerate(PLANS):
+                if progress is not None:
+                    progress(done=buyer_index * len(PLANS) + index, total=planned)
                 start = now - timedelta(days=days_ago) + timedelta(hours=rng.randint(0, 12))
                 end = start + timedelta(hours=hours)
                 for offer in rng.sample(offers, k=min(len(offers), 40)):
@@ -163,6 +171,8 @@ class Command(BaseCommand):
                 self._reservation(buyer=buyer, member=member, offer=offer, node=node, cards=cards, start=start, end=end,
                                   key=f"{KEY_PREFIX}{buyer.pk}:{index}", rng=rng)
                 served += 1
+        if progress is not None:
+            progress(done=planned, total=planned)
         return buyers, served
 
     @staticmethod
