@@ -98,12 +98,16 @@ def _next_period(account: BillingAccount, now: datetime) -> tuple[datetime, date
 # --- the billing run -----------------------------------------------------------------------------------------------
 
 
-def _build_period(*, organization_id: int, period_start: datetime, period_end: datetime) -> list[Invoice]:
+def _build_period(*, organization_id: int, period_start: datetime, period_end: datetime, currency: str | None = None,
+                  reason: str = "billing run", actor: User | None = None) -> list[Invoice]:
     """Draft invoices (one per currency) for the buyer's usage in [period_start, period_end): a charge
     line (and an SLA credit line when there was downtime) per reservation and provider, each charge
     with its device-hour evidence. Runs inside the caller's transaction; a fixed number of queries
-    per buyer and period (set-based inserts), whatever the number of reservations."""
+    per buyer and period (set-based inserts), whatever the number of reservations. `currency`: only
+    that currency's reservations (a redraft rebuilds the one voided invoice, not its live siblings)."""
     segments = list(reservation_segments_of_buyer_between(buyer_id=organization_id, start=period_start, end=period_end))
+    if currency is not None:
+        segments = [segment for segment in segments if segment.reservation.currency == currency]
     if not segments:
         return []
     by_key: dict[tuple[int, int], list] = defaultdict(list)
@@ -135,7 +139,7 @@ def _build_period(*, organization_id: int, period_start: datetime, period_end: d
         invoices[currency] = Invoice.objects.create(buyer_id=organization_id, currency=currency, period_start=period_start,
                                                     period_end=period_end)
     InvoiceStatusChange.objects.bulk_create([
-        InvoiceStatusChange(invoice=invoice, from_status="", to_status=Invoice.Status.DRAFT, reason="billing run") for invoice in invoices.values()
+        InvoiceStatusChange(invoice=invoice, from_status="", to_status=Invoice.Status.DRAFT, reason=reason[:500], actor=actor) for invoice in invoices.values()
     ])
     lines, charges = [], []
     for reservation, provider_id, rating in rated:
@@ -336,13 +340,27 @@ def invoice_approve(*, invoice: Invoice, actor: User | None, reason: str) -> Inv
 
 @transaction.atomic
 def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice:
-    """Finance voids an invoice (its usage is freed for a new draft; an issued one's ledger entries are
-    reversed by invoice_set_status). The reason is required."""
+    """Finance voids an invoice (an issued one's ledger entries are reversed by invoice_set_status).
+    The reason is required. The billing run never comes back to a month its cursor has passed, so a
+    plain void leaves that usage uninvoiced on purpose (usage that should never be billed);
+    to bill it again, corrected, use invoice_redraft."""
     reason = _review_reason(reason)
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.status == Invoice.Status.VOID:
         raise InvoiceStateError("This invoice is void already.")
     return invoice_set_status(invoice=invoice, status=Invoice.Status.VOID, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def invoice_redraft(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice | None:
+    """Finance's "void and redraft": void the invoice and, in the same transaction, rebuild the same
+    buyer, period and currency from today's segments and downtime as a new draft (None: nothing left to
+    bill). One transaction, so the usage is never on no invoice and never on two (PostgreSQL's
+    invoice_line_no_double_billing would refuse the second)."""
+    invoice = invoice_void(invoice=invoice, actor=actor, reason=reason)
+    drafts = _build_period(organization_id=invoice.buyer_id, period_start=invoice.period_start, period_end=invoice.period_end,
+                           currency=invoice.currency, reason=f"redraft of void invoice {invoice.pk}: {reason.strip()}", actor=actor)
+    return drafts[0] if drafts else None
 
 
 @transaction.atomic

@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing.models import BillingAccount, Invoice, InvoiceLine, InvoiceLineEvidence
-from billing.services import billing_run, billing_run_organization, invoice_set_status
+from billing.services import billing_run, billing_run_organization, invoice_redraft, invoice_set_status, invoice_void
 from marketplace.models import Reservation, UsageHourly
 from tests.billing.conftest import APRIL, MARCH, MAY, H, served
 
@@ -239,3 +239,29 @@ def test_billing_run_command_refuses_an_unknown_organization():
 
     with pytest.raises(CommandError, match="No organization with slug 'nobody'"):
         call_command("billing_run", organization="nobody")
+
+
+def test_void_and_redraft_bills_the_voided_month_again_once_and_a_plain_void_does_not(buyer_org, offer, usd_offer):
+    # Given March served in CNY (10 h x 8 cards) and in USD, each on its own draft
+    served(buyer=buyer_org, offer=offer, periods=[(MARCH + H, MARCH + 11 * H)])
+    served(buyer=buyer_org, offer=usd_offer, cards=1, periods=[(MARCH + H, MARCH + 2 * H)])
+    billing_run(organization_ids=[buyer_org.pk], now=APRIL + H)
+    cny = Invoice.objects.get(buyer=buyer_org, currency="CNY")
+    usd = Invoice.objects.get(buyer=buyer_org, currency="USD")
+    before = cny.lines.values_list("kind", "card_seconds", "amount_minor").get()
+    # When finance voids the CNY draft and redrafts it
+    redraft = invoice_redraft(invoice=cny, actor=None, reason="wrong evidence, rebuild")
+    # Then March's CNY usage is on one live invoice again (same numbers), the USD sibling untouched
+    assert Invoice.objects.get(pk=cny.pk).status == "void"
+    assert redraft.status == "draft" and (redraft.currency, redraft.period_start) == ("CNY", cny.period_start)
+    assert redraft.lines.values_list("kind", "card_seconds", "amount_minor").get() == before == ("charge", 8 * 10 * 3600, 8 * 10 * 2500)
+    assert redraft.status_changes.get().reason == f"redraft of void invoice {cny.pk}: wrong evidence, rebuild"
+    assert InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="USD").count() == 1
+    assert Invoice.objects.get(pk=usd.pk).status == "draft"
+    # a later run does not bill March a second time
+    billing_run(organization_ids=[buyer_org.pk], now=MAY + H)
+    assert InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="CNY").count() == 1
+    # a plain void leaves the usage unbilled (on purpose: usage that should never be billed), and no run brings it back
+    invoice_void(invoice=redraft, actor=None, reason="not billable")
+    billing_run(organization_ids=[buyer_org.pk], now=MAY + 2 * H)
+    assert not InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="CNY").exists()
