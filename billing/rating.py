@@ -6,11 +6,17 @@ The rule, in order (see also billing/__init__.py):
    downtime and period boundaries are then integer seconds, so splitting time at any period boundary
    is exactly additive - no second is billed twice and none is lost across periods.
 2. Billable time = each segment's [started_at, ended_at) clipped to the period [period_start,
-   period_end), minus the recorded downtime of that segment's node; an open segment runs to the end
+   period_end), minus the recorded downtime of that segment's node where they overlap (a node down
+   while its segment is still open); an open segment runs to the end
    of the period. Card-seconds = seconds x the segment's number of devices.
 3. Charge = sum over segments of (price locked at booking per card-hour x card-seconds) / 3600,
    computed exactly and rounded ONCE per line by `round_minor` (half up to a whole minor unit).
-4. SLA credit = N x (price per card-hour) x (card-hours down), N from the policy, rounded once by the
+4. Card-hours down = each recorded downtime interval of a node (overlapping ones merged), clipped to
+   the period, x the cards the reservation held on that node (its segment there that started last at
+   or before the downtime, else the first one after), at that segment's price. Independent of segment
+   overlap: failover closes the failed node's segment at the last heartbeat, where the downtime
+   starts, so the gap is already out of the segments (not charged) and is not subtracted again.
+   SLA credit = N x (price per card-hour) x (card-hours down), N from the policy, rounded once by the
    same function, and never more than the charge it belongs to (capped at the line).
 5. A failed or cancelled reservation rates to zero (no charge, no credit), whatever its segments say.
 """
@@ -110,6 +116,33 @@ def _length(pieces: Iterable[tuple[int, int]]) -> int:
     return sum(end - start for start, end in pieces)
 
 
+def _held_downtime(spans: Sequence[Span], downtimes: Sequence[Downtime]) -> list[tuple[int, int | None, Span]]:
+    """Each node's downtime, overlapping records merged, as (start, end or None, the segment whose cards
+    and price it concerns). Worked out on whole intervals, never on a period's clip of them, so that
+    splitting time at any boundary stays additive. Nodes the spans never held are dropped (another
+    provider's line, or nothing served there)."""
+    held = []
+    for node_id in sorted({d.node_id for d in downtimes}):
+        on_node = sorted((s for s in spans if s.node_id == node_id), key=lambda s: epoch_second(s.started_at))
+        if not on_node:
+            continue
+        merged: list[list] = []  # [start, end or None]
+        for d in sorted((d for d in downtimes if d.node_id == node_id), key=lambda d: epoch_second(d.started_at)):
+            start = epoch_second(d.started_at)
+            end = epoch_second(d.ended_at) if d.ended_at is not None else None
+            if end is not None and end <= start:
+                continue
+            if merged and (merged[-1][1] is None or start <= merged[-1][1]):
+                if merged[-1][1] is not None:
+                    merged[-1][1] = None if end is None else max(merged[-1][1], end)
+                continue
+            merged.append([start, end])
+        for start, end in merged:
+            before = [s for s in on_node if epoch_second(s.started_at) <= start]
+            held.append((start, end, before[-1] if before else on_node[0]))
+    return held
+
+
 def rate_reservation(
     *,
     status: str,
@@ -142,11 +175,8 @@ def rate_reservation(
         served = _subtract((start, end), cuts)
         cards = len(span.device_ids)
         served_seconds = _length(served)
-        down_seconds = (end - start) - served_seconds
         card_seconds += cards * served_seconds
-        down_card_seconds += cards * down_seconds
         charge_exact += Fraction(span.price_per_card_hour_minor * cards * served_seconds, SECONDS_PER_HOUR)
-        down_exact += Fraction(span.price_per_card_hour_minor * cards * down_seconds, SECONDS_PER_HOUR)
         for piece_start, piece_end in served:
             at = piece_start
             while at < piece_end:
@@ -155,6 +185,12 @@ def rate_reservation(
                 for device_id in span.device_ids:
                     grid[(device_id, hour)] += upto - at
                 at = upto
+    for down_start, down_end, span in _held_downtime(spans, downtimes):
+        seconds = min(p_end if down_end is None else down_end, p_end) - max(down_start, p_start)
+        if seconds > 0:
+            cards = len(span.device_ids)
+            down_card_seconds += cards * seconds
+            down_exact += Fraction(span.price_per_card_hour_minor * cards * seconds, SECONDS_PER_HOUR)
     charge = round_minor(charge_exact)
     credit = min(charge, round_minor(policy.credit_multiplier * down_exact))
     return Rating(

@@ -63,7 +63,7 @@ def test_invoices_add_up_no_second_is_billed_twice_and_the_ledger_balances(offer
 
 def _check(offer, usd_offer, monkeypatch, scenario):
     downtime_of: dict[int, list[Downtime]] = {}
-    # The downtime records are Operations' (wired on merge); here the run is given the generated intervals.
+    # The run reads marketplace's ReservationDowntime; here it is given the generated intervals instead.
     monkeypatch.setattr(billing.services, "reservation_downtimes", lambda *, reservation_ids, start, end: {
         rid: downtime_of.get(rid, []) for rid in reservation_ids})
     buyers, made = [], []

@@ -14,6 +14,7 @@ from billing.models import BillingAccount, Invoice, InvoiceLine, InvoiceLineEvid
 from billing.services import billing_run, billing_run_organization, invoice_redraft, invoice_set_status, invoice_void
 from marketplace.models import Reservation, UsageHourly
 from tests.billing.conftest import APRIL, MARCH, MAY, H, served
+from tests.marketplace.conftest import buyer, small_offer, soon  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -265,3 +266,42 @@ def test_void_and_redraft_bills_the_voided_month_again_once_and_a_plain_void_doe
     invoice_void(invoice=redraft, actor=None, reason="not billable")
     billing_run(organization_ids=[buyer_org.pk], now=MAY + 2 * H)
     assert not InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="CNY").exists()
+
+
+def test_a_failover_gives_the_buyer_an_sla_credit_for_the_recorded_downtime(small_offer, buyer, soon):
+    from billing.rating import Span, rate_reservation
+    from billing.selectors import reservation_downtimes
+    from billing.services import sla_policy
+    from marketplace.failover import reservations_failover
+    from marketplace.models import ReservationDowntime, ReservationSegment
+    from marketplace.provisioning.services import reservation_provision
+    from tests.marketplace.test_failover import fail, node_holding
+    from tests.marketplace.test_service_periods import booked
+    from tests.provisioning import hand_over, report_all
+
+    # Given an active 8-card reservation whose node fails 2 h in; it is moved and served again 9 min later
+    reservation = booked(small_offer, buyer, soon)
+    hand_over(reservation, at=soon + timedelta(minutes=7))
+    failed = node_holding(reservation)
+    at = soon + timedelta(hours=2)
+    fail(failed, last_heartbeat=at)
+    assert reservations_failover(node_ids=[failed.pk], now=at + timedelta(minutes=4))["moved"] == 1
+    reservation_provision(reservation.pk, now=at + timedelta(minutes=5))
+    report_all(reservation, at=at + timedelta(minutes=9))
+    assert ReservationDowntime.objects.get(reservation=reservation).seconds == 9 * 60
+    # When it is rated over its service (through the selector billing uses)
+    segments = ReservationSegment.objects.filter(reservation=reservation)
+    spans = [Span(s.node_id, tuple(s.device_ids), s.started_at, s.ended_at, s.price_per_card_hour_minor) for s in segments]
+    downtimes = reservation_downtimes(reservation_ids=[reservation.pk], start=soon, end=soon + timedelta(days=1))[reservation.pk]
+    rating = rate_reservation(status="active", spans=spans, downtimes=downtimes, period_start=soon,
+                              period_end=soon + timedelta(hours=4), policy=sla_policy())
+    # Then the 9 min x 8 cards are down and credited, and the gap is charged nowhere
+    assert rating.down_card_seconds == 8 * 9 * 60
+    assert rating.sla_credit_minor == sla_policy().credit_multiplier * 8 * small_offer.price_per_card_hour_minor * 9 // 60
+    served_seconds = sum(int(((s.ended_at or soon + timedelta(hours=4)) - s.started_at).total_seconds()) * len(s.device_ids)
+                         for s in segments)
+    assert rating.card_seconds == served_seconds
+    # And the billing run writes it as an SLA credit line beside the charge
+    billing_run(organization_ids=[reservation.buyer_id], now=soon + timedelta(days=70))
+    credit = InvoiceLine.objects.get(reservation=reservation, kind="sla_credit")
+    assert (credit.card_seconds, -credit.amount_minor) == (8 * 9 * 60, rating.sla_credit_minor)
