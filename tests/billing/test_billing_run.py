@@ -268,7 +268,7 @@ def test_void_and_redraft_bills_the_voided_month_again_once_and_a_plain_void_doe
     assert not InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="CNY").exists()
 
 
-def test_a_failover_gives_the_buyer_an_sla_credit_for_the_recorded_downtime(small_offer, buyer, soon):
+def test_a_failover_gives_the_buyer_an_sla_credit_for_the_recorded_downtime(small_offer, buyer, soon):  # noqa: F811
     from billing.rating import Span, rate_reservation
     from billing.selectors import reservation_downtimes
     from billing.services import sla_policy
