@@ -371,6 +371,10 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
         raise CreditNoteRefused("Only an approved, open, paid or uncollectible invoice takes a credit note; change a draft instead.")
     if not reason.strip():
         raise CreditNoteRefused("A credit note needs a reason.")
+    if invoice.payment_attempts.filter(status="pending").exists():
+        # Stripe may be charging the full total right now; the refund exists only for a paid invoice's
+        # notes, so a note now would be charged and never paid back (invoice_set_status refuses a void alike).
+        raise CreditNoteRefused("A payment of this invoice is in progress; issue the credit note once the payment has succeeded or failed.")
     credited = sum(note.amount_minor for note in invoice.credit_notes.all())
     if amount_minor <= 0 or credited + amount_minor > invoice.total_minor:
         raise CreditNoteRefused(f"A credit note must be more than 0 and at most {invoice.total_minor - credited} (what the invoice still carries).")

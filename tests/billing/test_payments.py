@@ -163,3 +163,30 @@ def test_an_invoice_with_a_payment_in_progress_cannot_be_voided(stripe_settings,
     assert resumed.pk == attempt.pk and resumed.status == PaymentAttempt.Status.SUCCEEDED
     assert PaymentAttempt.objects.count() == 1
     assert Invoice.objects.get(pk=invoice.pk).status == Invoice.Status.PAID
+
+
+def test_a_credit_note_is_refused_while_a_payment_is_in_progress_then_refunded_once_paid(stripe_settings, buyer_org, offer, monkeypatch):
+    import stripe
+
+    from billing.services import CreditNoteRefused
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    card_saved(organization=buyer_org, number="4242424242424242")
+
+    def stripe_unreachable(**kwargs):
+        raise stripe.APIConnectionError("timed out")
+
+    monkeypatch.setattr("billing.stripe_gateway.payment_intent_create_off_session", stripe_unreachable)
+    attempt = invoice_pay(invoice_id=invoice.pk)
+    assert attempt.status == PaymentAttempt.Status.PENDING  # Stripe may be charging the full total right now
+    # a credit note now would be charged in full and never refunded: refused, nothing written
+    with pytest.raises(CreditNoteRefused, match="payment of this invoice is in progress"):
+        credit_note_create(invoice=invoice, amount_minor=10000, reason="goodwill", actor=None)
+    assert not invoice.credit_notes.exists()
+    monkeypatch.undo()
+    assert invoice_pay(invoice_id=invoice.pk).status == PaymentAttempt.Status.SUCCEEDED  # the full total
+    # once paid, the note is accepted and goes back to the card
+    note = credit_note_create(invoice=invoice, amount_minor=10000, reason="goodwill", actor=None)
+    refund_for_credit_note(credit_note_id=note.pk)
+    assert Refund.objects.get(credit_note=note).amount_minor == 10000
+    assert ledger_reconcile() == []
