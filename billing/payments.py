@@ -153,19 +153,30 @@ def invoice_pay(*, invoice_id: int) -> PaymentAttempt | None:
             number = (invoice.payment_attempts.aggregate(n=Max("attempt"))["n"] or 0) + 1
             attempt = PaymentAttempt.objects.create(
                 invoice=invoice, attempt=number, idempotency_key=f"invoice-{invoice.pk}-attempt-{number}", amount_minor=due,
-                currency=invoice.currency,
+                currency=invoice.currency, stripe_customer_id=profile.stripe_customer_id, stripe_payment_method_id=profile.payment_method_id,
             )
     return _payment_attempt_execute(attempt=attempt)
 
 
 def _payment_attempt_execute(*, attempt: PaymentAttempt) -> PaymentAttempt:
-    profile = BillingProfile.objects.get(organization_id=attempt.invoice.buyer_id)
+    customer_id, method_id = attempt.stripe_customer_id, attempt.stripe_payment_method_id
+    if not (customer_id and method_id):  # recorded before attempts kept their card (migration 0004)
+        profile = BillingProfile.objects.get(organization_id=attempt.invoice.buyer_id)
+        customer_id, method_id = customer_id or profile.stripe_customer_id, method_id or profile.payment_method_id
     try:
         intent = gateway.payment_intent_create_off_session(
-            amount_minor=attempt.amount_minor, currency=attempt.currency, customer_id=profile.stripe_customer_id,
-            payment_method_id=profile.payment_method_id, idempotency_key=attempt.idempotency_key,
+            amount_minor=attempt.amount_minor, currency=attempt.currency, customer_id=customer_id,
+            payment_method_id=method_id, idempotency_key=attempt.idempotency_key,
             metadata={"payment_attempt_id": str(attempt.pk), "invoice_id": str(attempt.invoice_id)},
         )
+    except stripe.IdempotencyError as exc:
+        # The key was used with other parameters (an attempt recorded before it kept its card, resumed
+        # after the card changed): Stripe will never answer this request, so retrying it forever would
+        # leave the invoice stuck. The attempt fails; should its first request have charged after all,
+        # Stripe's webhook (metadata payment_attempt_id) still records that payment on it.
+        logger.error("payment attempt %s: idempotency key reused with other parameters: %s", attempt.pk, exc)
+        return payment_attempt_fail(attempt_id=attempt.pk, code="idempotency_error",
+                                    reason="This payment could not be resumed with the card now saved; please pay again.")
     except (stripe.CardError, stripe.InvalidRequestError) as exc:
         # Declined, or refused outright: Stripe's answer is final for this attempt.
         error = exc.error

@@ -190,3 +190,46 @@ def test_a_credit_note_is_refused_while_a_payment_is_in_progress_then_refunded_o
     refund_for_credit_note(credit_note_id=note.pk)
     assert Refund.objects.get(credit_note=note).amount_minor == 10000
     assert ledger_reconcile() == []
+
+
+def test_a_resumed_payment_charges_the_card_it_was_recorded_with_not_the_one_saved_since(stripe_settings, buyer_org, offer, monkeypatch):
+    import stripe
+
+    from billing import stripe_gateway
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    first = card_saved(organization=buyer_org, number="4242424242424242").payment_method_id
+
+    def stripe_unreachable(**kwargs):
+        raise stripe.APIConnectionError("timed out")
+
+    monkeypatch.setattr("billing.stripe_gateway.payment_intent_create_off_session", stripe_unreachable)
+    attempt = invoice_pay(invoice_id=invoice.pk)
+    assert (attempt.status, attempt.stripe_payment_method_id) == (PaymentAttempt.Status.PENDING, first)
+    assert attempt.stripe_customer_id == BillingProfile.objects.get(organization=buyer_org).stripe_customer_id
+    monkeypatch.undo()
+    # the buyer saves another card meanwhile; the resume must repeat the same request under the same key
+    assert card_saved(organization=buyer_org, number="5555555555554444").payment_method_id != first
+    resumed = invoice_pay(invoice_id=invoice.pk)
+    assert resumed.pk == attempt.pk and resumed.status == PaymentAttempt.Status.SUCCEEDED
+    assert stripe_gateway.payment_intent_retrieve(payment_intent_id=resumed.stripe_payment_intent_id).payment_method == first
+
+
+def test_an_idempotency_error_fails_the_attempt_instead_of_leaving_it_pending_forever(stripe_settings, buyer_org, offer, monkeypatch):
+    import stripe
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    card_saved(organization=buyer_org, number="4242424242424242")
+
+    def key_reused(**kwargs):
+        raise stripe.IdempotencyError("Keys for idempotent requests can only be used with the same parameters they were first used with.")
+
+    monkeypatch.setattr("billing.stripe_gateway.payment_intent_create_off_session", key_reused)
+    attempt = invoice_pay(invoice_id=invoice.pk)
+    assert (attempt.status, attempt.decline_code) == (PaymentAttempt.Status.FAILED, "idempotency_error")
+    invoice.refresh_from_db()
+    assert invoice.status == Invoice.Status.OPEN and "please pay again" in invoice.payment_error
+    monkeypatch.undo()
+    # the buyer pays again: a new attempt with a new key, which Stripe answers
+    again = invoice_pay(invoice_id=invoice.pk)
+    assert (again.attempt, again.status) == (2, PaymentAttempt.Status.SUCCEEDED)
