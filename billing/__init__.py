@@ -67,7 +67,11 @@ Payments (billing/payments.py; Stripe only through billing/stripe_gateway.py)
     payout-invoice-<id>-provider-<id>-<attempt> (Payout; transfer_group invoice-<id>).
     Collection: invoice_pay charges the saved card off-session; declined -> the invoice stays open,
     Invoice.payment_error holds Stripe's message. Refunds: credit_note_create on a paid invoice enqueues
-    refund_for_credit_note after commit. Payouts: the provider payables approval posted are the one
+    refund_for_credit_note after commit; the beat's billing-stripe-events-sweep (refunds_sweep) drives
+    again, with the same key, refunds left pending and credit notes issued after the payment that have
+    no refund (a lost task, or a payment recorded late). A credit note is refused while a payment is
+    pending (it would be charged in full). An attempt keeps the customer and card it was recorded with,
+    so a resume repeats the same request. Payouts: the provider payables approval posted are the one
     truth; payout_run pays the open payable of each paid invoice and provider (one live payout each,
     a partial unique index), pending -> in_transit -> paid | failed (payout_set_status, audited).
     Webhooks: /stripe/webhook/ verifies the signature on the raw body, stores the event once

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import stripe
 from django.db import transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -36,6 +36,7 @@ from billing.models import (
 )
 from billing.notifications import payment_failed_notify, payout_sent_notify
 from billing.services import _journal_post, invoice_set_status
+from config.tasks import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +276,8 @@ def refund_for_credit_note(*, credit_note_id: int) -> Refund | None:
             payment = invoice.payment_attempts.filter(status=PaymentAttempt.Status.SUCCEEDED).first()
             if invoice.status != Invoice.Status.PAID or payment is None:
                 return None
+            if note.created_at < payment.created_at:
+                return None  # issued before that attempt was recorded: the charge was already lowered by it
             refunded = payment.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("amount_minor"))["total"] or 0
             amount = min(note.amount_minor, payment.amount_minor - refunded)
             if amount <= 0:
@@ -476,7 +479,7 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
         if created or row.status in (StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED):
             from billing.tasks import stripe_event_process_task
 
-            transaction.on_commit(lambda: stripe_event_process_task.delay(event_pk=row.pk))
+            enqueue_after_commit(stripe_event_process_task, event_pk=row.pk)  # stripe_events_sweep re-drives a lost one
     return row
 
 
@@ -527,6 +530,25 @@ def _stripe_event_dispatch(*, event: StripeEvent) -> bool:
         payout_refresh(payout_id=payout.pk)
         return True
     return False
+
+
+def refunds_sweep() -> int:
+    """Refunds whose task was lost or whose Stripe call got no answer, driven again with their own key
+    (refund_for_credit_note): pending refunds, and credit notes of paid invoices issued after the payment
+    was recorded that have no refund yet. Returns how many credit notes were tried."""
+    settled = timezone.now() - timedelta(minutes=1)  # leave the on-commit task its chance first
+    pending = Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=settled).values_list("credit_note_id", flat=True)
+    missing = (CreditNote.objects.filter(invoice__status=Invoice.Status.PAID, refund__isnull=True, created_at__lt=settled,
+                                         invoice__payment_attempts__status=PaymentAttempt.Status.SUCCEEDED,
+                                         created_at__gt=F("invoice__payment_attempts__created_at"))
+               .values_list("pk", flat=True))
+    note_ids = sorted(set(pending) | set(missing))[:500]
+    for note_id in note_ids:
+        try:
+            refund_for_credit_note(credit_note_id=note_id)
+        except Exception:  # noqa: BLE001 - one bad row must not stop the others; it is tried again next sweep
+            logger.exception("refund sweep: credit note %s", note_id)
+    return len(note_ids)
 
 
 def stripe_events_sweep() -> int:

@@ -30,6 +30,7 @@ from billing.models import (
 from billing.notifications import invoice_issued_notify
 from billing.rating import SlaPolicy, Span, rate_reservation, round_minor
 from billing.selectors import reservation_downtimes
+from config.tasks import enqueue_after_commit
 from marketplace.metering.selectors import reservations_usage_hours_between
 from marketplace.selectors import (
     reservation_segments_first_start,
@@ -390,7 +391,7 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
         # The buyer already paid: the credit goes back to the card (billing.payments, after commit).
         from billing.tasks import refund_for_credit_note_task
 
-        transaction.on_commit(lambda: refund_for_credit_note_task.delay(credit_note_id=note.pk))
+        enqueue_after_commit(refund_for_credit_note_task, credit_note_id=note.pk)  # refunds_sweep re-drives a lost one
     return note
 
 

@@ -1,8 +1,10 @@
 """Collecting invoices through Stripe (localstripe over HTTP): the customer, the saved card, paid and
 declined PaymentIntents, refunds for credit notes; the ledger moves with each."""
 
+from datetime import timedelta
+
 import pytest
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from accounts.models import Notification, NotificationKind
 from billing.models import BillingProfile, Invoice, JournalEntry, JournalPosting, PaymentAttempt, Refund
@@ -233,3 +235,41 @@ def test_an_idempotency_error_fails_the_attempt_instead_of_leaving_it_pending_fo
     # the buyer pays again: a new attempt with a new key, which Stripe answers
     again = invoice_pay(invoice_id=invoice.pk)
     assert (again.attempt, again.status) == (2, PaymentAttempt.Status.SUCCEEDED)
+
+
+def test_the_sweep_makes_refunds_whose_task_was_lost_or_left_pending_and_never_refunds_a_note_the_charge_took_off(
+        stripe_settings, buyer_org, offer, monkeypatch):
+    import stripe
+
+    from billing.models import CreditNote
+    from billing.payments import refunds_sweep
+    from tests.factories import OrganizationFactory
+
+    def aged():  # the sweep leaves the on-commit task a minute first; everything 2 min older, in order
+        for model in (CreditNote, Refund, PaymentAttempt):
+            model.objects.update(created_at=F("created_at") - timedelta(minutes=2))
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    card_saved(organization=buyer_org, number="4242424242424242")
+    assert invoice_pay(invoice_id=invoice.pk).status == PaymentAttempt.Status.SUCCEEDED
+    # a credit note on the paid invoice whose refund task was lost (no on-commit task runs in this test)
+    lost = credit_note_create(invoice=invoice, amount_minor=1000, reason="task lost", actor=None)
+    # another whose refund call got no answer: left pending
+    monkeypatch.setattr("billing.stripe_gateway.refund_create", lambda **kwargs: (_ for _ in ()).throw(stripe.APIConnectionError("timed out")))
+    unanswered = credit_note_create(invoice=invoice, amount_minor=2000, reason="no answer", actor=None)
+    assert refund_for_credit_note(credit_note_id=unanswered.pk).status == Refund.Status.PENDING
+    monkeypatch.undo()
+    # a third buyer's note issued before its payment: the charge was lowered by it, nothing to refund
+    other = OrganizationFactory()
+    earlier_invoice = open_invoice(buyer=other, offer=offer)
+    earlier = credit_note_create(invoice=earlier_invoice, amount_minor=500, reason="before payment", actor=None)
+    card_saved(organization=other, number="4242424242424242")
+    assert invoice_pay(invoice_id=earlier_invoice.pk).amount_minor == earlier_invoice.total_minor - 500
+    aged()
+    assert refunds_sweep() == 2
+    assert {(r.credit_note_id, r.status, r.amount_minor) for r in Refund.objects.all()} == {
+        (lost.pk, "succeeded", 1000), (unanswered.pk, "succeeded", 2000)}
+    assert not Refund.objects.filter(credit_note=earlier).exists()
+    assert refunds_sweep() == 0  # all settled: nothing tried again
+    assert Refund.objects.count() == 2
+    assert ledger_reconcile() == []
