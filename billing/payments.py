@@ -219,16 +219,29 @@ def _attempt_failed(*, attempt: PaymentAttempt, invoice: Invoice, code: str, rea
 def payment_attempt_apply_intent(*, attempt_id: int, intent) -> PaymentAttempt:
     """Apply a PaymentIntent as Stripe reports it now to its attempt, idempotently: a pending attempt
     becomes succeeded (invoice paid, ledger Dr Stripe clearing / Cr buyer receivables, once) or failed
-    (reason kept); a final attempt never changes. Locks the invoice, then the attempt."""
+    (reason kept); a failed attempt still becomes succeeded when Stripe shows it succeeded (we fail
+    requires_action at once, but the bank may let it through later); a succeeded attempt never
+    changes. Locks the invoice, then the attempt."""
     invoice = Invoice.objects.select_for_update(of=("self",)).get(payment_attempts__pk=attempt_id)
     attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
     if not attempt.stripe_payment_intent_id:
         attempt.stripe_payment_intent_id = intent.id
-    if attempt.status != PaymentAttempt.Status.PENDING:
+    late_success = attempt.status == PaymentAttempt.Status.FAILED and intent.status == "succeeded"
+    if late_success and (invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+                         or invoice.payment_attempts.filter(status=PaymentAttempt.Status.SUCCEEDED).exists()):
+        # Collected for an invoice that is void or paid by another attempt: the money is at Stripe but
+        # cannot pay this invoice; finance must return it (kept failed, said loudly).
+        logger.error("payment attempt %s: Stripe reports %s succeeded, but invoice %s is %s; refund it by hand",
+                     attempt.pk, intent.id, invoice.pk, invoice.status)
+        late_success = False
+    if attempt.status != PaymentAttempt.Status.PENDING and not late_success:
         attempt.save()
         return attempt
     if intent.status == "succeeded":
+        # A pending attempt, or one marked failed on a status that was not final after all
+        # (requires_action: the buyer authenticated later) - Stripe's success is recorded once.
         attempt.status = PaymentAttempt.Status.SUCCEEDED
+        attempt.decline_code = attempt.failure_reason = ""
         attempt.save()
         _journal_post(kind=JournalEntry.Kind.PAYMENT, invoice=invoice, payment=attempt, currency=invoice.currency,
                       memo=f"invoice {invoice.display_number} paid ({intent.id})",

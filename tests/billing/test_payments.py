@@ -273,3 +273,46 @@ def test_the_sweep_makes_refunds_whose_task_was_lost_or_left_pending_and_never_r
     assert refunds_sweep() == 0  # all settled: nothing tried again
     assert Refund.objects.count() == 2
     assert ledger_reconcile() == []
+
+
+def test_an_attempt_failed_on_requires_action_records_a_later_success_once(stripe_settings, buyer_org, offer):
+    import stripe
+
+    from billing.payments import payment_attempt_apply_intent
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    attempt = PaymentAttempt.objects.create(invoice=invoice, attempt=1, idempotency_key=f"invoice-{invoice.pk}-attempt-1",
+                                            amount_minor=invoice.total_minor, currency=invoice.currency)
+
+    def intent(status):
+        return stripe.PaymentIntent.construct_from({"id": "pi_late", "status": status}, "sk_test_x")
+
+    # off-session, the bank asks for authentication: failed at once (nobody there to authenticate)
+    assert payment_attempt_apply_intent(attempt_id=attempt.pk, intent=intent("requires_action")).status == "failed"
+    # the buyer authenticates later; Stripe (the webhook's re-read) shows the intent succeeded
+    late = payment_attempt_apply_intent(attempt_id=attempt.pk, intent=intent("succeeded"))
+    assert (late.status, late.decline_code) == ("succeeded", "")
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.payment_error) == ("paid", "")
+    payment_attempt_apply_intent(attempt_id=attempt.pk, intent=intent("succeeded"))  # a redelivery changes nothing
+    assert JournalEntry.objects.filter(invoice=invoice, kind="payment").count() == 1
+    assert balance("buyer_receivables", buyer_org) == 0
+    assert ledger_reconcile() == []
+
+
+def test_a_late_success_for_a_voided_invoice_is_not_recorded_as_its_payment(stripe_settings, buyer_org, offer):
+    import stripe
+
+    from billing.payments import payment_attempt_apply_intent
+    from billing.services import invoice_void
+
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    attempt = PaymentAttempt.objects.create(invoice=invoice, attempt=1, idempotency_key=f"invoice-{invoice.pk}-attempt-1",
+                                            amount_minor=invoice.total_minor, currency=invoice.currency)
+    payment_attempt_apply_intent(attempt_id=attempt.pk, intent=stripe.PaymentIntent.construct_from(
+        {"id": "pi_void", "status": "requires_action"}, "sk_test_x"))
+    invoice_void(invoice=invoice, actor=None, reason="billed in error")
+    after = payment_attempt_apply_intent(attempt_id=attempt.pk, intent=stripe.PaymentIntent.construct_from(
+        {"id": "pi_void", "status": "succeeded"}, "sk_test_x"))
+    assert after.status == "failed" and Invoice.objects.get(pk=invoice.pk).status == "void"
+    assert not JournalEntry.objects.filter(invoice=invoice, kind="payment").exists()
