@@ -78,8 +78,8 @@ def moved_reservation(catalog):
 
     from django.utils import timezone
 
-    from tests.billing.conftest import served
     from marketplace.models import ReservationSegment
+    from tests.billing.conftest import served
     from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory
 
     offers = []
