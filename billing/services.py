@@ -111,6 +111,9 @@ def _build_period(*, organization_id: int, period_start: datetime, period_end: d
         segments = [segment for segment in segments if segment.reservation.currency == currency]
     if not segments:
         return []
+    # Rated with ALL their segments (those outside the period clip to nothing): a downtime in this period
+    # whose node's segment closed in the last one (a failover just before midnight) still finds the cards.
+    segments = list(reservations_segments(reservation_ids=sorted({segment.reservation_id for segment in segments})))
     by_key: dict[tuple[int, int], list] = defaultdict(list)
     reservations = {}
     for segment in segments:

@@ -305,3 +305,21 @@ def test_a_failover_gives_the_buyer_an_sla_credit_for_the_recorded_downtime(smal
     billing_run(organization_ids=[reservation.buyer_id], now=soon + timedelta(days=70))
     credit = InvoiceLine.objects.get(reservation=reservation, kind="sla_credit")
     assert (credit.card_seconds, -credit.amount_minor) == (8 * 9 * 60, rating.sla_credit_minor)
+
+
+def test_a_failover_just_before_the_month_ends_credits_the_downtime_in_the_month_it_fell(buyer_org, offer):
+    from marketplace.models import ReservationDowntime, ReservationSegment
+
+    # Given node 0 fails 5 min before April (Shanghai); the reservation is served on node 1 from 00:10 April
+    reservation = served(buyer=buyer_org, offer=offer, periods=[(APRIL - 2 * H, APRIL - timedelta(minutes=5))])
+    failed, other = offer.cluster.nodes.order_by("pk")[:2]
+    ReservationSegment.objects.create(
+        reservation=reservation, node=other, device_ids=list(other.devices.order_by("index").values_list("pk", flat=True)[:8]),
+        provider=offer.cluster.site.owner, offer=offer, started_at=APRIL + timedelta(minutes=10), ended_at=APRIL + 2 * H,
+        price_per_card_hour_minor=2500, currency="CNY")
+    ReservationDowntime.objects.create(reservation=reservation, node=failed, started_at=APRIL - timedelta(minutes=5),
+                                       ended_at=APRIL + timedelta(minutes=10), cause="host_fault")
+    billing_run(organization_ids=[buyer_org.pk], now=MAY + 2 * H)
+    credits = dict(InvoiceLine.objects.filter(reservation=reservation, kind="sla_credit").values_list("period_start", "card_seconds"))
+    # Then each month credits its own part of the 15 min on the 8 cards of the failed node: 5 min in March, 10 in April
+    assert credits == {MARCH: 8 * 5 * 60, APRIL: 8 * 10 * 60}
