@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Membership, Notification, NotificationKind, NotificationPreference, Organization, User
+from config.tasks import enqueue_after_commit
 
 Kind = NotificationKind
 Role = Membership.Role
@@ -125,7 +126,7 @@ def notify(
 
         key = dedupe_key[:200]
         # Enqueued even when the rows were already there: the task sends only what is still pending.
-        transaction.on_commit(lambda: notification_emails_send_task.delay(dedupe_key=key))
+        enqueue_after_commit(notification_emails_send_task, dedupe_key=key)
 
 
 def notification_emails_send(*, dedupe_key: str) -> int:

@@ -8,20 +8,20 @@ Rating (billing/rating.py, pure functions)
     1. every instant (segment, downtime, period boundary) is floored to the whole UTC second, so
        splitting time at any boundary is exactly additive: no second billed twice, none lost;
     2. billable card-seconds = each service segment (marketplace.ReservationSegment: healthy to
-       released, a move's gap left out) clipped to the period, minus the recorded downtime of its
-       node, x its number of devices; an open segment counts to the end of the period;
+       released, a move's gap left out) clipped to the period, minus any recorded downtime of its
+       node that overlaps it, x its number of devices; an open segment counts to the end of the period;
     3. charge = sum(price locked at booking per card-hour x card-seconds) / 3600, exact, then rounded
        ONCE per invoice line by `rating.round_minor`: half up (x.5 -> x+1) to a whole minor unit.
        This is the one rounding rule of billing (the platform fee uses it too); it agrees with
        marketplace.pricing's reservation price for a period that covers every segment;
-    4. SLA credit = BILLING_SLA_CREDIT_MULTIPLIER (N) x price per card-hour x card-hours down,
-       rounded by the same rule, capped at the charge line; it is a separate `sla_credit` line.
-       Card-hours down = the downtime inside a segment of its node, plus the downtime AFTER a segment
-       that ended during it: failover closes the failed node's segment at its last heartbeat and the
-       new cards' segment opens only when they are healthy, so the outage lies between segments;
+    4. card-hours down = each ReservationDowntime interval (failover writes it from the failed node's
+       last heartbeat until served again) clipped to the period x the cards the reservation held on
+       that node - not the overlap with segments: the failed node's segment closes where the downtime
+       starts, so the gap is already uncharged and is never subtracted twice;
+       SLA credit = BILLING_SLA_CREDIT_MULTIPLIER (N) x price per card-hour x card-hours down,
+       rounded by the same rule, capped at the charge line; it is a separate `sla_credit` line;
     5. failed and cancelled reservations rate to zero.
-    Downtime intervals are an input: billing.selectors.reservation_downtimes reads Operations'
-    ReservationDowntime (marketplace.failover writes it; provisioning's healthy report closes it).
+    Downtime intervals are read by billing.selectors.reservation_downtimes (marketplace's ReservationDowntime).
 
 Invoices (billing/models.py, billing/services.py)
     The billing run invoices each buyer's whole local months (BillingAccount.time_zone, taken from the
@@ -67,7 +67,11 @@ Payments (billing/payments.py; Stripe only through billing/stripe_gateway.py)
     payout-invoice-<id>-provider-<id>-<attempt> (Payout; transfer_group invoice-<id>).
     Collection: invoice_pay charges the saved card off-session; declined -> the invoice stays open,
     Invoice.payment_error holds Stripe's message. Refunds: credit_note_create on a paid invoice enqueues
-    refund_for_credit_note after commit. Payouts: the provider payables approval posted are the one
+    refund_for_credit_note after commit; the beat's billing-stripe-events-sweep (refunds_sweep) drives
+    again, with the same key, refunds left pending and credit notes issued after the payment that have
+    no refund (a lost task, or a payment recorded late). A credit note is refused while a payment is
+    pending (it would be charged in full). An attempt keeps the customer and card it was recorded with,
+    so a resume repeats the same request. Payouts: the provider payables approval posted are the one
     truth; payout_run pays the open payable of each paid invoice and provider (one live payout each,
     a partial unique index), pending -> in_transit -> paid | failed (payout_set_status, audited).
     Webhooks: /stripe/webhook/ verifies the signature on the raw body, stores the event once

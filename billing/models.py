@@ -329,6 +329,10 @@ class PaymentAttempt(models.Model):
     currency = models.CharField(max_length=3, choices=Currency.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    # The customer and card this attempt charges, fixed when it is recorded: a resumed attempt must send
+    # Stripe the same request under its key (a card saved since would be an IdempotencyError).
+    stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True, default="")
     decline_code = models.CharField(max_length=100, blank=True, default="")  # Stripe's code, e.g. card_declined
     failure_reason = models.CharField(max_length=500, blank=True, default="")  # Stripe's message, shown to the buyer
     created_at = models.DateTimeField(auto_now_add=True)

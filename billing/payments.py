@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import stripe
 from django.db import transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -36,6 +36,7 @@ from billing.models import (
 )
 from billing.notifications import payment_failed_notify, payout_sent_notify
 from billing.services import _journal_post, invoice_set_status
+from config.tasks import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -153,19 +154,30 @@ def invoice_pay(*, invoice_id: int) -> PaymentAttempt | None:
             number = (invoice.payment_attempts.aggregate(n=Max("attempt"))["n"] or 0) + 1
             attempt = PaymentAttempt.objects.create(
                 invoice=invoice, attempt=number, idempotency_key=f"invoice-{invoice.pk}-attempt-{number}", amount_minor=due,
-                currency=invoice.currency,
+                currency=invoice.currency, stripe_customer_id=profile.stripe_customer_id, stripe_payment_method_id=profile.payment_method_id,
             )
     return _payment_attempt_execute(attempt=attempt)
 
 
 def _payment_attempt_execute(*, attempt: PaymentAttempt) -> PaymentAttempt:
-    profile = BillingProfile.objects.get(organization_id=attempt.invoice.buyer_id)
+    customer_id, method_id = attempt.stripe_customer_id, attempt.stripe_payment_method_id
+    if not (customer_id and method_id):  # recorded before attempts kept their card (migration 0004)
+        profile = BillingProfile.objects.get(organization_id=attempt.invoice.buyer_id)
+        customer_id, method_id = customer_id or profile.stripe_customer_id, method_id or profile.payment_method_id
     try:
         intent = gateway.payment_intent_create_off_session(
-            amount_minor=attempt.amount_minor, currency=attempt.currency, customer_id=profile.stripe_customer_id,
-            payment_method_id=profile.payment_method_id, idempotency_key=attempt.idempotency_key,
+            amount_minor=attempt.amount_minor, currency=attempt.currency, customer_id=customer_id,
+            payment_method_id=method_id, idempotency_key=attempt.idempotency_key,
             metadata={"payment_attempt_id": str(attempt.pk), "invoice_id": str(attempt.invoice_id)},
         )
+    except stripe.IdempotencyError as exc:
+        # The key was used with other parameters (an attempt recorded before it kept its card, resumed
+        # after the card changed): Stripe will never answer this request, so retrying it forever would
+        # leave the invoice stuck. The attempt fails; should its first request have charged after all,
+        # Stripe's webhook (metadata payment_attempt_id) still records that payment on it.
+        logger.error("payment attempt %s: idempotency key reused with other parameters: %s", attempt.pk, exc)
+        return payment_attempt_fail(attempt_id=attempt.pk, code="idempotency_error",
+                                    reason="This payment could not be resumed with the card now saved; please pay again.")
     except (stripe.CardError, stripe.InvalidRequestError) as exc:
         # Declined, or refused outright: Stripe's answer is final for this attempt.
         error = exc.error
@@ -207,16 +219,29 @@ def _attempt_failed(*, attempt: PaymentAttempt, invoice: Invoice, code: str, rea
 def payment_attempt_apply_intent(*, attempt_id: int, intent) -> PaymentAttempt:
     """Apply a PaymentIntent as Stripe reports it now to its attempt, idempotently: a pending attempt
     becomes succeeded (invoice paid, ledger Dr Stripe clearing / Cr buyer receivables, once) or failed
-    (reason kept); a final attempt never changes. Locks the invoice, then the attempt."""
+    (reason kept); a failed attempt still becomes succeeded when Stripe shows it succeeded (we fail
+    requires_action at once, but the bank may let it through later); a succeeded attempt never
+    changes. Locks the invoice, then the attempt."""
     invoice = Invoice.objects.select_for_update(of=("self",)).get(payment_attempts__pk=attempt_id)
     attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
     if not attempt.stripe_payment_intent_id:
         attempt.stripe_payment_intent_id = intent.id
-    if attempt.status != PaymentAttempt.Status.PENDING:
+    late_success = attempt.status == PaymentAttempt.Status.FAILED and intent.status == "succeeded"
+    if late_success and (invoice.status not in (Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE)
+                         or invoice.payment_attempts.filter(status=PaymentAttempt.Status.SUCCEEDED).exists()):
+        # Collected for an invoice that is void or paid by another attempt: the money is at Stripe but
+        # cannot pay this invoice; finance must return it (kept failed, said loudly).
+        logger.error("payment attempt %s: Stripe reports %s succeeded, but invoice %s is %s; refund it by hand",
+                     attempt.pk, intent.id, invoice.pk, invoice.status)
+        late_success = False
+    if attempt.status != PaymentAttempt.Status.PENDING and not late_success:
         attempt.save()
         return attempt
     if intent.status == "succeeded":
+        # A pending attempt, or one marked failed on a status that was not final after all
+        # (requires_action: the buyer authenticated later) - Stripe's success is recorded once.
         attempt.status = PaymentAttempt.Status.SUCCEEDED
+        attempt.decline_code = attempt.failure_reason = ""
         attempt.save()
         _journal_post(kind=JournalEntry.Kind.PAYMENT, invoice=invoice, payment=attempt, currency=invoice.currency,
                       memo=f"invoice {invoice.display_number} paid ({intent.id})",
@@ -264,6 +289,8 @@ def refund_for_credit_note(*, credit_note_id: int) -> Refund | None:
             payment = invoice.payment_attempts.filter(status=PaymentAttempt.Status.SUCCEEDED).first()
             if invoice.status != Invoice.Status.PAID or payment is None:
                 return None
+            if note.created_at < payment.created_at:
+                return None  # issued before that attempt was recorded: the charge was already lowered by it
             refunded = payment.refunds.exclude(status=Refund.Status.FAILED).aggregate(total=Sum("amount_minor"))["total"] or 0
             amount = min(note.amount_minor, payment.amount_minor - refunded)
             if amount <= 0:
@@ -465,7 +492,7 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
         if created or row.status in (StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED):
             from billing.tasks import stripe_event_process_task
 
-            transaction.on_commit(lambda: stripe_event_process_task.delay(event_pk=row.pk))
+            enqueue_after_commit(stripe_event_process_task, event_pk=row.pk)  # stripe_events_sweep re-drives a lost one
     return row
 
 
@@ -516,6 +543,25 @@ def _stripe_event_dispatch(*, event: StripeEvent) -> bool:
         payout_refresh(payout_id=payout.pk)
         return True
     return False
+
+
+def refunds_sweep() -> int:
+    """Refunds whose task was lost or whose Stripe call got no answer, driven again with their own key
+    (refund_for_credit_note): pending refunds, and credit notes of paid invoices issued after the payment
+    was recorded that have no refund yet. Returns how many credit notes were tried."""
+    settled = timezone.now() - timedelta(minutes=1)  # leave the on-commit task its chance first
+    pending = Refund.objects.filter(status=Refund.Status.PENDING, created_at__lt=settled).values_list("credit_note_id", flat=True)
+    missing = (CreditNote.objects.filter(invoice__status=Invoice.Status.PAID, refund__isnull=True, created_at__lt=settled,
+                                         invoice__payment_attempts__status=PaymentAttempt.Status.SUCCEEDED,
+                                         created_at__gt=F("invoice__payment_attempts__created_at"))
+               .values_list("pk", flat=True))
+    note_ids = sorted(set(pending) | set(missing))[:500]
+    for note_id in note_ids:
+        try:
+            refund_for_credit_note(credit_note_id=note_id)
+        except Exception:  # noqa: BLE001 - one bad row must not stop the others; it is tried again next sweep
+            logger.exception("refund sweep: credit note %s", note_id)
+    return len(note_ids)
 
 
 def stripe_events_sweep() -> int:

@@ -6,13 +6,17 @@ The rule, in order (see also billing/__init__.py):
    downtime and period boundaries are then integer seconds, so splitting time at any period boundary
    is exactly additive - no second is billed twice and none is lost across periods.
 2. Billable time = each segment's [started_at, ended_at) clipped to the period [period_start,
-   period_end), minus the recorded downtime of that segment's node; an open segment runs to the end
-   of the period. Card-seconds = seconds x the segment's number of devices. Down time = that
-   downtime inside the segment, plus the downtime after a segment that ended during an outage of its
-   node (failover closes the segment at the node's last heartbeat; see _lost_until), clipped alike.
+   period_end), minus the recorded downtime of that segment's node where they overlap (a node down
+   while its segment is still open); an open segment runs to the end
+   of the period. Card-seconds = seconds x the segment's number of devices.
 3. Charge = sum over segments of (price locked at booking per card-hour x card-seconds) / 3600,
    computed exactly and rounded ONCE per line by `round_minor` (half up to a whole minor unit).
-4. SLA credit = N x (price per card-hour) x (card-hours down), N from the policy, rounded once by the
+4. Card-hours down = each recorded downtime interval of a node (overlapping ones merged), clipped to
+   the period, x the cards the reservation held on that node (its segment there that started last at
+   or before the downtime, else the first one after), at that segment's price. Independent of segment
+   overlap: failover closes the failed node's segment at the last heartbeat, where the downtime
+   starts, so the gap is already out of the segments (not charged) and is not subtracted again.
+   SLA credit = N x (price per card-hour) x (card-hours down), N from the policy, rounded once by the
    same function, and never more than the charge it belongs to (capped at the line).
 5. A failed or cancelled reservation rates to zero (no charge, no credit), whatever its segments say.
 """
@@ -112,32 +116,31 @@ def _length(pieces: Iterable[tuple[int, int]]) -> int:
     return sum(end - start for start, end in pieces)
 
 
-def _lost_until(span: Span, spans: Sequence[Span], outages: Sequence[tuple[int, int | None]]) -> int:
-    """Until when `span`'s cards were lost to an outage of its node, as an epoch second (its own end when
-    none). Operations close a segment at the failed node's last heartbeat and open the replacement's
-    only when it is healthy, so the recorded downtime lies AFTER the segment, not inside it: a segment
-    that ended while its node was down lost its cards until that outage ended (or, still open, for
-    good) - or until the same cards serve the reservation again in a later segment on that node."""
-    if span.ended_at is None:
-        return epoch_second(span.started_at)  # an open segment runs to the period end; its overlap is cut
-    end = epoch_second(span.ended_at)
-    devices = set(span.device_ids)
-    resumed = min(
-        (epoch_second(other.started_at) for other in spans
-         if other is not span and other.node_id == span.node_id and devices & set(other.device_ids)
-         and epoch_second(other.started_at) >= end),
-        default=None,
-    )
-    reach = end
-    changed = True
-    while changed:  # outages that overlap each other chain into one
-        changed = False
-        for a, b in outages:
-            if a <= reach and (b is None or reach < b):
-                if b is None:
-                    return resumed if resumed is not None else 2**62
-                reach, changed = b, True
-    return min(reach, resumed) if resumed is not None else reach
+def _held_downtime(spans: Sequence[Span], downtimes: Sequence[Downtime]) -> list[tuple[int, int | None, Span]]:
+    """Each node's downtime, overlapping records merged, as (start, end or None, the segment whose cards
+    and price it concerns). Worked out on whole intervals, never on a period's clip of them, so that
+    splitting time at any boundary stays additive. Nodes the spans never held are dropped (another
+    provider's line, or nothing served there)."""
+    held = []
+    for node_id in sorted({d.node_id for d in downtimes}):
+        on_node = sorted((s for s in spans if s.node_id == node_id), key=lambda s: epoch_second(s.started_at))
+        if not on_node:
+            continue
+        merged: list[list] = []  # [start, end or None]
+        for d in sorted((d for d in downtimes if d.node_id == node_id), key=lambda d: epoch_second(d.started_at)):
+            start = epoch_second(d.started_at)
+            end = epoch_second(d.ended_at) if d.ended_at is not None else None
+            if end is not None and end <= start:
+                continue
+            if merged and (merged[-1][1] is None or start <= merged[-1][1]):
+                if merged[-1][1] is not None:
+                    merged[-1][1] = None if end is None else max(merged[-1][1], end)
+                continue
+            merged.append([start, end])
+        for start, end in merged:
+            before = [s for s in on_node if epoch_second(s.started_at) <= start]
+            held.append((start, end, before[-1] if before else on_node[0]))
+    return held
 
 
 def rate_reservation(
@@ -162,26 +165,18 @@ def rate_reservation(
     for span in spans:
         start = max(epoch_second(span.started_at), p_start)
         end = min(epoch_second(span.ended_at) if span.ended_at is not None else p_end, p_end)
-        outages = [
-            (epoch_second(d.started_at), epoch_second(d.ended_at) if d.ended_at is not None else None)
-            for d in downtimes if d.node_id == span.node_id
-        ]
-        lost_until = min(_lost_until(span, spans, outages), p_end)
-        if max(end, lost_until) <= start:
+        if end <= start:
             continue
         cuts = sorted(
-            (max(a, start), min(b if b is not None else p_end, max(end, lost_until))) for a, b in outages
+            (max(epoch_second(d.started_at), start), min(epoch_second(d.ended_at) if d.ended_at is not None else end, end))
+            for d in downtimes if d.node_id == span.node_id
         )
         cuts = [cut for cut in cuts if cut[1] > cut[0]]
-        served = _subtract((start, end), cuts) if end > start else []
+        served = _subtract((start, end), cuts)
         cards = len(span.device_ids)
         served_seconds = _length(served)
-        reach = max(end, lost_until)  # the segment's time plus the outage that ended it
-        down_seconds = (reach - start) - _length(_subtract((start, reach), cuts))
         card_seconds += cards * served_seconds
-        down_card_seconds += cards * down_seconds
         charge_exact += Fraction(span.price_per_card_hour_minor * cards * served_seconds, SECONDS_PER_HOUR)
-        down_exact += Fraction(span.price_per_card_hour_minor * cards * down_seconds, SECONDS_PER_HOUR)
         for piece_start, piece_end in served:
             at = piece_start
             while at < piece_end:
@@ -190,6 +185,12 @@ def rate_reservation(
                 for device_id in span.device_ids:
                     grid[(device_id, hour)] += upto - at
                 at = upto
+    for down_start, down_end, span in _held_downtime(spans, downtimes):
+        seconds = min(p_end if down_end is None else down_end, p_end) - max(down_start, p_start)
+        if seconds > 0:
+            cards = len(span.device_ids)
+            down_card_seconds += cards * seconds
+            down_exact += Fraction(span.price_per_card_hour_minor * cards * seconds, SECONDS_PER_HOUR)
     charge = round_minor(charge_exact)
     credit = min(charge, round_minor(policy.credit_multiplier * down_exact))
     return Rating(

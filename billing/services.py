@@ -30,6 +30,7 @@ from billing.models import (
 from billing.notifications import invoice_issued_notify
 from billing.rating import SlaPolicy, Span, rate_reservation, round_minor
 from billing.selectors import reservation_downtimes
+from config.tasks import enqueue_after_commit
 from marketplace.metering.selectors import reservations_usage_hours_between
 from marketplace.selectors import (
     reservation_segments_first_start,
@@ -98,14 +99,21 @@ def _next_period(account: BillingAccount, now: datetime) -> tuple[datetime, date
 # --- the billing run -----------------------------------------------------------------------------------------------
 
 
-def _build_period(*, organization_id: int, period_start: datetime, period_end: datetime) -> list[Invoice]:
+def _build_period(*, organization_id: int, period_start: datetime, period_end: datetime, currency: str | None = None,
+                  reason: str = "billing run", actor: User | None = None) -> list[Invoice]:
     """Draft invoices (one per currency) for the buyer's usage in [period_start, period_end): a charge
     line (and an SLA credit line when there was downtime) per reservation and provider, each charge
     with its device-hour evidence. Runs inside the caller's transaction; a fixed number of queries
-    per buyer and period (set-based inserts), whatever the number of reservations."""
+    per buyer and period (set-based inserts), whatever the number of reservations. `currency`: only
+    that currency's reservations (a redraft rebuilds the one voided invoice, not its live siblings)."""
     segments = list(reservation_segments_of_buyer_between(buyer_id=organization_id, start=period_start, end=period_end))
+    if currency is not None:
+        segments = [segment for segment in segments if segment.reservation.currency == currency]
     if not segments:
         return []
+    # Rated with ALL their segments (those outside the period clip to nothing): a downtime in this period
+    # whose node's segment closed in the last one (a failover just before midnight) still finds the cards.
+    segments = list(reservations_segments(reservation_ids=sorted({segment.reservation_id for segment in segments})))
     by_key: dict[tuple[int, int], list] = defaultdict(list)
     reservations = {}
     for segment in segments:
@@ -135,7 +143,7 @@ def _build_period(*, organization_id: int, period_start: datetime, period_end: d
         invoices[currency] = Invoice.objects.create(buyer_id=organization_id, currency=currency, period_start=period_start,
                                                     period_end=period_end)
     InvoiceStatusChange.objects.bulk_create([
-        InvoiceStatusChange(invoice=invoice, from_status="", to_status=Invoice.Status.DRAFT, reason="billing run") for invoice in invoices.values()
+        InvoiceStatusChange(invoice=invoice, from_status="", to_status=Invoice.Status.DRAFT, reason=reason[:500], actor=actor) for invoice in invoices.values()
     ])
     lines, charges = [], []
     for reservation, provider_id, rating in rated:
@@ -358,13 +366,27 @@ def invoice_approve(*, invoice: Invoice, actor: User | None, reason: str) -> Inv
 
 @transaction.atomic
 def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice:
-    """Finance voids an invoice (its usage is freed for a new draft; an issued one's ledger entries are
-    reversed by invoice_set_status). The reason is required."""
+    """Finance voids an invoice (an issued one's ledger entries are reversed by invoice_set_status).
+    The reason is required. The billing run never comes back to a month its cursor has passed, so a
+    plain void leaves that usage uninvoiced on purpose (usage that should never be billed);
+    to bill it again, corrected, use invoice_redraft."""
     reason = _review_reason(reason)
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.status == Invoice.Status.VOID:
         raise InvoiceStateError("This invoice is void already.")
     return invoice_set_status(invoice=invoice, status=Invoice.Status.VOID, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def invoice_redraft(*, invoice: Invoice, actor: User | None, reason: str) -> Invoice | None:
+    """Finance's "void and redraft": void the invoice and, in the same transaction, rebuild the same
+    buyer, period and currency from today's segments and downtime as a new draft (None: nothing left to
+    bill). One transaction, so the usage is never on no invoice and never on two (PostgreSQL's
+    invoice_line_no_double_billing would refuse the second)."""
+    invoice = invoice_void(invoice=invoice, actor=actor, reason=reason)
+    drafts = _build_period(organization_id=invoice.buyer_id, period_start=invoice.period_start, period_end=invoice.period_end,
+                           currency=invoice.currency, reason=f"redraft of void invoice {invoice.pk}: {reason.strip()}", actor=actor)
+    return drafts[0] if drafts else None
 
 
 @transaction.atomic
@@ -375,6 +397,10 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
         raise CreditNoteRefused("Only an approved, open, paid or uncollectible invoice takes a credit note; change a draft instead.")
     if not reason.strip():
         raise CreditNoteRefused("A credit note needs a reason.")
+    if invoice.payment_attempts.filter(status="pending").exists():
+        # Stripe may be charging the full total right now; the refund exists only for a paid invoice's
+        # notes, so a note now would be charged and never paid back (invoice_set_status refuses a void alike).
+        raise CreditNoteRefused("A payment of this invoice is in progress; issue the credit note once the payment has succeeded or failed.")
     credited = sum(note.amount_minor for note in invoice.credit_notes.all())
     if amount_minor <= 0 or credited + amount_minor > invoice.total_minor:
         raise CreditNoteRefused(f"A credit note must be more than 0 and at most {invoice.total_minor - credited} (what the invoice still carries).")
@@ -390,7 +416,7 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
         # The buyer already paid: the credit goes back to the card (billing.payments, after commit).
         from billing.tasks import refund_for_credit_note_task
 
-        transaction.on_commit(lambda: refund_for_credit_note_task.delay(credit_note_id=note.pk))
+        enqueue_after_commit(refund_for_credit_note_task, credit_note_id=note.pk)  # refunds_sweep re-drives a lost one
     return note
 
 

@@ -48,9 +48,10 @@ def stripe_event_process_task(*, event_pk: int) -> str | None:
 
 @shared_task(name="billing.stripe_events_sweep")
 def stripe_events_sweep_task() -> int:
-    from billing.payments import stripe_events_sweep
+    """Webhook events left unprocessed, then refunds never made (billing.payments.refunds_sweep)."""
+    from billing.payments import refunds_sweep, stripe_events_sweep
 
-    return stripe_events_sweep()
+    return stripe_events_sweep() + refunds_sweep()
 
 
 @shared_task(name="billing.payout_run")

@@ -236,7 +236,8 @@ CELERY_BEAT_SCHEDULE = {
     # Payouts: providers' shares of paid invoices go out as Connect transfers; in-transit ones are
     # re-read and settled. Idempotent (deterministic keys, one live payout per provider and invoice).
     "billing-payout-run": {"task": "billing.payout_run", "schedule": 3600.0},
-    # Webhook events whose processing failed (or whose task was lost) are processed again.
+    # Webhook events whose processing failed (or whose task was lost) are processed again; then refunds
+    # left pending or never made (their task lost) are driven again with their own key.
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 600.0},
     # Notifications: reservations ending within the hour are told once (the dedupe key holds the end).
     "reservations-notify-ending-soon": {"task": "marketplace.reservations_notify_ending_soon", "schedule": 300.0},

@@ -378,9 +378,12 @@ SELECT s.id, am.name, g.currency,
        ) / 3600.0
 FROM marketplace_reservationsegment g
 JOIN marketplace_reservation r ON r.id = g.reservation_id
-JOIN inventory_cluster c ON c.id = r.cluster_id
+-- where the segment was served (its node), not where the reservation is now: after a move to another
+-- site or provider, each row keeps the time it served (as the billing pages do)
+JOIN inventory_node n ON n.id = g.node_id
+JOIN inventory_cluster c ON c.id = n.cluster_id
 JOIN inventory_site s ON s.id = c.site_id
-JOIN inventory_acceleratormodel am ON am.id = r.accelerator_model_id
+JOIN inventory_acceleratormodel am ON am.id = n.accelerator_model_id
 WHERE g.provider_id = %(organization)s AND r.status NOT IN ('failed', 'cancelled')
   AND g.started_at < %(now)s AND COALESCE(g.ended_at, %(now)s) > %(since)s
 GROUP BY s.id, am.name, g.currency

@@ -29,6 +29,7 @@ from billing.services import (
     ReviewReasonMissing,
     credit_note_create,
     invoice_approve,
+    invoice_redraft,
     invoice_void,
     ledger_reconcile,
     local_month_start,
@@ -149,6 +150,10 @@ def finance_invoice_approve(request, invoice_id: int):
 @require_POST
 def finance_invoice_void(request, invoice_id: int):
     def void(**kwargs):
+        if request.POST.get("redraft"):
+            draft = invoice_redraft(**kwargs)
+            rebuilt = f"a new draft (#{draft.pk}) holds its usage" if draft else "nothing was left to bill"
+            return f"Invoice {kwargs['invoice'].display_number} is void; {rebuilt}."
         invoice = invoice_void(**kwargs)
         return f"Invoice {invoice.display_number} is void."
     return _review_action(request, invoice_id, void)

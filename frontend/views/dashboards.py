@@ -70,6 +70,9 @@ def buyer(request):
     ):
         raise PermissionDenied("The buyer dashboard is for members of a buyer organization.")
     figures = dashboard.buyer_dashboard(organization=organization)
+    # Money is for those who may see the organization's finances (as on the billing pages): a member sees usage only.
+    if not user_can(user=request.user, organization=organization, action="view_finance"):
+        return render(request, "dashboards/buyer.html", {"figures": figures, "show_money": False})
     currencies = figures["currencies"]
     spend_chart = _bar_chart(
         chart_id="buyer-spend", title="Spend per day",
@@ -84,7 +87,7 @@ def buyer(request):
     ]
     totals = [format_money(amount, currency) for currency, amount in figures["spend_totals"].items()]
     return render(request, "dashboards/buyer.html", {
-        "figures": figures, "spend_chart": spend_chart, "spend_rows": spend_rows, "spend_totals": totals,
+        "figures": figures, "spend_chart": spend_chart, "spend_rows": spend_rows, "spend_totals": totals, "show_money": True,
     })
 
 
@@ -97,8 +100,10 @@ def provider(request):
         raise PermissionDenied("The provider dashboard is for members of a provider organization.")
     figures = dashboard.provider_dashboard(organization=organization)
     rows = figures["per_site_model"]
+    # Earnings only for those who may see the organization's finances (as on the billing pages).
+    show_money = user_can(user=request.user, organization=organization, action="view_finance")
     for row in rows:
-        row["earnings_text"] = ", ".join(format_money(minor, currency) for currency, minor in row["earnings"]) or "-"
+        row["earnings_text"] = (", ".join(format_money(minor, currency) for currency, minor in row["earnings"]) or "-") if show_money else ""
     utilization_chart = _bar_chart(
         chart_id="provider-utilization", title="Utilization per site and model (%)",
         labels=[f"{row['site']} / {row['model']}" for row in rows],
@@ -106,6 +111,6 @@ def provider(request):
                 ("Rented now %", [row["rented_percent"] or 0 for row in rows])],
     )
     return render(request, "dashboards/provider.html", {
-        "figures": figures, "utilization_chart": utilization_chart,
+        "figures": figures, "utilization_chart": utilization_chart, "show_money": show_money,
         "history_chart": history_chart(figures["history"], chart_id="provider-history"),
     })

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.selectors import ssh_keys_for_organization
+from config.tasks import enqueue_after_commit
 from inventory.allocations import device_allocations_release, reservation_devices_unhealthy
 from inventory.models import Device, DeviceAllocation, Node, ReliabilityEvent
 from inventory.reliability import node_reliability_record
@@ -80,19 +81,9 @@ def reservation_provision_after_commit(*, reservation_id: int) -> None:
     """Enqueue marketplace.reservation_provision once the caller's transaction commits. A broker that
     is down is logged, never raised: the booking stands and the sweeper re-drives it."""
 
-    def enqueue():
-        from marketplace.tasks import reservation_provision_task
+    from marketplace.tasks import reservation_provision_task
 
-        try:
-            # Few quick retries: a booking request must not hang for long on a dead broker.
-            reservation_provision_task.apply_async(
-                args=[reservation_id], retry=True,
-                retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
-            )
-        except Exception:
-            logger.exception("could not enqueue marketplace.reservation_provision for reservation %s; the sweeper will", reservation_id)
-
-    transaction.on_commit(enqueue)
+    enqueue_after_commit(reservation_provision_task, reservation_id)
 
 
 # --- provisioning ------------------------------------------------------------------------------

@@ -408,3 +408,15 @@ def test_a_moved_reservations_earnings_go_to_the_provider_and_site_that_served_i
     client.force_login(member(organization=line.invoice.buyer, role=Membership.Role.OWNER))
     row = text(client.get(f"/market/invoices/{line.invoice_id}/")).split(f'<tr data-line="{line.pk}">')[1].split("</tr>")[0]
     assert "Ningxia Zhongwei DC" in row
+
+
+def test_void_and_redraft_from_the_page_puts_the_usage_on_a_new_draft(client, invoiced, finance_user):
+    client.force_login(finance_user)
+    draft = Invoice.objects.get(buyer=invoiced["b"], period_start=APRIL, currency="USD")
+    charged = list(draft.lines.values_list("kind", "card_seconds", "amount_minor"))
+    response = client.post(f"/finance/invoices/{draft.pk}/void/", {"reason": "Rebuild after the late agent report.", "redraft": "1"},
+                           follow=True)
+    assert Invoice.objects.get(pk=draft.pk).status == "void"
+    new = Invoice.objects.get(buyer=invoiced["b"], period_start=APRIL, currency="USD", status="draft")
+    assert list(new.lines.values_list("kind", "card_seconds", "amount_minor")) == charged
+    assert f"a new draft (#{new.pk}) holds its usage" in text(response)

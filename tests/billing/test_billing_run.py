@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from billing.models import BillingAccount, Invoice, InvoiceLine, InvoiceLineEvidence
-from billing.services import billing_run, billing_run_organization, invoice_set_status
+from billing.services import billing_run, billing_run_organization, invoice_redraft, invoice_set_status, invoice_void
 from marketplace.models import Reservation, UsageHourly
 from tests.billing.conftest import APRIL, MARCH, MAY, H, served
 from tests.factories import OrganizationFactory
+from tests.marketplace.conftest import buyer, small_offer, soon  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -254,3 +255,86 @@ def test_billing_run_command_refuses_an_unknown_organization():
 
     with pytest.raises(CommandError, match="No organization with slug 'nobody'"):
         call_command("billing_run", organization="nobody")
+
+
+def test_void_and_redraft_bills_the_voided_month_again_once_and_a_plain_void_does_not(buyer_org, offer, usd_offer):
+    # Given March served in CNY (10 h x 8 cards) and in USD, each on its own draft
+    served(buyer=buyer_org, offer=offer, periods=[(MARCH + H, MARCH + 11 * H)])
+    served(buyer=buyer_org, offer=usd_offer, cards=1, periods=[(MARCH + H, MARCH + 2 * H)])
+    billing_run(organization_ids=[buyer_org.pk], now=APRIL + H)
+    cny = Invoice.objects.get(buyer=buyer_org, currency="CNY")
+    usd = Invoice.objects.get(buyer=buyer_org, currency="USD")
+    before = cny.lines.values_list("kind", "card_seconds", "amount_minor").get()
+    # When finance voids the CNY draft and redrafts it
+    redraft = invoice_redraft(invoice=cny, actor=None, reason="wrong evidence, rebuild")
+    # Then March's CNY usage is on one live invoice again (same numbers), the USD sibling untouched
+    assert Invoice.objects.get(pk=cny.pk).status == "void"
+    assert redraft.status == "draft" and (redraft.currency, redraft.period_start) == ("CNY", cny.period_start)
+    assert redraft.lines.values_list("kind", "card_seconds", "amount_minor").get() == before == ("charge", 8 * 10 * 3600, 8 * 10 * 2500)
+    assert redraft.status_changes.get().reason == f"redraft of void invoice {cny.pk}: wrong evidence, rebuild"
+    assert InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="USD").count() == 1
+    assert Invoice.objects.get(pk=usd.pk).status == "draft"
+    # a later run does not bill March a second time
+    billing_run(organization_ids=[buyer_org.pk], now=MAY + H)
+    assert InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="CNY").count() == 1
+    # a plain void leaves the usage unbilled (on purpose: usage that should never be billed), and no run brings it back
+    invoice_void(invoice=redraft, actor=None, reason="not billable")
+    billing_run(organization_ids=[buyer_org.pk], now=MAY + 2 * H)
+    assert not InvoiceLine.objects.filter(invoice__buyer=buyer_org, is_void=False, invoice__currency="CNY").exists()
+
+
+def test_a_failover_gives_the_buyer_an_sla_credit_for_the_recorded_downtime(small_offer, buyer, soon):  # noqa: F811
+    from billing.rating import Span, rate_reservation
+    from billing.selectors import reservation_downtimes
+    from billing.services import sla_policy
+    from marketplace.failover import reservations_failover
+    from marketplace.models import ReservationDowntime, ReservationSegment
+    from marketplace.provisioning.services import reservation_provision
+    from tests.marketplace.test_failover import fail, node_holding
+    from tests.marketplace.test_service_periods import booked
+    from tests.provisioning import hand_over, report_all
+
+    # Given an active 8-card reservation whose node fails 2 h in; it is moved and served again 9 min later
+    reservation = booked(small_offer, buyer, soon)
+    hand_over(reservation, at=soon + timedelta(minutes=7))
+    failed = node_holding(reservation)
+    at = soon + timedelta(hours=2)
+    fail(failed, last_heartbeat=at)
+    assert reservations_failover(node_ids=[failed.pk], now=at + timedelta(minutes=4))["moved"] == 1
+    reservation_provision(reservation.pk, now=at + timedelta(minutes=5))
+    report_all(reservation, at=at + timedelta(minutes=9))
+    assert ReservationDowntime.objects.get(reservation=reservation).seconds == 9 * 60
+    # When it is rated over its service (through the selector billing uses)
+    segments = ReservationSegment.objects.filter(reservation=reservation)
+    spans = [Span(s.node_id, tuple(s.device_ids), s.started_at, s.ended_at, s.price_per_card_hour_minor) for s in segments]
+    downtimes = reservation_downtimes(reservation_ids=[reservation.pk], start=soon, end=soon + timedelta(days=1))[reservation.pk]
+    rating = rate_reservation(status="active", spans=spans, downtimes=downtimes, period_start=soon,
+                              period_end=soon + timedelta(hours=4), policy=sla_policy())
+    # Then the 9 min x 8 cards are down and credited, and the gap is charged nowhere
+    assert rating.down_card_seconds == 8 * 9 * 60
+    assert rating.sla_credit_minor == sla_policy().credit_multiplier * 8 * small_offer.price_per_card_hour_minor * 9 // 60
+    served_seconds = sum(int(((s.ended_at or soon + timedelta(hours=4)) - s.started_at).total_seconds()) * len(s.device_ids)
+                         for s in segments)
+    assert rating.card_seconds == served_seconds
+    # And the billing run writes it as an SLA credit line beside the charge
+    billing_run(organization_ids=[reservation.buyer_id], now=soon + timedelta(days=70))
+    credit = InvoiceLine.objects.get(reservation=reservation, kind="sla_credit")
+    assert (credit.card_seconds, -credit.amount_minor) == (8 * 9 * 60, rating.sla_credit_minor)
+
+
+def test_a_failover_just_before_the_month_ends_credits_the_downtime_in_the_month_it_fell(buyer_org, offer):
+    from marketplace.models import ReservationDowntime, ReservationSegment
+
+    # Given node 0 fails 5 min before April (Shanghai); the reservation is served on node 1 from 00:10 April
+    reservation = served(buyer=buyer_org, offer=offer, periods=[(APRIL - 2 * H, APRIL - timedelta(minutes=5))])
+    failed, other = offer.cluster.nodes.order_by("pk")[:2]
+    ReservationSegment.objects.create(
+        reservation=reservation, node=other, device_ids=list(other.devices.order_by("index").values_list("pk", flat=True)[:8]),
+        provider=offer.cluster.site.owner, offer=offer, started_at=APRIL + timedelta(minutes=10), ended_at=APRIL + 2 * H,
+        price_per_card_hour_minor=2500, currency="CNY")
+    ReservationDowntime.objects.create(reservation=reservation, node=failed, started_at=APRIL - timedelta(minutes=5),
+                                       ended_at=APRIL + timedelta(minutes=10), cause="host_fault")
+    billing_run(organization_ids=[buyer_org.pk], now=MAY + 2 * H)
+    credits = dict(InvoiceLine.objects.filter(reservation=reservation, kind="sla_credit").values_list("period_start", "card_seconds"))
+    # Then each month credits its own part of the 15 min on the 8 cards of the failed node: 5 min in March, 10 in April
+    assert credits == {MARCH: 8 * 5 * 60, APRIL: 8 * 10 * 60}

@@ -1,5 +1,5 @@
 """Rating: billable seconds from segments clipped to the period, minus downtime, at the locked price,
-rounded once; SLA credits capped at the line; failed/cancelled rate to zero. Pure logic: no database."""
+rounded once; SLA credits from the downtime intervals x the cards held on the node, capped at the line; failed/cancelled rate to zero. Pure logic: no database."""
 
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -57,6 +57,26 @@ def test_downtime_is_not_billed_and_is_credited_n_times_the_hourly_price():
     assert rating.charge_minor == 800
     # Then the credit is 2 x 1.00 x 2 h
     assert rating.down_card_seconds == 2 * 3600 and rating.sla_credit_minor == 400
+
+
+def test_failover_downtime_after_the_failed_nodes_segment_closed_is_credited_and_not_subtracted_again():
+    # Given failover: node 1 served 8 cards until its last heartbeat at 2 h (segment closed there), down
+    # from then until node 2 served at 2 h 09 (the gap is in no segment: not charged)
+    spans = [span(T0, T0 + 2 * H, cards=8, price=2500, node=1), span(T0 + 2 * H + timedelta(minutes=9), T0 + 4 * H, node=2)]
+    down = [Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 2 * H + timedelta(minutes=9))]
+    rating = rate(spans, down, policy=SlaPolicy(credit_multiplier=Fraction(1)))
+    # Then 9 min x the 8 cards held on node 1 are down and credited at its price, once
+    assert rating.down_card_seconds == 8 * 9 * 60
+    assert rating.sla_credit_minor == 8 * 2500 * 9 // 60 == 3000
+    # and the charge is the segments only (the gap was never in them; nothing subtracted twice)
+    assert rating.card_seconds == rate(spans).card_seconds == 8 * (4 * 3600 - 9 * 60)
+
+
+def test_overlapping_downtime_records_of_a_node_count_once():
+    spans = [span(T0, T0 + 10 * H, cards=1, price=100)]
+    down = [Downtime(node_id=1, started_at=T0 + H, ended_at=T0 + 3 * H), Downtime(node_id=1, started_at=T0 + 2 * H, ended_at=T0 + 4 * H)]
+    rating = rate(spans, down)
+    assert rating.down_card_seconds == 3 * 3600 and rating.card_seconds == 7 * 3600
 
 
 def test_downtime_of_another_node_changes_nothing():
