@@ -159,7 +159,9 @@ def test_maintenance_over_booked_cards_is_refused_with_how_many(provider, buyer,
     )
     message = refused(response, "start")
     assert message.startswith("1 confirmed reservation uses this cluster's cards during that window")
-    assert timezone.localtime(reservation.end, timezone.get_current_timezone()).strftime("%Y-%m-%d %H:%M") in message
+    # the time is in the provider's own zone, named
+    viewer_zone = zoneinfo.ZoneInfo(provider.user.time_zone)
+    assert timezone.localtime(reservation.end, viewer_zone).strftime("%Y-%m-%d %H:%M") in message
     assert not MaintenanceWindow.objects.exists()
     # A window after the booking ends is planned
     after = provider.api().post(

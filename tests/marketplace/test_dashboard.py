@@ -4,7 +4,7 @@ rather than least/greatest), and each organization sees only its own.
 
 The network: seed_demo (400 cards) and seed_demo_market (real bookings through the booking service),
 the whole calendar moved back a day so the first bookings of every buyer have run for a day, moved
-along by reservations_advance, one released early, one failed while running; node agents' samples over the last 30 hours
+along by provisioning (the nodes report them running), one released early, one failed while running; node agents' samples over the last 30 hours
 (rented cards busy, one rented card idle, some unrented cards busy) rolled up by the metering service.
 """
 # ruff: noqa: S608 - the SQL below interpolates only this file's constants (column expressions), never input
@@ -26,8 +26,9 @@ from inventory.models import Device, DeviceAllocation
 from marketplace import dashboard
 from marketplace.metering.services import usage_rollup_refresh, usage_samples_ingest
 from marketplace.models import Reservation, UsageHourly
-from marketplace.services import reservation_release, reservation_set_status, reservations_advance
+from marketplace.services import reservation_release, reservation_set_status
 from tests.marketplace.metering_helpers import sample
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -54,9 +55,13 @@ def network(catalog):
         "booked_period = tstzrange(lower(booked_period) - %(shift)s, upper(booked_period) - %(shift)s, '[)'), "
         "released_at = released_at - %(shift)s", shift)
     sql("UPDATE inventory_maintenancewindow SET period = tstzrange(lower(period) - %(shift)s, upper(period) - %(shift)s, '[)')", shift)
-    # The bookings that started "within minutes" of seeding start 1 h before yesterday's seeding time: activate them then.
-    moved = reservations_advance(now=seeded_at - SHIFT + timedelta(minutes=10))
-    assert moved["activated"] >= 4
+    # The bookings that started "within minutes" of seeding start 1 h before yesterday's seeding time: their
+    # nodes report them running then (provisioning, as the agents would).
+    handed = seeded_at - SHIFT + timedelta(minutes=10)
+    started = Reservation.objects.filter(status=Reservation.Status.REQUESTED, start__lte=handed, end__gt=handed).order_by("id")
+    for reservation in started:
+        hand_over(reservation, at=handed)
+    assert Reservation.objects.filter(status=Reservation.Status.ACTIVE).count() >= 4
     active = list(Reservation.objects.filter(status=Reservation.Status.ACTIVE).order_by("id"))
     # One buyer gives its cards back early (the allocation is truncated, the segment closed).
     reservation_release(reservation=active[0], actor=None, reason="done early (test)")
