@@ -15,7 +15,7 @@ from marketplace.failover import reservations_failover
 from marketplace.models import Reservation, ReservationDowntime
 from marketplace.services import reservation_create, reservations_advance
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, member
-from tests.marketplace.activation import handed_over
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_a_failed_over_reservation_is_charged_without_the_gap_and_credited_for_i
     reservation, _ = reservation_create(organization=organization, created_by=buyer, offer=offer, card_count=8,
                                         start=start, end=start + timedelta(hours=4))
     # served from 00:05, its node last heard from at 02:00, the new node healthy at 02:30, over at 04:00
-    reservation = handed_over(reservation, at=start + timedelta(minutes=5))
+    reservation = hand_over(reservation, at=start + timedelta(minutes=5))
     failed = Node.objects.get(pk=DeviceAllocation.objects.filter(reservation_id=reservation.pk).values("node_id")[:1])
     silent_from = start + timedelta(hours=2)
     Node.objects.filter(pk=failed.pk).update(last_heartbeat_at=silent_from)
@@ -42,7 +42,7 @@ def test_a_failed_over_reservation_is_charged_without_the_gap_and_credited_for_i
     node_set_status(node=failed, status=Node.Status.UNHEALTHY, reason="no heartbeat", cause="network")
     assert reservations_failover(node_ids=[failed.pk], now=silent_from + timedelta(minutes=4))["moved"] == 1
     healthy = silent_from + timedelta(minutes=30)
-    reservation = handed_over(Reservation.objects.get(pk=reservation.pk), at=healthy)
+    reservation = hand_over(Reservation.objects.get(pk=reservation.pk), at=healthy)
     assert reservation.status == Reservation.Status.ACTIVE
     reservations_advance(now=reservation.end + timedelta(minutes=1))
     downtime = ReservationDowntime.objects.get(reservation=reservation)

@@ -13,7 +13,7 @@ from marketplace.models import Reservation
 from marketplace.services import reservation_create
 from marketplace.tasks import reservations_on_capacity_lost_task
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, UserFactory, member, staff_group
-from tests.marketplace.activation import handed_over
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def _active_reservation(offer, buyer, soon):
         organization=buyer.memberships.get().organization, created_by=buyer, offer=offer, card_count=8,
         start=soon, end=soon + timedelta(hours=4),
     )
-    reservation = handed_over(reservation, at=soon + timedelta(minutes=5))
+    reservation = hand_over(reservation, at=soon + timedelta(minutes=5))
     assert reservation.status == Reservation.Status.ACTIVE
     node = Node.objects.get(pk=DeviceAllocation.objects.filter(reservation_id=reservation.pk).values("node_id")[:1])
     return reservation, node

@@ -14,7 +14,7 @@ from marketplace.pricing import card_seconds_price_minor
 from marketplace.services import reservation_create
 from marketplace.tasks import reservations_on_capacity_lost_task
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, SiteFactory, accelerator, member, province
-from tests.marketplace.activation import handed_over
+from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def booked(offer, user, start, *, hours=4, cards=8, alternatives=()):
 
 
 def activated(offer, user, soon, **kwargs):
-    reservation = handed_over(booked(offer, user, soon, **kwargs), at=soon + LATE)
+    reservation = hand_over(booked(offer, user, soon, **kwargs), at=soon + LATE)
     assert reservation.status == Reservation.Status.ACTIVE
     return reservation
 
@@ -152,7 +152,7 @@ def test_an_accepted_other_model_takes_the_reservation_and_an_unaccepted_one_doe
         home = OfferFactory(cluster=NodeFactory(cluster=cluster).cluster)
         NodeFactory(cluster=cluster, accelerator_model=a100)
         OfferFactory(cluster=cluster, accelerator_model=a100, price_per_card_hour_minor=1200)
-        reservations.append(handed_over(booked(home, buyer, soon, alternatives=accepted), at=soon + LATE))
+        reservations.append(hand_over(booked(home, buyer, soon, alternatives=accepted), at=soon + LATE))
     at = soon + SILENT_FROM
     failed = [node_holding(reservation) for reservation in reservations]
     for node in failed:

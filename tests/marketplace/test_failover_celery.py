@@ -15,7 +15,7 @@ from inventory.models import DeviceAllocation, Node, ReliabilityEvent
 from marketplace.models import Reservation, ReservationDowntime
 from marketplace.services import reservation_create
 from tests.factories import UserFactory, staff_group
-from tests.marketplace.activation import handed_over
+from tests.provisioning import hand_over
 
 pytestmark = [pytest.mark.celery, pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +25,7 @@ def _active(offer, buyer, soon):
         organization=buyer.memberships.get().organization, created_by=buyer, offer=offer, card_count=8,
         start=soon, end=soon + timedelta(hours=4),
     )
-    reservation = handed_over(reservation, at=soon + timedelta(minutes=5))
+    reservation = hand_over(reservation, at=soon + timedelta(minutes=5))
     assert reservation.status == Reservation.Status.ACTIVE
     node = Node.objects.get(pk=DeviceAllocation.objects.filter(reservation_id=reservation.pk).values("node_id")[:1])
     return reservation, node
