@@ -177,6 +177,8 @@ MALFORMED = {
     "unknown field": dict(temperature=80),
     "id without hyphens": dict(sample_id="0b6f6c1e3f2a4c2b9a535d8e1c9f7a10"),
     "time in another format": dict(window_start="2026-12-01 10:00:00+00:00"),
+    "time a list": dict(window_start=["2026-12-01T10:00:00Z"]),
+    "time an object": dict(window_end={"at": "2026-12-01T10:01:00Z"}),
     "device beyond 64 bits": dict(device=2**70),
     "memory beyond 32 bits": dict(memory_used_mib=2**40),
     # Regression: before year 1 / after 9999 once converted to UTC overflowed into a 500
