@@ -69,6 +69,33 @@ def _start_server(workers: int) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("the web server did not start")
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (from /proc; 0 for one that has gone)."""
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def _post(port: int, key: str, body: bytes) -> tuple[int, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
@@ -202,6 +229,14 @@ def _ingestion() -> None:
                     return
                 new[index] += answer["new"]
 
+        # CPU per batch of the web workers and of the database's backends (a local server: its
+        # processes are readable in /proc), far steadier on a shared machine than samples/s.
+        web_pids = _children(server.pid)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                           " AND backend_type = 'client backend'")
+            db_pids = [row[0] for row in cursor.fetchall()]
+        web_cpu, db_cpu = _cpu_seconds(web_pids), _cpu_seconds(db_pids)
         threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
         for thread in threads:
             thread.start()
@@ -210,6 +245,11 @@ def _ingestion() -> None:
         for thread in threads:
             thread.join()
         seconds = time.perf_counter() - started
+        web_cpu, db_cpu = _cpu_seconds(web_pids) - web_cpu, _cpu_seconds(db_pids) - db_cpu
+        batches = total / BATCH
+        print(f"  CPU per {BATCH} samples: web workers {web_cpu / batches * 1000:.2f} ms, PostgreSQL "
+              f"{db_cpu / batches * 1000:.2f} ms ({len(web_pids)} workers, {len(db_pids)} backends); "
+              f"load average {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -25,8 +25,10 @@ from accounts.selectors import user_can
 from inventory.agent_services import (
     MAX_BIGINT,
     MAX_BULK_AGENT_KEYS,
+    NodeAgentIdentity,
     node_agent_authenticate,
     node_agent_heartbeat,
+    node_agent_identify,
     node_agent_register,
     node_agent_token_create,
     node_agent_token_list,
@@ -76,8 +78,25 @@ class NodeAgentAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
+class NodeAgentUsageAuthentication(NodeAgentAuthentication):
+    """The same header for the usage endpoint, with request.auth a NodeAgentIdentity (token and node
+    ids) from node_agent_identify's short per-process cache: see AGENT_KEY_CACHE_SECONDS."""
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1").split()
+        if not header or header[0] != self.keyword:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Agent <key>'.")
+        identity = node_agent_identify(key=header[1])
+        if identity is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked agent key.")
+        return AnonymousUser(), identity
+
+
 class NodeAgentAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = NodeAgentAuthentication
+    match_subclasses = True
     name = "NodeAgentKey"
 
     def get_security_definition(self, auto_schema):
@@ -93,7 +112,7 @@ class IsNodeAgent(permissions.BasePermission):
     message = "Authenticate the node agent with 'Authorization: Agent <key>'."
 
     def has_permission(self, request, view):
-        return isinstance(request.auth, NodeAgentToken)
+        return isinstance(request.auth, (NodeAgentToken, NodeAgentIdentity))
 
 
 class AgentApiView(APIView):

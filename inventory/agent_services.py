@@ -26,6 +26,7 @@ import io
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -139,6 +140,9 @@ def node_agent_token_revoke(*, token: NodeAgentToken) -> NodeAgentToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
+    # This process stops trusting the key at once (harmless if the revoke is rolled back: the next
+    # batch reads the key again); other processes within AGENT_KEY_CACHE_SECONDS.
+    node_agent_key_cache_forget(token_id=token.pk)
     return token
 
 
@@ -154,6 +158,59 @@ def node_agent_authenticate(*, key: str) -> NodeAgentToken | None:
     if token is None or not secrets.compare_digest(token.key_hash, _hash_key(key)):
         return None
     return token
+
+
+# The usage endpoint authenticates every batch an agent sends (many per second per node at full
+# rate), and the ORM lookup above was ~1 ms of Python plus a query per batch. Batches only need the
+# node id, so they are authenticated from a per-process cache of (key hash -> token id, node id)
+# that is trusted for AGENT_KEY_CACHE_SECONDS: a key revoked elsewhere (another web worker, the
+# demo re-issue, an operator) stops working for usage batches within that many seconds; a revoke in
+# this process forgets it at once. Register and heartbeat keep the exact lookup. Only successes are
+# cached (a wrong key always reaches the database), keyed by the key's hash (no key kept in memory).
+AGENT_KEY_CACHE_SECONDS = 5.0
+_AGENT_KEY_CACHE_MAX = 10_000
+_agent_key_cache: dict[str, tuple[float, int, int]] = {}
+
+
+@dataclass(frozen=True)
+class NodeAgentIdentity:
+    """Who sent a usage batch: the key's token and its node (request.auth of the usage endpoint)."""
+
+    token_id: int
+    node_id: int
+
+
+def node_agent_identify(*, key: str) -> NodeAgentIdentity | None:
+    """The token and node of an active agent key, trusted from this process's cache for
+    AGENT_KEY_CACHE_SECONDS (see above); None for a wrong or revoked key."""
+    if not key.startswith(AGENT_KEY_PREFIX) or not _AGENT_KEY_SHAPE.fullmatch(key):
+        return None
+    key_hash = _hash_key(key)
+    now = time.monotonic()
+    cached = _agent_key_cache.get(key_hash)
+    if cached is not None and cached[0] > now:
+        return NodeAgentIdentity(token_id=cached[1], node_id=cached[2])
+    row = (
+        NodeAgentToken.objects.filter(prefix=key[:12], revoked_at__isnull=True)
+        .values_list("id", "node_id", "key_hash")
+        .first()
+    )
+    if row is None or not secrets.compare_digest(row[2], key_hash):
+        _agent_key_cache.pop(key_hash, None)
+        return None
+    if len(_agent_key_cache) >= _AGENT_KEY_CACHE_MAX:
+        _agent_key_cache.clear()
+    _agent_key_cache[key_hash] = (now + AGENT_KEY_CACHE_SECONDS, row[0], row[1])
+    return NodeAgentIdentity(token_id=row[0], node_id=row[1])
+
+
+def node_agent_key_cache_forget(*, token_id: int | None = None) -> None:
+    """Drop a token (or, without one, every key) from this process's usage-auth cache."""
+    if token_id is None:
+        _agent_key_cache.clear()
+        return
+    for key_hash in [h for h, (_, cached_token, _) in _agent_key_cache.items() if cached_token == token_id]:
+        _agent_key_cache.pop(key_hash, None)
 
 
 # Reads for the provider-facing key endpoints. They live here rather than in inventory/selectors.py
@@ -563,6 +620,7 @@ def demo_agent_keys_issue(*, now: datetime | None = None) -> list[DemoAgentNode]
     Touches nothing outside the demo organizations."""
     now = now or timezone.now()
     NodeAgentToken.objects.filter(node__cluster__site__owner__is_demo=True, revoked_at__isnull=True).update(revoked_at=now)
+    node_agent_key_cache_forget()
     nodes = list(demo_agent_nodes().select_related("accelerator_model").order_by("pk"))
     keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _ in nodes]
     NodeAgentToken.objects.bulk_create(

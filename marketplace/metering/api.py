@@ -13,7 +13,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inventory.agent_api import IsNodeAgent, NodeAgentAuthentication
+from inventory.agent_api import IsNodeAgent, NodeAgentUsageAuthentication
 from marketplace.metering.services import MAX_BATCH_SAMPLES, usage_samples_ingest
 
 # 5,000 samples of ~300 bytes, with room for whitespace.
@@ -45,7 +45,7 @@ _SAMPLES = inline_serializer(
 
 
 class AgentUsageApi(APIView):
-    authentication_classes = [NodeAgentAuthentication]
+    authentication_classes = [NodeAgentUsageAuthentication]
     permission_classes = [IsNodeAgent]
 
     @extend_schema(

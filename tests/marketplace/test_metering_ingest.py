@@ -1,16 +1,20 @@
 """Usage samples through the agent API: idempotent ingestion, and whole-batch refusal of bad input."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
+from inventory import agent_services
 from inventory.agent_services import node_agent_token_create, node_agent_token_revoke
+from inventory.models import NodeAgentToken
 from marketplace.metering.services import MAX_BATCH_SAMPLES, UsageBatchInvalid, usage_samples_ingest
 from marketplace.models import UsageRollupDirty, UsageSample
 from tests.factories import NodeFactory
-from tests.marketplace.metering_helpers import book, minute, post_usage, sample
+from tests.marketplace.metering_helpers import agent_api, book, minute, post_usage, sample
 
 
 @pytest.fixture
@@ -21,6 +25,9 @@ def node(catalog):
 @pytest.fixture
 def key(node):
     return node_agent_token_create(node=node)[1]
+
+
+HEARTBEAT = reverse("api:agent-heartbeat")
 
 
 def devices(node) -> list[int]:
@@ -170,6 +177,8 @@ MALFORMED = {
     "unknown field": dict(temperature=80),
     "id without hyphens": dict(sample_id="0b6f6c1e3f2a4c2b9a535d8e1c9f7a10"),
     "time in another format": dict(window_start="2026-12-01 10:00:00+00:00"),
+    "time a list": dict(window_start=["2026-12-01T10:00:00Z"]),
+    "time an object": dict(window_end={"at": "2026-12-01T10:01:00Z"}),
     "device beyond 64 bits": dict(device=2**70),
     "memory beyond 32 bits": dict(memory_used_mib=2**40),
     # Regression: before year 1 / after 9999 once converted to UTC overflowed into a 500
@@ -288,6 +297,46 @@ def test_without_a_valid_agent_key_nothing_is_accepted(node, key):
     assert response.status_code == 401
     assert response.json()["error"]["message"] == "Invalid or revoked agent key."
     assert UsageSample.objects.count() == 0
+
+
+def test_a_key_revoked_by_another_process_stops_working_for_usage_within_the_cache_time(node, key, monkeypatch):
+    # Usage batches trust a per-process cache of the key for AGENT_KEY_CACHE_SECONDS. A revoke in
+    # another process (another web worker) cannot reach this process's cache: the revoked_at is
+    # written here by a plain UPDATE, bypassing the service, as that other process's would be.
+    monkeypatch.setattr(agent_services, "AGENT_KEY_CACHE_SECONDS", 1.0)
+    first = devices(node)[0]
+    assert post_usage(key, [sample(first, minute(timezone.now(), 3))]).status_code == 200
+    revoked_at = time.monotonic()
+    NodeAgentToken.objects.filter(node=node).update(revoked_at=timezone.now())
+    # The exact lookup of register/heartbeat refuses it at once.
+    assert agent_api(key).post(HEARTBEAT, {}, format="json").status_code == 401
+    within = post_usage(key, [sample(first, minute(timezone.now(), 2))])
+    if time.monotonic() - revoked_at < 0.9:  # still inside the documented window (unless the machine stalled)
+        assert within.status_code == 200
+    time.sleep(max(0.0, revoked_at + 1.05 - time.monotonic()))
+    response = post_usage(key, [sample(first, minute(timezone.now(), 1))])
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Invalid or revoked agent key."
+    assert UsageSample.objects.count() == (2 if within.status_code == 200 else 1)
+
+
+def test_a_key_revoked_through_the_service_stops_working_at_once_in_this_process(node, key):
+    first = devices(node)[0]
+    assert post_usage(key, [sample(first, minute(timezone.now(), 2))]).status_code == 200  # now cached
+    node_agent_token_revoke(token=node.agent_tokens.get())
+    assert post_usage(key, [sample(first, minute(timezone.now(), 1))]).status_code == 401
+    assert UsageSample.objects.count() == 1
+
+
+def test_a_cached_key_authenticates_as_its_own_node_only(node, key, catalog):
+    other = NodeFactory(card_count=2)
+    other_key = node_agent_token_create(node=other)[1]
+    for _ in range(2):  # the second round comes from the cache
+        assert post_usage(key, [sample(devices(node)[0], minute(timezone.now(), 2))]).status_code == 200
+        refused = post_usage(other_key, [sample(devices(node)[1], minute(timezone.now(), 2))])
+        assert refused.status_code == 400
+    # A key that is not one (right prefix, wrong secret) is refused even while the real one is cached.
+    assert post_usage(key[:12] + "x" * (len(key) - 12), [sample(devices(node)[0], minute(timezone.now(), 1))]).status_code == 401
 
 
 def test_the_register_answer_lists_the_nodes_devices_by_id_and_index(node, key):
