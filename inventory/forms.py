@@ -134,7 +134,7 @@ class NodeImportForm(forms.Form):
 class NodeMarkFailedForm(forms.Form):
     """An operator declares a node failed (inventory.services.node_mark_failed)."""
 
-    node = forms.IntegerField(min_value=1, label="Node id", help_text="The id shown in the admin or on the provider's node page.")
+    node = forms.IntegerField(min_value=1, label="Node id", help_text="The id from the lists above (or the admin, or the provider's node page).")
     cause = forms.ChoiceField(choices=[
         ("host_fault", "Host fault"), ("network", "Network"), ("maintenance", "Declared maintenance"),
     ], initial="host_fault")

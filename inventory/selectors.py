@@ -4,7 +4,7 @@ from datetime import datetime, time, timedelta
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, DecimalField, F, Prefetch, Q, QuerySet, Sum, Value
+from django.db.models import Count, DecimalField, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -371,4 +371,26 @@ def nodes_failed():
         Node.objects.filter(status__in=[Node.Status.UNHEALTHY, Node.Status.OFFLINE])
         .select_related("cluster__site__owner", "accelerator_model")
         .order_by(F("last_heartbeat_at").asc(nulls_first=True), "pk")
+    )
+
+
+NODES_SERVING_SHOWN = 50  # the operators' page lists at most this many online nodes in use
+
+
+def nodes_serving(*, now: datetime | None = None):
+    """Online nodes whose cards serve reservations right now, with how many reservations, busiest first
+    (at most NODES_SERVING_SHOWN): the nodes an operator may mark failed to move work (a demo, a real
+    incident) without looking their ids up elsewhere."""
+    from inventory.models import DeviceAllocation, Node
+
+    now = now or timezone.now()
+    serving = DeviceAllocation.objects.filter(
+        node_id=OuterRef("pk"), is_active=True, purpose=DeviceAllocation.Purpose.RESERVATION, period__contains=now
+    ).order_by().values("node_id").annotate(reservations=Count("reservation_id", distinct=True)).values("reservations")[:1]
+    return (
+        Node.objects.filter(status=Node.Status.ONLINE)
+        .annotate(reservations_now=Subquery(serving))
+        .filter(reservations_now__gt=0)
+        .select_related("cluster__site__owner", "accelerator_model")
+        .order_by("-reservations_now", "pk")[:NODES_SERVING_SHOWN]
     )

@@ -13,7 +13,7 @@ from accounts.views import add_service_errors
 from inventory.allocations import reservations_per_node
 from inventory.forms import NodeMarkFailedForm
 from inventory.models import Node
-from inventory.selectors import nodes_failed
+from inventory.selectors import nodes_failed, nodes_serving
 from inventory.services import node_mark_failed
 from marketplace.selectors import reservations_migrating
 
@@ -29,7 +29,7 @@ def _page(request, form, *, status: int = 200):
     for node in nodes:
         node.reservations_affected = counts.get(node.pk, 0)
     return render(request, "operator/home.html", {
-        "nodes": nodes, "migrating": reservations_migrating(), "form": form,
+        "nodes": nodes, "migrating": reservations_migrating(), "form": form, "serving": nodes_serving(),
     }, status=status)
 
 

@@ -9,6 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from inventory.models import DeviceAllocation, Node, NodeStatusChange
+from inventory.selectors import nodes_serving
 from marketplace.models import Reservation
 from marketplace.services import reservation_create
 from marketplace.tasks import reservations_on_capacity_lost_task
@@ -127,3 +128,22 @@ def test_the_page_counts_reservations_still_on_a_failed_node(operator, catalog, 
     reservations_on_capacity_lost_task(node_ids=[node.pk])
     page = client.get(PAGE)
     assert [(n.pk, n.reservations_affected) for n in page.context["nodes"]] == [(node.pk, 1)]
+
+
+def test_the_page_lists_the_online_nodes_serving_reservations_with_their_ids(operator, small_offer, buyer, soon):
+    # given an active reservation on one node (served from soon + 5 min) and an idle node beside it
+    reservation, node = _active_reservation(small_offer, buyer, soon)
+    idle = Node.objects.filter(cluster=small_offer.cluster).exclude(pk=node.pk).get()
+    # then, while it is served, only its node is listed, with one reservation
+    during = soon + timedelta(hours=1)
+    assert [(n.pk, n.reservations_now) for n in nodes_serving(now=during)] == [(node.pk, 1)]
+    assert idle.pk not in {n.pk for n in nodes_serving(now=during)}
+    # before it starts and once the node is marked failed, nothing is listed
+    assert list(nodes_serving(now=soon - timedelta(hours=1))) == []
+    client = Client()
+    client.force_login(operator)
+    client.post(ACTION, {"node": node.pk, "cause": "host_fault", "reason": "fan failure", "confirm": "on"})
+    assert node.pk not in {n.pk for n in nodes_serving(now=during)}
+    # and the page shows the section (nothing is served at the real "now" of this test)
+    body = client.get(PAGE).content.decode()
+    assert "Online nodes serving reservations now" in body and "no online node serves a reservation right now" in body
