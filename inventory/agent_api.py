@@ -69,10 +69,13 @@ class NodeAgentAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Agent <key>'.")
-        token = node_agent_authenticate(key=header[1])
-        if token is None:
+        found = self.lookup(key=header[1])
+        if found is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked agent key.")
-        return AnonymousUser(), token
+        return AnonymousUser(), found
+
+    def lookup(self, *, key: str):
+        return node_agent_authenticate(key=key)
 
     def authenticate_header(self, request):
         return self.keyword
@@ -82,16 +85,8 @@ class NodeAgentUsageAuthentication(NodeAgentAuthentication):
     """The same header for the usage endpoint, with request.auth a NodeAgentIdentity (token and node
     ids) from node_agent_identify's short per-process cache: see AGENT_KEY_CACHE_SECONDS."""
 
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).decode("latin-1").split()
-        if not header or header[0] != self.keyword:
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Agent <key>'.")
-        identity = node_agent_identify(key=header[1])
-        if identity is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked agent key.")
-        return AnonymousUser(), identity
+    def lookup(self, *, key: str):
+        return node_agent_identify(key=key)
 
 
 class NodeAgentAuthenticationScheme(OpenApiAuthenticationExtension):

@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import F, Func, Q
 
 from accounts.models import Organization, User
-from inventory.models import AcceleratorModel, Cluster, Currency, Node, Offer, SoftwareStack
+from inventory.models import AcceleratorModel, Cluster, Currency, Node, Offer, ReliabilityEvent, SoftwareStack
 
 
 class LaunchTemplate(models.Model):
@@ -463,10 +463,8 @@ class ReservationDowntime(models.Model):
     devices report healthy, or when it ends. Written by marketplace.failover; closed by
     reservation_downtime_close. Never billed: the segments leave the gap out."""
 
-    class Cause(models.TextChoices):
-        HOST_FAULT = "host_fault", "Host fault"
-        NETWORK = "network", "Network"
-        MAINTENANCE = "maintenance", "Declared maintenance"
+    # The causes of inventory's reliability events: a downtime and the node's event name the same cause.
+    Cause = ReliabilityEvent.Cause
 
     reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="downtimes")
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="+")
