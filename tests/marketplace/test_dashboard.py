@@ -51,9 +51,13 @@ def network(catalog):
     shift = {"shift": SHIFT}
     sql('UPDATE marketplace_reservation SET start = start - %(shift)s, "end" = "end" - %(shift)s, '
         "booked_end = booked_end - %(shift)s", shift)
-    sql("UPDATE inventory_deviceallocation SET period = tstzrange(lower(period) - %(shift)s, upper(period) - %(shift)s, '[)'), "
-        "booked_period = tstzrange(lower(booked_period) - %(shift)s, upper(booked_period) - %(shift)s, '[)'), "
-        "released_at = released_at - %(shift)s", shift)
+    # The no-overlap constraint is checked row by row, so a row moved back could meet a neighbour not moved
+    # yet: go 10 years further back first (nothing lives there), then forward by those 10 years.
+    far = timedelta(days=3650)
+    for step in (SHIFT + far, -far):
+        sql("UPDATE inventory_deviceallocation SET period = tstzrange(lower(period) - %(shift)s, upper(period) - %(shift)s, '[)'), "
+            "booked_period = tstzrange(lower(booked_period) - %(shift)s, upper(booked_period) - %(shift)s, '[)'), "
+            "released_at = released_at - %(shift)s", {"shift": step})
     sql("UPDATE inventory_maintenancewindow SET period = tstzrange(lower(period) - %(shift)s, upper(period) - %(shift)s, '[)')", shift)
     # The bookings that started "within minutes" of seeding start 1 h before yesterday's seeding time: their
     # nodes report them running then (provisioning, as the agents would).
