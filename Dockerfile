@@ -34,7 +34,9 @@ COPY --chown=computeflow:computeflow . /app
 COPY --from=frontend --chown=computeflow:computeflow /src/node_modules/chart.js/dist /app/node_modules/chart.js/dist
 # Static files are collected at build time into STATIC_ROOT (.local/staticfiles) and served by
 # WhiteNoise; collectstatic imports the settings but connects to nothing.
-RUN python manage.py collectstatic --noinput \
+# The Chinese catalog's .mo files are compiled here (config/i18n.py, Babel); they are not committed.
+RUN python -m config.i18n \
+    && python manage.py collectstatic --noinput \
     && chown -R computeflow:computeflow /app/.local
 USER computeflow
 EXPOSE 8000

@@ -7,14 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run run-production smoke test lint format install install-dev browser bench lock clean
+.PHONY: run run-production smoke test lint format install install-dev browser bench lock clean messages messages-compiled
 
 # PORT=8001 make run serves on another port (default 8000).
-run: $(VENV)/.runtime node_modules/.installed
+run: $(VENV)/.runtime node_modules/.installed messages-compiled
 	$(PY) -m config.localservices run
 
 # The same services with docker-compose's web process: gunicorn, DJANGO_DEBUG off, collected static files.
-run-production: $(VENV)/.runtime node_modules/.installed
+run-production: $(VENV)/.runtime node_modules/.installed messages-compiled
 	$(PY) -m config.localservices run --production
 
 # Run smoke test: a fresh clone of HEAD with a runtime-only venv must come up (`make run`, then
@@ -22,7 +22,8 @@ run-production: $(VENV)/.runtime node_modules/.installed
 smoke:
 	$(PYTHON) scripts/smoke_run.py
 
-test: $(VENV)/.dev node_modules/.installed browser
+test: $(VENV)/.dev node_modules/.installed browser messages-compiled
+	@scripts/ensure-gettext.sh
 	$(PY) -m ruff check .
 	$(PY) -m config.localservices exec -- $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -33,11 +34,24 @@ format: $(VENV)/.dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-install: $(VENV)/.runtime node_modules/.installed
+install: $(VENV)/.runtime node_modules/.installed messages-compiled
 install-dev: $(VENV)/.dev node_modules/.installed
 
 browser:
 	@scripts/ensure-chromium.sh
+
+# The Chinese catalog: `make messages` extracts every marked string into locale/zh_Hans/LC_MESSAGES/*.po
+# (xgettext, from Debian's gettext package); translate the new entries there, using locale/GLOSSARY.md.
+# The .mo files are compiled from the .po files by Babel (pure Python) and are not committed.
+MAKEMESSAGES_IGNORE := --ignore=.venv --ignore=node_modules --ignore=.local --ignore=tests --ignore=bench
+messages: $(VENV)/.dev
+	@scripts/ensure-gettext.sh
+	$(PY) manage.py makemessages --locale=zh_Hans --no-obsolete --no-location $(MAKEMESSAGES_IGNORE)
+	$(PY) manage.py makemessages --locale=zh_Hans --no-obsolete --no-location --domain=djangojs $(MAKEMESSAGES_IGNORE)
+	$(PY) -m config.i18n
+
+messages-compiled: $(VENV)/.runtime
+	@$(PY) -m config.i18n
 
 bench: $(VENV)/.dev node_modules/.installed
 	$(PY) -m config.localservices exec -- $(PY) -m bench $(BENCH_ARGS)

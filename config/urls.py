@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import MeApi
@@ -19,6 +20,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("stripe/webhook/", stripe_webhook, name="stripe-webhook"),
     path("accounts/", include("accounts.urls")),
+    # set_language: the language switcher posts here (next= brings the user back to the same page).
+    path("i18n/", include("django.conf.urls.i18n")),
+    # The djangojs catalog for the scripts in frontend/static (gettext() in the browser).
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="api-redoc"),

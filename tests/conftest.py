@@ -16,6 +16,13 @@ from tests.factories import catalog_loaded
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session):
+    """The tests read the compiled catalogs, as the server does: build the .mo files from the .po ones."""
+    from config.i18n import compile_catalogs
+
+    compile_catalogs()
+
+
 @pytest.fixture
 def catalog(db):
     catalog_loaded()

@@ -1,0 +1,39 @@
+"""The message catalogs: locale/<language>/LC_MESSAGES/<domain>.po, compiled to .mo.
+
+The .po files are the source (`make messages` extracts new strings into them; translators edit them);
+the .mo files Django reads are built from them by `make`, the Dockerfile and the test session with
+Babel's pure-Python compiler, so no system gettext is needed to serve Chinese. The .mo files are not
+committed. Fuzzy entries are not compiled: a guess is never shown as a translation.
+
+    python -m config.i18n            # compile every catalog whose .po is newer than its .mo
+"""
+
+import sys
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+
+
+def compile_catalogs(locale_dir: Path = LOCALE_DIR, *, force: bool = False) -> list[Path]:
+    """Compile each .po under locale_dir to its .mo (only stale ones unless force); the .mo files written."""
+    written = []
+    for po_path in sorted(locale_dir.glob("*/LC_MESSAGES/*.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if not force and mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as po_file:
+            catalog = read_po(po_file, locale=po_path.parent.parent.name)
+        tmp = mo_path.with_suffix(".mo.tmp")
+        with tmp.open("wb") as mo_file:
+            write_mo(mo_file, catalog, use_fuzzy=False)
+        tmp.replace(mo_path)  # a server reading the catalog never sees half a file
+        written.append(mo_path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in compile_catalogs(force="--force" in sys.argv):
+        print(f"compiled {path.relative_to(LOCALE_DIR.parent)}")
