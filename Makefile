@@ -43,12 +43,9 @@ browser:
 # The Chinese catalog: `make messages` extracts every marked string into locale/zh_Hans/LC_MESSAGES/*.po
 # (xgettext, from Debian's gettext package); translate the new entries there, using locale/GLOSSARY.md.
 # The .mo files are compiled from the .po files by Babel (pure Python) and are not committed.
-MAKEMESSAGES_IGNORE := --ignore=.venv --ignore=node_modules --ignore=.local --ignore=tests --ignore=bench
 messages: $(VENV)/.dev
 	@scripts/ensure-gettext.sh
-	$(PY) manage.py makemessages --locale=zh_Hans --no-obsolete --no-location $(MAKEMESSAGES_IGNORE)
-	$(PY) manage.py makemessages --locale=zh_Hans --no-obsolete --no-location --domain=djangojs $(MAKEMESSAGES_IGNORE)
-	$(PY) -m config.i18n
+	$(PY) -m config.i18n extract
 
 messages-compiled: $(VENV)/.runtime
 	@$(PY) -m config.i18n

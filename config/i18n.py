@@ -6,6 +6,7 @@ Babel's pure-Python compiler, so no system gettext is needed to serve Chinese. T
 committed. Fuzzy entries are not compiled: a guess is never shown as a translation.
 
     python -m config.i18n            # compile every catalog whose .po is newer than its .mo
+    python -m config.i18n extract    # `make messages`: add new strings to the .po files, drop gone ones
 """
 
 import sys
@@ -14,7 +15,23 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-LOCALE_DIR = Path(__file__).resolve().parent.parent / "locale"
+BASE_DIR = Path(__file__).resolve().parent.parent
+LOCALE_DIR = BASE_DIR / "locale"
+# The translated languages (their catalogs' directory names) and what makemessages never reads.
+CATALOG_LOCALES = ["zh_Hans"]
+EXTRACT_IGNORE = [".venv", "node_modules", ".local", "tests", "bench", "scripts", "test-results"]
+DOMAINS = ["django", "djangojs"]
+
+
+def extract(*, verbosity: int = 1) -> None:
+    """Django's makemessages for every catalog and domain, as `make messages` runs it: no source
+    locations (so a moved line does not rewrite the catalog) and no obsolete entries. Run from the
+    repository root; writes to settings.LOCALE_PATHS[0]. Needs xgettext (Debian's gettext)."""
+    from django.core.management import call_command
+
+    for domain in DOMAINS:
+        call_command("makemessages", locale=CATALOG_LOCALES, domain=domain, no_location=True, no_obsolete=True,
+                     ignore_patterns=EXTRACT_IGNORE, verbosity=verbosity)
 
 
 def compile_catalogs(locale_dir: Path = LOCALE_DIR, *, force: bool = False) -> list[Path]:
@@ -35,5 +52,14 @@ def compile_catalogs(locale_dir: Path = LOCALE_DIR, *, force: bool = False) -> l
 
 
 if __name__ == "__main__":
+    if "extract" in sys.argv:
+        import os
+
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        django.setup()
+        os.chdir(BASE_DIR)
+        extract()
     for path in compile_catalogs(force="--force" in sys.argv):
         print(f"compiled {path.relative_to(LOCALE_DIR.parent)}")

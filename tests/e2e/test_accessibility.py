@@ -3,21 +3,13 @@ signed in as the role that uses it, over the seeded demo network with bookings a
 keyboard reaches the submit buttons of the search and booking forms with a visible focus; and the
 search, reservation and invoice pages fit a 390 px wide phone without scrolling sideways."""
 
-import zoneinfo
-from datetime import timedelta
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
-from django.utils import timezone
 
-from accounts.models import User
-from billing.models import Invoice, InvoiceLine
 from inventory.management.demo_network import DEMO_LOGINS, DEMO_PASSWORD
-from inventory.models import Node, Offer, Site
-from marketplace.models import Reservation
+from tests.demo_pages import demo_objects, demo_seed, main_pages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -35,9 +27,7 @@ PHONE_WIDTH = 390
 @pytest.fixture
 def demo(catalog, stripe_settings):
     """The demo network, its bookings and two months of invoices (some approved, some for review)."""
-    call_command("seed_demo", "--seed", "42", "--cards", "400", "--no-progress", stdout=StringIO(), stderr=StringIO())
-    call_command("seed_demo_market", stdout=StringIO())
-    call_command("seed_demo_billing", verbosity=0, stdout=StringIO())
+    demo_seed()
 
 
 def sign_in(page, role):
@@ -77,64 +67,27 @@ def describe(url: str, violations: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def demo_objects() -> dict:
-    """Ids of the demo's objects each role can open."""
-    buyer = User.objects.get(email=DEMO_LOGINS["buyer"]).memberships.first().organization
-    provider = User.objects.get(email=DEMO_LOGINS["provider"]).memberships.first().organization
-    reservation = Reservation.objects.filter(buyer=buyer).order_by("-pk").first()
-    buyer_invoice = Invoice.objects.filter(buyer=buyer).order_by("-pk").first()
-    review_invoice = Invoice.objects.filter(status__in=["draft", "pending_review"]).order_by("pk").first()
-    line = InvoiceLine.objects.filter(invoice=review_invoice).order_by("pk").first()
-    site = Site.objects.filter(owner=provider).order_by("pk").first()
-    node = Node.objects.filter(cluster__site=site).order_by("pk").first()
-    cluster = node.cluster if node else None
-    offer = Offer.objects.filter(cluster__site__lifecycle="online").order_by("pk").first()
-    found = {"reservation": reservation, "buyer_invoice": buyer_invoice, "review_invoice": review_invoice,
-             "line": line, "site": site, "cluster": cluster, "node": node, "offer": offer}
-    missing = [name for name, value in found.items() if value is None]
-    assert not missing, f"the demo seed has no {missing}"
-    return {name: value.pk for name, value in found.items()}
+def use_language(page, language: str, live_server_url: str) -> None:
+    """Show the following pages in `language` (the cookie the language switcher sets)."""
+    page.context.add_cookies([{"name": settings.LANGUAGE_COOKIE_NAME, "value": language, "url": live_server_url}])
 
 
-def main_pages(ids: dict) -> dict[str | None, list[str]]:
-    """The main pages by the role that uses them (None: signed out)."""
-    tomorrow = (timezone.localtime(timezone.now(), zoneinfo.ZoneInfo("Asia/Shanghai")) + timedelta(days=1)).strftime("%Y-%m-%dT%H:00")
-    return {
-        None: ["/", "/accounts/login/", "/accounts/signup/", "/catalog/"],
-        "buyer": [
-            "/market/", "/market/?min_free_cards=8", f"/market/offers/{ids['offer']}/", f"/market/quote/?cards=8&start={tomorrow}&duration_hours=24&currency=CNY",
-            "/market/reservations/", f"/market/reservations/{ids['reservation']}/", "/market/dashboard/",
-            "/market/invoices/", f"/market/invoices/{ids['buyer_invoice']}/", "/market/billing/payment/",
-            "/accounts/ssh-keys/", "/accounts/notifications/", "/accounts/notifications/preferences/",
-            "/accounts/members/", "/accounts/tokens/",
-        ],
-        "provider": [
-            "/provider/", f"/provider/sites/{ids['site']}/", f"/provider/clusters/{ids['cluster']}/",
-            f"/provider/clusters/{ids['cluster']}/maintenance/", f"/provider/nodes/{ids['node']}/",
-            "/provider/nodes/import/", "/provider/earnings/", "/provider/dashboard/",
-        ],
-        "finance": [
-            "/finance/", f"/finance/invoices/{ids['review_invoice']}/",
-            f"/finance/invoices/{ids['review_invoice']}/lines/{ids['line']}/",
-            "/finance/invoices/", "/finance/aging/", "/finance/revenue/", "/finance/reconciliation/",
-        ],
-        "operator": ["/operator/", "/network/"],
-    }
-
-
-def test_the_main_pages_have_no_serious_accessibility_violations(page, demo):
+@pytest.mark.parametrize("language", [code for code, _name in settings.LANGUAGES])
+def test_the_main_pages_have_no_serious_accessibility_violations(page, demo, live_server, language):
     ids = demo_objects()
     failures, checked = [], []
     for role, urls in main_pages(ids).items():
         if role:
             sign_in(page, role)
+        use_language(page, language, live_server.url)
         for url in urls:
             response = page.goto(url)
             assert response.ok, f"{url} as {role}: HTTP {response.status}"
+            assert page.locator("html").get_attribute("lang") == language, url
             violations = axe_violations(page)
             checked.append(url)
             if violations:
-                failures.append(describe(f"{url} (as {role or 'a visitor'})", violations))
+                failures.append(describe(f"{url} (as {role or 'a visitor'}, {language})", violations))
     assert len(checked) >= 35
     assert not failures, "axe-core found violations:\n" + "\n".join(failures)
 
