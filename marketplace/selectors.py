@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy
 
 from accounts.models import Organization
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
-from inventory.models import Offer, Site
+from inventory.models import Cluster, Offer, Site, SoftwareStack
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
 from inventory.templatetags.localnames import chinese_active
@@ -129,6 +129,15 @@ class OfferRow:
         return self.ecu_per_card is not None
 
     @property
+    def fabric_label(self) -> str:
+        """The fabric as people name it ("RoCE"), not its stored code ("roce")."""
+        return _choice_label(Cluster.Fabric, self.fabric)
+
+    @property
+    def stack_label(self) -> str:
+        return _choice_label(SoftwareStack, self.stack)
+
+    @property
     def region_label(self) -> str:
         """The province (or the country when there is none) in the reader's language."""
         return _local(self.province_name, self.province_name_zh) or self.country
@@ -137,6 +146,13 @@ class OfferRow:
     def hub_label(self) -> str:
         """The national hub in the reader's language ("" for none)."""
         return _local(self.hub_name, self.hub_name_zh) or ""
+
+
+def _choice_label(choices, value: str) -> str:
+    try:
+        return str(choices(value).label)
+    except ValueError:  # a code the catalog no longer has: show it as stored
+        return value
 
 
 def _local(name: str | None, name_zh: str | None) -> str | None:
