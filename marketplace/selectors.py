@@ -13,15 +13,14 @@ from django.db.models import Min, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from accounts.models import Organization
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
 from inventory.models import Cluster, Offer, Site, SoftwareStack
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
-from inventory.templatetags.localnames import chinese_active
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks, no_image_message
 from marketplace.models import LaunchTemplate, Reservation, ReservationDowntime, ReservationSegment
 from marketplace.pricing import card_seconds_price_minor, hours_between, total_price_minor
@@ -155,9 +154,14 @@ def _choice_label(choices, value: str) -> str:
         return value
 
 
+def chinese_page() -> bool:
+    """Whether the active language is Chinese (pages then name hubs and provinces by their name_zh)."""
+    return (get_language() or "").lower().startswith("zh")
+
+
 def _local(name: str | None, name_zh: str | None) -> str | None:
     """The Chinese name on a page in Chinese (when the catalog has one), else the English one."""
-    return name_zh if name_zh and chinese_active() else name
+    return name_zh if name_zh and chinese_page() else name
 
 
 def _offer_rows(offers: QuerySet[Offer]) -> list[OfferRow]:

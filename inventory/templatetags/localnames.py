@@ -12,16 +12,12 @@ from django.utils.translation import get_language
 register = template.Library()
 
 
-def chinese_active() -> bool:
-    return (get_language() or "").lower().startswith("zh")
-
-
 @register.filter
 def local_name(obj):
     """obj.name_zh when the active language is Chinese and it has one, else obj.name ("" for None)."""
     if obj is None:
         return ""
     name_zh = getattr(obj, "name_zh", "")
-    if name_zh and chinese_active():
+    if name_zh and (get_language() or "").lower().startswith("zh"):
         return name_zh
     return getattr(obj, "name", str(obj))

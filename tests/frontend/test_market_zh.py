@@ -243,3 +243,17 @@ def test_quote_api_in_chinese_keeps_codes_and_translates_labels_and_messages(buy
     english = _api(buyer).post("/api/quotes/", {**body, "wat": 1}, format="json")
     assert english.json()["error"]["fields"]["wat"] == ["Unknown field."]
     assert english.json()["error"]["code"] == unknown.json()["error"]["code"]
+
+
+def test_local_name_picks_the_chinese_name_on_a_chinese_page_only(small_offer):
+    from django.utils import translation
+
+    from inventory.templatetags.localnames import local_name
+
+    hub = small_offer.cluster.site.province.hub
+    assert hub.name_zh and local_name(hub) == hub.name
+    with translation.override("zh-hans"):
+        assert local_name(hub) == hub.name_zh
+        hub.name_zh = ""
+        assert local_name(hub) == hub.name  # no Chinese name in the catalog: the English one
+    assert local_name(None) == ""
