@@ -2,6 +2,7 @@
 validate, call one selector or service, and shape the answer (errors in config.api's one shape)."""
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, serializers, status
@@ -34,14 +35,14 @@ def _form_errors(form) -> exceptions.ValidationError:
 def _require_organization(request):
     organization = getattr(request, "organization", None)
     if organization is None or not user_can(user=request.user, organization=organization, action="view"):
-        raise exceptions.PermissionDenied("Act for an organization you are a member of.")
+        raise exceptions.PermissionDenied(_("Act for an organization you are a member of."))
     return organization
 
 
 def _require_booker(request):
     organization = _require_organization(request)
     if not user_can(user=request.user, organization=organization, action="book"):
-        raise exceptions.PermissionDenied("Only members of a buyer organization with booking rights can do this.")
+        raise exceptions.PermissionDenied(_("Only members of a buyer organization with booking rights can do this."))
     return organization
 
 
@@ -88,7 +89,7 @@ def _search_parameters():
         kind = OpenApiTypes.DATETIME if name in ("start", "end") else (
             OpenApiTypes.INT if name in ("min_memory_gb", "min_free_cards", "hub", "min_reliability") else OpenApiTypes.STR
         )
-        enum = [choice for choice, _ in getattr(form_field, "choices", []) if choice] if name in (
+        enum = [choice for choice, _label in getattr(form_field, "choices", []) if choice] if name in (
             "stack", "fabric", "currency", "sort") else None
         params.append(OpenApiParameter(name, kind, many=many, enum=enum, description=str(form_field.label or name)))
     return params
@@ -111,7 +112,7 @@ class OfferSearchApi(APIView):
         unknown = form.unknown_parameters()
         if unknown:
             raise exceptions.ValidationError(
-                {name: [f"Unknown filter. Known: {', '.join(sorted(form.fields))}, page, page_size."] for name in unknown}
+                {name: [_("Unknown filter. Known: %(known)s, page, page_size.") % {"known": ", ".join(sorted(form.fields))}] for name in unknown}
             )
         if not form.is_valid():
             raise _form_errors(form)
@@ -192,7 +193,7 @@ class QuoteApi(APIView):
         data = dict(serializer.validated_data)
         unknown = sorted(set(request.data) - set(self.QuoteRequestSerializer().fields)) if hasattr(request.data, "keys") else []
         if unknown:
-            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
+            raise exceptions.ValidationError({name: [_("Unknown field.")] for name in unknown})
         # Re-validate with the page's form so both share one set of rules (window, cards xor ECU ...).
         form_data = {k: v for k, v in request.data.items() if k in QuoteForm.base_fields}
         form_data["countries"] = ",".join(data.get("countries", []))
@@ -364,10 +365,10 @@ class ReservationListCreateApi(APIView):
         data = serializer.validated_data
         unknown = sorted(set(request.data) - set(serializer.fields)) if hasattr(request.data, "keys") else []
         if unknown:
-            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
+            raise exceptions.ValidationError({name: [_("Unknown field.")] for name in unknown})
         offer = offer_get(offer_id=data["offer"])
         if offer is None:
-            raise exceptions.ValidationError({"offer": ["No such offer."]})
+            raise exceptions.ValidationError({"offer": [_("No such offer.")]})
         # BookingConflict, InsufficientCapacity, IdempotencyKeyReused and ValidationError answer through
         # config.api's one exception handler (409 / 409 / 422 / 400).
         reservation, created = reservation_create(

@@ -26,6 +26,7 @@ from decimal import Decimal
 from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Organization
 from inventory.models import MaintenanceWindow, NationalHub, Node, Site
@@ -44,13 +45,16 @@ HISTORY_DAYS = 30
 # a full hour it was held) is idle.
 IDLE_UTILIZATION_PERCENT = 5.0
 
+# Labels are lazy: the cached figures are shared by readers of every language, each page renders its own.
 DIMENSIONS = (
-    ("hub", "National hub"),
-    ("province", "Province"),
-    ("vendor", "Vendor"),
-    ("model", "Accelerator model"),
-    ("provider", "Provider"),
+    ("hub", gettext_lazy("National hub")),
+    ("province", gettext_lazy("Province")),
+    ("vendor", gettext_lazy("Vendor")),
+    ("model", gettext_lazy("Accelerator model")),
+    ("provider", gettext_lazy("Provider")),
 )
+# The group of nodes without a hub (or province): a marker the page shows in the reader's language.
+NO_GROUP = "(none)"
 
 # One row per node that is listed, rented now or was busy in the window, with what it is grouped by.
 NODE_FIGURES_SQL = """
@@ -175,7 +179,7 @@ def _summarize(rows: list[dict], *, window_hours: float) -> dict:
 def _group(rows: list[dict], key: str, *, window_hours: float) -> list[dict]:
     groups: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[row[key] or "(none)"].append(row)
+        groups[row[key] or NO_GROUP].append(row)
     result = [{"name": name, **_summarize(members, window_hours=window_hours)} for name, members in groups.items()]
     return sorted(result, key=lambda item: (-item["listed_cards"], -item["rented_cards"], item["name"]))
 
@@ -215,7 +219,7 @@ def _hub_grid(*, by_hub: list[dict]) -> list[dict]:
     grid = []
     for hub in NationalHub.objects.order_by("name"):
         row = figures.get(hub.name) or {"name": hub.name, **_summarize([], window_hours=1)}
-        grid.append({**row, "name_zh": hub.name_zh, "role": hub.get_role_display(),
+        grid.append({**row, "name_zh": hub.name_zh, "role": hub.role,
                      "sites_planned": building[hub.name]["planned"],
                      "sites_under_construction": building[hub.name]["under_construction"]})
     return grid

@@ -237,7 +237,9 @@ def _reservation_failover(*, reservation_id: int, failure: NodeFailure, now: dat
         reason_code=ReasonCode.WORKLOAD_FAILED_MOVED if failure.workload_only else ReasonCode.FAILOVER_MOVED,
         reason_params={
             "node": node.hostname, "at": time_param(at), "cards": moved, "tier": target.tier, "node_change": failure.change_id,
-            "target": f"{offer.accelerator_model.name} in {offer.cluster.site.name} / {offer.cluster.name}",
+            # words are built when the reason is read, in the reader's language (marketplace.reasons)
+            "target_model": offer.accelerator_model.name, "target_site": offer.cluster.site.name,
+            "target_cluster": offer.cluster.name,
         },
     )
     if in_service and not ReservationDowntime.objects.filter(reservation=rehomed, ended_at__isnull=True).exists():
@@ -261,7 +263,7 @@ def _end_for_lack_of_capacity(*, reservation: Reservation, failure: NodeFailure,
         reason_code=ReasonCode.WORKLOAD_FAILED_ENDED if failure.workload_only else ReasonCode.FAILOVER_NO_CAPACITY,
         reason_params={
             "node": failure.node.hostname, "at": time_param(at), "cards": cards, "node_change": failure.change_id,
-            "alternatives": f", or the models you accepted: {', '.join(names)}" if names else "",
+            "accepted_models": names,
         },
     )
     # reservation_set_status closed any open downtime at `at`; this one is the time lost to the end.

@@ -9,6 +9,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from inventory.models import Cluster, Currency, NationalHub, Province, SoftwareStack
 from inventory.pricing import major_to_minor
@@ -19,20 +21,21 @@ from inventory.selectors import (
     vendor_names_for,
 )
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
+from inventory.templatetags.localnames import local_name
 from marketplace.launch import launch_template_list
 from marketplace.selectors import DEFAULT_SORT
 from marketplace.services import MAX_CARDS_PER_BOOKING
 from marketplace.windows import window_errors
 
 SORT_LABELS = {
-    "price_per_ecu": "Price per ECU-hour (low first)",
-    "-price_per_ecu": "Price per ECU-hour (high first)",
-    "price": "Price per card-hour (low first)",
-    "-price": "Price per card-hour (high first)",
-    "-free_cards": "Free cards (most first)",
-    "free_cards": "Free cards (fewest first)",
-    "-ecu": "ECU per card (most first)",
-    "ecu": "ECU per card (least first)",
+    "price_per_ecu": gettext_lazy("Price per ECU-hour (low first)"),
+    "-price_per_ecu": gettext_lazy("Price per ECU-hour (high first)"),
+    "price": gettext_lazy("Price per card-hour (low first)"),
+    "-price": gettext_lazy("Price per card-hour (high first)"),
+    "-free_cards": gettext_lazy("Free cards (most first)"),
+    "free_cards": gettext_lazy("Free cards (fewest first)"),
+    "-ecu": gettext_lazy("ECU per card (most first)"),
+    "ecu": gettext_lazy("ECU per card (least first)"),
 }
 PAGINATION_PARAMS = {"page", "page_size"}
 
@@ -53,11 +56,11 @@ class WindowMixin:
         if "start" in self.errors or "end" in self.errors:
             return
         if (start is None) != (end is None):
-            self.add_error("end" if end is None else "start", "Give both the start and the end of the window.")
+            self.add_error("end" if end is None else "start", _("Give both the start and the end of the window."))
             return
         if start is None:
             if self.window_required:
-                self.add_error("start", "This field is required.")
+                self.add_error("start", _("This field is required."))
             return
         for name, messages in window_errors(start=start, end=end).items():
             for message in messages:
@@ -65,72 +68,78 @@ class WindowMixin:
 
 
 def _province_choices():
-    return [("", "Any province")] + [(p.code, f"{p.name} ({p.code})") for p in Province.objects.order_by("name")]
+    return [("", _("Any province"))] + [(p.code, f"{local_name(p)} ({p.code})") for p in Province.objects.order_by("name")]
 
 
 def _with_current(choices: list, value: str | None) -> list:
     """Keep a typed value (a shared URL's "huawei") selected in a select box of catalog choices."""
     known = {key for key, label in choices if not isinstance(label, list | tuple)} | {
-        key for _, group in choices if isinstance(group, list | tuple) for key, _ in group
+        key for _key, group in choices if isinstance(group, list | tuple) for key, _label in group
     }
     return choices if not value or value in known else [*choices, (value, value)]
 
 
-def launch_template_field(*, label: str = "Workload", any_label: str | None = "Any workload") -> forms.ModelChoiceField:
+WORKLOAD_LABEL = gettext_lazy("Workload")
+ANY_WORKLOAD_LABEL = gettext_lazy("Any workload")
+
+
+def launch_template_field(*, label=WORKLOAD_LABEL, any_label=ANY_WORKLOAD_LABEL) -> forms.ModelChoiceField:
     """A template picked by slug, from the active templates (one select in every form, one rule in the API).
     Optional: left out, a filter does not filter and a booking runs the default template."""
     return forms.ModelChoiceField(
         required=False, queryset=launch_template_list(), to_field_name="slug", label=label, empty_label=any_label,
-        error_messages={"invalid_choice": "No such launch template: pick one of GET /api/launch-templates/ (by slug)."},
+        error_messages={"invalid_choice": gettext_lazy("No such launch template: pick one of GET /api/launch-templates/ (by slug).")},
     )
 
 
 class OfferSearchForm(WindowMixin, forms.Form):
     # Text fields shown as select boxes of the catalog: the page offers choices, the API (same form)
     # also takes typed text, matched by inventory's rules (vendor_names_for, accelerator_models_for).
-    vendor = forms.CharField(required=False, max_length=64, widget=forms.Select)
-    model = forms.CharField(required=False, max_length=128, label="Accelerator model", widget=forms.Select)
-    min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="Min memory per card (GB)")
-    min_free_cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING, label="Min free cards")
-    stack = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label="Software stack",
+    vendor = forms.CharField(required=False, max_length=64, label=gettext_lazy("Vendor"), widget=forms.Select)
+    model = forms.CharField(required=False, max_length=128, label=gettext_lazy("Accelerator model"), widget=forms.Select)
+    min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label=gettext_lazy("Min memory per card (GB)"))
+    min_free_cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING, label=gettext_lazy("Min free cards"))
+    stack = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label=gettext_lazy("Software stack"),
                                       widget=forms.SelectMultiple(attrs={"size": 4}))
-    country = forms.CharField(required=False, min_length=2, max_length=2, label="Country (ISO code)")
-    province = forms.ChoiceField(required=False, choices=())
-    hub = forms.ModelChoiceField(required=False, queryset=NationalHub.objects.all(), label="National hub", empty_label="Any hub")
-    fabric = forms.ChoiceField(required=False, choices=[("", "Any fabric"), *Cluster.Fabric.choices])
-    currency = forms.ChoiceField(required=False, choices=[("", "Any currency"), *Currency.choices])
+    country = forms.CharField(required=False, min_length=2, max_length=2, label=gettext_lazy("Country (ISO code)"))
+    province = forms.ChoiceField(required=False, choices=(), label=gettext_lazy("Province"))
+    hub = forms.ModelChoiceField(required=False, queryset=NationalHub.objects.all(), label=gettext_lazy("National hub"), empty_label=gettext_lazy("Any hub"))
+    fabric = forms.ChoiceField(required=False, choices=[("", gettext_lazy("Any fabric")), *Cluster.Fabric.choices], label=gettext_lazy("Fabric"))
+    currency = forms.ChoiceField(required=False, choices=[("", gettext_lazy("Any currency")), *Currency.choices], label=gettext_lazy("Currency"))
     max_price_per_card_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
-                                                 label="Max price per card-hour")
+                                                 label=gettext_lazy("Max price per card-hour"))
     max_price_per_ecu_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
-                                                label="Max price per ECU-hour")
-    start = forms.DateTimeField(required=False, label="Window start",
+                                                label=gettext_lazy("Max price per ECU-hour"))
+    start = forms.DateTimeField(required=False, label=gettext_lazy("Window start"),
                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
-    end = forms.DateTimeField(required=False, label="Window end",
+    end = forms.DateTimeField(required=False, label=gettext_lazy("Window end"),
                               widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
-    sort = forms.ChoiceField(required=False, choices=[(key, SORT_LABELS[key]) for key in SORT_LABELS])
+    sort = forms.ChoiceField(required=False, choices=[(key, SORT_LABELS[key]) for key in SORT_LABELS], label=gettext_lazy("Sort"))
     # Only hardware that can run the workload (its stack has an image for the template).
-    launch_template = launch_template_field(label="Runs workload")
-    min_reliability = forms.IntegerField(required=False, min_value=0, max_value=100, label="Min provider reliability (0-100)")
+    launch_template = launch_template_field(label=gettext_lazy("Runs workload"))
+    min_reliability = forms.IntegerField(required=False, min_value=0, max_value=100, label=gettext_lazy("Min provider reliability (0-100)"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["province"].choices = _province_choices()
+        self.fields["hub"].label_from_instance = local_name
         # Callables: the catalog is read only when a page renders the select boxes, not for an API call.
-        self.fields["vendor"].widget.choices = lambda: [("", "Any vendor"), *_with_current(catalog_vendor_choices(), self.data.get("vendor"))]
-        self.fields["model"].widget.choices = lambda: [("", "Any model"), *_with_current(accelerator_model_choices(), self.data.get("model"))]
+        self.fields["vendor"].widget.choices = lambda: [("", _("Any vendor")), *_with_current(catalog_vendor_choices(), self.data.get("vendor"))]
+        self.fields["model"].widget.choices = lambda: [("", _("Any model")), *_with_current(accelerator_model_choices(), self.data.get("model"))]
 
     def clean_vendor(self):
         vendor = " ".join((self.cleaned_data.get("vendor") or "").split())
         if vendor and not vendor_names_for(vendor):
-            known = ", ".join(name for name, _ in catalog_vendor_choices())
-            raise forms.ValidationError(f'No vendor in the catalog matches "{vendor}". Vendors: {known}.')
+            known = ", ".join(name for name, _label in catalog_vendor_choices())
+            raise forms.ValidationError(_('No vendor in the catalog matches "%(vendor)s". Vendors: %(known)s.') % {"vendor": vendor, "known": known})
         return vendor
 
     def clean_model(self):
         model = " ".join((self.cleaned_data.get("model") or "").split())
         if model and not accelerator_models_for(model).exists():
             raise forms.ValidationError(
-                f'No accelerator model in the catalog is called "{model}": give its name (e.g. "H100 SXM5 80GB") or slug.'
+                _('No accelerator model in the catalog is called "%(model)s": give its name (e.g. "H100 SXM5 80GB") or slug.')
+                % {"model": model}
             )
         return model
 
@@ -142,9 +151,9 @@ class OfferSearchForm(WindowMixin, forms.Form):
         self.clean_window(cleaned)
         unknown = self.unknown_parameters()
         if unknown:
-            raise forms.ValidationError(f"Unknown filter(s): {', '.join(unknown)}.", code="unknown")
+            raise forms.ValidationError(_("Unknown filter(s): %(names)s.") % {"names": ", ".join(unknown)}, code="unknown")
         if (cleaned.get("max_price_per_card_hour") or cleaned.get("max_price_per_ecu_hour")) and not cleaned.get("currency"):
-            self.add_error("currency", "Give the currency of the maximum price (CNY and USD are never compared).")
+            self.add_error("currency", _("Give the currency of the maximum price (CNY and USD are never compared)."))
         return cleaned
 
     def search_kwargs(self) -> dict:
@@ -175,40 +184,42 @@ class QuoteForm(WindowMixin, forms.Form):
 
     window_required = True
 
-    cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING)
+    cards = forms.IntegerField(required=False, min_value=1, max_value=MAX_CARDS_PER_BOOKING, label=gettext_lazy("Cards"))
     total_ecu = forms.DecimalField(required=False, min_value=Decimal("0.0001"), max_value=Decimal("100000"),
-                                   max_digits=12, decimal_places=4, label="Or total ECU (PFLOP/s dense BF16)")
-    min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label="Min memory per card (GB)")
-    stacks = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label="Acceptable software stacks",
+                                   max_digits=12, decimal_places=4, label=gettext_lazy("Or total ECU (PFLOP/s dense BF16)"))
+    min_memory_gb = forms.IntegerField(required=False, min_value=1, max_value=10_000, label=gettext_lazy("Min memory per card (GB)"))
+    stacks = forms.MultipleChoiceField(required=False, choices=SoftwareStack.choices, label=gettext_lazy("Acceptable software stacks"),
                                        widget=forms.SelectMultiple(attrs={"size": 5}))
-    provinces = forms.MultipleChoiceField(required=False, choices=(), label="Provinces",
+    provinces = forms.MultipleChoiceField(required=False, choices=(), label=gettext_lazy("Provinces"),
                                           widget=forms.SelectMultiple(attrs={"size": 5}))
-    hubs = forms.ModelMultipleChoiceField(required=False, queryset=NationalHub.objects.all(), label="National hubs",
+    hubs = forms.ModelMultipleChoiceField(required=False, queryset=NationalHub.objects.all(), label=gettext_lazy("National hubs"),
                                           widget=forms.SelectMultiple(attrs={"size": 4}))
-    countries = forms.CharField(required=False, max_length=200, label="Countries (ISO codes, comma separated)")
-    start = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
-    end = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-                              help_text="Or give a duration.")
-    duration_hours = forms.IntegerField(required=False, min_value=1, max_value=24 * 366, label="Duration (hours)")
-    currency = forms.ChoiceField(choices=Currency.choices, initial=Currency.CNY)
+    countries = forms.CharField(required=False, max_length=200, label=gettext_lazy("Countries (ISO codes, comma separated)"))
+    start = forms.DateTimeField(label=gettext_lazy("Start"),
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    end = forms.DateTimeField(required=False, label=gettext_lazy("End"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+                              help_text=gettext_lazy("Or give a duration."))
+    duration_hours = forms.IntegerField(required=False, min_value=1, max_value=24 * 366, label=gettext_lazy("Duration (hours)"))
+    currency = forms.ChoiceField(choices=Currency.choices, initial=Currency.CNY, label=gettext_lazy("Currency"))
     max_total_price = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=14, decimal_places=2,
-                                         label="Budget: max total price")
+                                         label=gettext_lazy("Budget: max total price"))
     max_price_per_ecu_hour = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
-                                                label="Budget: max price per ECU-hour")
+                                                label=gettext_lazy("Budget: max price per ECU-hour"))
     # Offers whose stack has no image for it are excluded with their own reason.
     launch_template = launch_template_field()
-    min_reliability = forms.IntegerField(required=False, min_value=0, max_value=100, label="Min provider reliability (0-100)")
+    min_reliability = forms.IntegerField(required=False, min_value=0, max_value=100, label=gettext_lazy("Min provider reliability (0-100)"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["provinces"].choices = _province_choices()[1:]
+        self.fields["hubs"].label_from_instance = local_name
 
     def clean_countries(self):
         raw = self.cleaned_data.get("countries") or ""
         codes = [code.strip().upper() for code in raw.split(",") if code.strip()]
         bad = [code for code in codes if len(code) != 2 or not code.isalpha()]
         if bad:
-            raise forms.ValidationError(f"Not a two-letter country code: {', '.join(bad)}.")
+            raise forms.ValidationError(_("Not a two-letter country code: %(codes)s.") % {"codes": ", ".join(bad)})
         return codes
 
     def clean(self):
@@ -221,11 +232,11 @@ class QuoteForm(WindowMixin, forms.Form):
         if start and cleaned.get("end") is None and cleaned.get("duration_hours"):
             cleaned["end"] = start + timedelta(hours=cleaned["duration_hours"])
         elif start and cleaned.get("end") is None and "duration_hours" not in self.errors:
-            self.add_error("duration_hours", "Give a duration or an end.")
+            self.add_error("duration_hours", _("Give a duration or an end."))
         self.clean_window(cleaned)
         if "cards" not in self.errors and "total_ecu" not in self.errors:
             if (cleaned.get("cards") is None) == (cleaned.get("total_ecu") is None):
-                self.add_error("cards", "Give the number of cards or the total ECU (one of them).")
+                self.add_error("cards", _("Give the number of cards or the total ECU (one of them)."))
         return cleaned
 
     def quote_kwargs(self) -> dict:
@@ -251,17 +262,18 @@ class QuoteForm(WindowMixin, forms.Form):
 class BookingForm(WindowMixin, forms.Form):
     window_required = True
 
-    card_count = forms.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING, label="Cards")
-    start = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
-    end = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    card_count = forms.IntegerField(min_value=1, max_value=MAX_CARDS_PER_BOOKING, label=gettext_lazy("Cards"))
+    start = forms.DateTimeField(label=gettext_lazy("Start"),
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    end = forms.DateTimeField(label=gettext_lazy("End"), widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
     # The select offers no "any": the page always sends one. reservation_create checks that the offer's
     # stack has an image for it, and runs DEFAULT_LAUNCH_TEMPLATE when a post leaves it out.
     launch_template = launch_template_field(any_label=None)
     # Failover's last resort (marketplace.failover): other models that may replace these cards.
     accepted_alternatives = forms.MultipleChoiceField(
-        required=False, choices=accelerator_model_choices, label="Accept other models if this one fails",
-        help_text="If the node fails and no card of this model is free nearby, your work may move to the same number "
-                  "of cards of one of these (same price). Leave empty to accept only this model.",
+        required=False, choices=accelerator_model_choices, label=gettext_lazy("Accept other models if this one fails"),
+        help_text=gettext_lazy("If the node fails and no card of this model is free nearby, your work may move to the same number "
+                               "of cards of one of these (same price). Leave empty to accept only this model."),
         widget=forms.SelectMultiple(attrs={"size": 4}),
     )
     # Generated when the form is shown: a double submit books once.
@@ -274,5 +286,5 @@ class BookingForm(WindowMixin, forms.Form):
 
 
 class ExtendForm(forms.Form):
-    end = forms.DateTimeField(label="New end",
+    end = forms.DateTimeField(label=gettext_lazy("New end"),
                               widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))

@@ -14,6 +14,7 @@ says so, instead of a guessed name failing at boot.
 
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
+from django.utils.translation import gettext as _
 
 from marketplace.models import LaunchTemplate, LaunchTemplateImage
 
@@ -77,7 +78,7 @@ def load_launch_templates(*, template_cls=LaunchTemplate, image_cls=LaunchTempla
     """
     created = 0
     for entry in LAUNCH_TEMPLATES:
-        template, _ = template_cls.objects.get_or_create(
+        template, _created = template_cls.objects.get_or_create(
             slug=entry["slug"],
             defaults={"name": entry["name"], "description": entry["description"], "workload_kind": entry["workload_kind"]},
         )
@@ -130,8 +131,8 @@ def launch_template_for_booking(*, slug: str | None, stack: str) -> LaunchTempla
     has_image = Exists(LaunchTemplateImage.objects.filter(template=OuterRef("pk"), stack=stack))
     template = LaunchTemplate.objects.filter(is_active=True, slug=slug).annotate(_has_image=has_image).first()
     if template is None:
-        known = ", ".join(slug for slug, _ in launch_template_choices())
-        raise ValidationError({"launch_template": [f"No launch template {slug!r}. Known: {known}."]})
+        known = ", ".join(slug for slug, _label in launch_template_choices())
+        raise ValidationError({"launch_template": [_("No launch template %(slug)s. Known: %(known)s.") % {"slug": repr(slug), "known": known}]})
     if not template._has_image:
         raise ValidationError({"launch_template": [no_image_message(template=template, stack=stack)]})
     return template
@@ -139,4 +140,5 @@ def launch_template_for_booking(*, slug: str | None, stack: str) -> LaunchTempla
 
 def no_image_message(*, template: LaunchTemplate, stack: str) -> str:
     """One sentence for quotes and booking alike."""
-    return f"{template.name} has no image for the {stack} software stack of these cards; pick another workload or another offer."
+    return _("%(template)s has no image for the %(stack)s software stack of these cards; pick another workload or another offer.") % {
+        "template": template.name, "stack": stack}

@@ -10,6 +10,7 @@ from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import ArrayField, DateTimeRangeField, RangeBoundary, RangeOperators
 from django.db import models
 from django.db.models import F, Func, Q
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization, User
 from inventory.models import AcceleratorModel, Cluster, Currency, Node, Offer, ReliabilityEvent, SoftwareStack
@@ -24,9 +25,9 @@ class LaunchTemplate(models.Model):
     """
 
     class WorkloadKind(models.TextChoices):
-        TRAINING = "training", "Training and notebooks"
-        INFERENCE = "inference", "Inference serving"
-        SHELL = "shell", "Shell only"
+        TRAINING = "training", _("Training and notebooks")
+        INFERENCE = "inference", _("Inference serving")
+        SHELL = "shell", _("Shell only")
 
     slug = models.SlugField(max_length=64, unique=True)  # what the API and the forms name; never rename a used one
     name = models.CharField(max_length=100)
@@ -65,13 +66,13 @@ class LaunchTemplateImage(models.Model):
 
 class Reservation(models.Model):
     class Status(models.TextChoices):
-        REQUESTED = "requested", "Requested"  # booked and paid for at the locked price; devices allocated
-        PROVISIONING = "provisioning", "Provisioning"  # start time reached, nodes being prepared
-        ACTIVE = "active", "Active"  # the buyer has the cards; billable time runs
-        COMPLETED = "completed", "Completed"  # ended (at `end`, or early through a release)
-        FAILED = "failed", "Failed"  # provisioning or the hardware failed; nothing billed for a failed boot
-        CANCELLED = "cancelled", "Cancelled"  # called off before it started (or before it was ever active): nothing to pay
-        MIGRATING = "migrating", "Migrating"  # being re-homed after a node failure
+        REQUESTED = "requested", _("Requested")  # booked and paid for at the locked price; devices allocated
+        PROVISIONING = "provisioning", _("Provisioning")  # start time reached, nodes being prepared
+        ACTIVE = "active", _("Active")  # the buyer has the cards; billable time runs
+        COMPLETED = "completed", _("Completed")  # ended (at `end`, or early through a release)
+        FAILED = "failed", _("Failed")  # provisioning or the hardware failed; nothing billed for a failed boot
+        CANCELLED = "cancelled", _("Cancelled")  # called off before it started (or before it was ever active): nothing to pay
+        MIGRATING = "migrating", _("Migrating")  # being re-homed after a node failure
 
     # Allowed next states. reservation_set_status refuses anything else.
     TRANSITIONS: dict[str, frozenset[str]] = {
@@ -297,14 +298,14 @@ class NodeAssignment(models.Model):
     """
 
     class Desired(models.TextChoices):
-        RUN = "run", "Run"
-        STOP = "stop", "Stop"
+        RUN = "run", _("Run")
+        STOP = "stop", _("Stop")
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"  # published, nothing reported yet
-        RUNNING = "running", "Running"  # the workload is up and every device of it is healthy
-        FAILED = "failed", "Failed"  # the boot failed (agent's reason) or the server gave up (deadline)
-        STOPPED = "stopped", "Stopped"  # the node confirmed the workload is gone: the row is closed
+        PENDING = "pending", _("Pending")  # published, nothing reported yet
+        RUNNING = "running", _("Running")  # the workload is up and every device of it is healthy
+        FAILED = "failed", _("Failed")  # the boot failed (agent's reason) or the server gave up (deadline)
+        STOPPED = "stopped", _("Stopped")  # the node confirmed the workload is gone: the row is closed
 
     reservation = models.ForeignKey(Reservation, on_delete=models.CASCADE, related_name="assignments")
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments")

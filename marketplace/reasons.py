@@ -15,9 +15,11 @@ empty code, so an old timeline never goes blank.
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from accounts.timezones import format_local_time
+from inventory.models import Node
 from inventory.pricing import format_money
 
 
@@ -157,6 +159,25 @@ def render_reason(code: str, params: dict | None, fallback: str = "", *, tz=None
             values[name] = format_local_time(datetime.fromisoformat(values[name]), tz=tz)
         for name in template.money:
             values[name] = format_money(values[name]["minor"], values[name]["currency"])
+        _add_phrases(values)
         return str(template.text).format(**values)
     except (KeyError, TypeError, ValueError):
         return fallback
+
+
+def _add_phrases(values: dict) -> None:
+    """The parameters that are words, in the reader's language: built here from the stored data (a model
+    and where it is, the models a buyer accepted, a node status code), never stored as English text.
+    Events written before these were data keep their stored `target` / `alternatives` text."""
+    if "target_model" in values:
+        values["target"] = gettext("%(model)s in %(site)s / %(cluster)s") % {
+            "model": values["target_model"], "site": values["target_site"], "cluster": values["target_cluster"]}
+    if "accepted_models" in values:
+        models = values["accepted_models"]
+        # Translators: appended to "same model in this cluster or national hub" in a failover reason.
+        values["alternatives"] = gettext(", or the models you accepted: %(models)s") % {"models": ", ".join(models)} if models else ""
+    if "node_status" in values:
+        try:
+            values["node_status"] = str(Node.Status(values["node_status"]).label).lower()
+        except ValueError:  # a status the catalog no longer has: shown as stored
+            pass

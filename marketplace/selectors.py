@@ -13,10 +13,12 @@ from django.db.models import Min, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
 
 from accounts.models import Organization
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
-from inventory.models import Offer, Site
+from inventory.models import Cluster, Offer, Site, SoftwareStack
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
 from inventory.selectors import accelerator_models_for, vendor_names_for
 from marketplace.launch import DEFAULT_LAUNCH_TEMPLATE, launch_template_get, launch_template_stacks, no_image_message
@@ -64,8 +66,10 @@ _OFFER_FIELDS = {
     "city": "cluster__site__city",
     "province_code": "cluster__site__province__code",
     "province_name": "cluster__site__province__name",
+    "province_name_zh": "cluster__site__province__name_zh",
     "hub_id": "cluster__site__province__hub_id",
     "hub_name": "cluster__site__province__hub__name",
+    "hub_name_zh": "cluster__site__province__hub__name_zh",
     "accelerator_model_id": "accelerator_model_id",
     "vendor": "accelerator_model__vendor",
     "model_name": "accelerator_model__name",
@@ -100,8 +104,10 @@ class OfferRow:
     city: str
     province_code: str | None
     province_name: str | None
+    province_name_zh: str | None
     hub_id: int | None
     hub_name: str | None
+    hub_name_zh: str | None
     accelerator_model_id: int
     vendor: str
     model_name: str
@@ -120,6 +126,42 @@ class OfferRow:
     @property
     def is_rated(self) -> bool:
         return self.ecu_per_card is not None
+
+    @property
+    def fabric_label(self) -> str:
+        """The fabric as people name it ("RoCE"), not its stored code ("roce")."""
+        return _choice_label(Cluster.Fabric, self.fabric)
+
+    @property
+    def stack_label(self) -> str:
+        return _choice_label(SoftwareStack, self.stack)
+
+    @property
+    def region_label(self) -> str:
+        """The province (or the country when there is none) in the reader's language."""
+        return _local(self.province_name, self.province_name_zh) or self.country
+
+    @property
+    def hub_label(self) -> str:
+        """The national hub in the reader's language ("" for none)."""
+        return _local(self.hub_name, self.hub_name_zh) or ""
+
+
+def _choice_label(choices, value: str) -> str:
+    try:
+        return str(choices(value).label)
+    except ValueError:  # a code the catalog no longer has: show it as stored
+        return value
+
+
+def chinese_page() -> bool:
+    """Whether the active language is Chinese (pages then name hubs and provinces by their name_zh)."""
+    return (get_language() or "").lower().startswith("zh")
+
+
+def _local(name: str | None, name_zh: str | None) -> str | None:
+    """The Chinese name on a page in Chinese (when the catalog has one), else the English one."""
+    return name_zh if name_zh and chinese_page() else name
 
 
 def _offer_rows(offers: QuerySet[Offer]) -> list[OfferRow]:
@@ -268,7 +310,7 @@ def offer_row_get(*, offer_id: int, start: datetime | None = None, end: datetime
     start, end = search_window(start=start, end=end)
     rows = _offer_rows(offers_active().filter(pk=offer_id))
     if not rows:
-        raise Http404("No such offer on the market.")
+        raise Http404(_("No such offer on the market."))
     _attach_capacity(rows, start=start, end=end)
     return rows[0]
 
@@ -298,21 +340,21 @@ class Exclusion:
     LOW_RELIABILITY = "low_reliability"
 
     LABELS = {
-        NOT_ENOUGH_FREE_CARDS: "Not enough free cards in the window",
-        MEMORY_TOO_SMALL: "Memory per card too small",
-        STACK_NOT_ACCEPTED: "Software stack not accepted",
-        REGION_EXCLUDED: "Region excluded",
-        OVER_BUDGET: "Over budget",
-        SITE_NOT_ONLINE: "Site not online",
-        NODE_FLAGGED: "Node flagged by its agent",
-        NODE_NOT_ONLINE: "Nodes not online",
-        MAINTENANCE: "Maintenance in the window",
-        MODEL_NOT_RATED: "Model not rated (no ECU figure)",
-        DIFFERENT_CURRENCY: "Priced in a different currency",
-        DURATION_OUT_OF_RANGE: "Duration outside the offer's limits",
-        OUTSIDE_RENTABLE_PERIOD: "Outside the offer's rentable period",
-        NO_IMAGE_FOR_TEMPLATE: "No image for the chosen workload on this hardware",
-        LOW_RELIABILITY: "Provider reliability below your minimum",
+        NOT_ENOUGH_FREE_CARDS: gettext_lazy("Not enough free cards in the window"),
+        MEMORY_TOO_SMALL: gettext_lazy("Memory per card too small"),
+        STACK_NOT_ACCEPTED: gettext_lazy("Software stack not accepted"),
+        REGION_EXCLUDED: gettext_lazy("Region excluded"),
+        OVER_BUDGET: gettext_lazy("Over budget"),
+        SITE_NOT_ONLINE: gettext_lazy("Site not online"),
+        NODE_FLAGGED: gettext_lazy("Node flagged by its agent"),
+        NODE_NOT_ONLINE: gettext_lazy("Nodes not online"),
+        MAINTENANCE: gettext_lazy("Maintenance in the window"),
+        MODEL_NOT_RATED: gettext_lazy("Model not rated (no ECU figure)"),
+        DIFFERENT_CURRENCY: gettext_lazy("Priced in a different currency"),
+        DURATION_OUT_OF_RANGE: gettext_lazy("Duration outside the offer's limits"),
+        OUTSIDE_RENTABLE_PERIOD: gettext_lazy("Outside the offer's rentable period"),
+        NO_IMAGE_FOR_TEMPLATE: gettext_lazy("No image for the chosen workload on this hardware"),
+        LOW_RELIABILITY: gettext_lazy("Provider reliability below your minimum"),
     }
     ALL = tuple(LABELS)
 
@@ -324,7 +366,7 @@ class Reason:
 
     @property
     def label(self) -> str:
-        return Exclusion.LABELS[self.code]
+        return str(Exclusion.LABELS[self.code])
 
 
 @dataclass
@@ -353,6 +395,13 @@ class Quote:
     launch_template: LaunchTemplate | None = None  # the workload asked for (None: any)
     placements: list[Placement] = field(default_factory=list)
     excluded: list[ExcludedOffer] = field(default_factory=list)
+
+
+def _region_excluded_message(row: OfferRow) -> str:
+    if row.hub_label:
+        return _("The site is in %(region)s (%(hub)s hub), outside the regions you chose.") % {
+            "region": row.region_label, "hub": row.hub_label}
+    return _("The site is in %(region)s, outside the regions you chose.") % {"region": row.region_label}
 
 
 def quote_build(
@@ -398,11 +447,12 @@ def quote_build(
         reasons: list[Reason] = []
         capacity = row.capacity
         if row.site_lifecycle != Site.Lifecycle.ONLINE:
-            reasons.append(Reason(Exclusion.SITE_NOT_ONLINE, f"The site {row.site_name} is {row.site_lifecycle.replace('_', ' ')}, not online."))
+            reasons.append(Reason(Exclusion.SITE_NOT_ONLINE, _("The site %(site)s is %(lifecycle)s, not online.") % {"site": row.site_name, "lifecycle": str(Site.Lifecycle(row.site_lifecycle).label).lower()}))
         if min_memory_gb is not None and (row.memory_gb is None or row.memory_gb < min_memory_gb):
-            reasons.append(Reason(Exclusion.MEMORY_TOO_SMALL, f"{row.model_name} has {row.memory_gb or 'unknown'} GB per card; you need at least {min_memory_gb} GB."))
+            reasons.append(Reason(Exclusion.MEMORY_TOO_SMALL, _("%(model)s has %(memory)s GB per card; you need at least %(minimum)s GB.") % {
+                "model": row.model_name, "memory": row.memory_gb or _("unknown"), "minimum": min_memory_gb}))
         if stacks and row.stack not in stacks:
-            reasons.append(Reason(Exclusion.STACK_NOT_ACCEPTED, f"{row.model_name} runs {row.stack}; you accept {', '.join(stacks)}."))
+            reasons.append(Reason(Exclusion.STACK_NOT_ACCEPTED, _("%(model)s runs %(stack)s; you accept %(stacks)s.") % {"model": row.model_name, "stack": row.stack, "stacks": ", ".join(stacks)}))
         if template_stacks is not None and row.stack not in template_stacks:
             reasons.append(Reason(Exclusion.NO_IMAGE_FOR_TEMPLATE, no_image_message(template=checked_template, stack=row.stack)))
         if region_wanted and not (
@@ -410,21 +460,23 @@ def quote_build(
             or (row.province_code or "").upper() in provinces_upper
             or (row.hub_id is not None and row.hub_id in hubs_set)
         ):
-            where = row.province_name or row.country
-            reasons.append(Reason(Exclusion.REGION_EXCLUDED, f"The site is in {where}{f' ({row.hub_name} hub)' if row.hub_name else ''}, outside the regions you chose."))
+            reasons.append(Reason(Exclusion.REGION_EXCLUDED, _region_excluded_message(row)))
         if min_reliability is not None and row.reliability < min_reliability:
-            reasons.append(Reason(Exclusion.LOW_RELIABILITY, f"{row.owner_name}'s reliability score is {row.reliability}; you asked for at least {min_reliability}."))
+            reasons.append(Reason(Exclusion.LOW_RELIABILITY, _("%(provider)s's reliability score is %(score)s; you asked for at least %(minimum)s.") % {
+                "provider": row.owner_name, "score": row.reliability, "minimum": min_reliability}))
         if row.currency != currency:
-            reasons.append(Reason(Exclusion.DIFFERENT_CURRENCY, f"Priced in {row.currency}; this quote is in {currency} (currencies are never converted silently)."))
+            reasons.append(Reason(Exclusion.DIFFERENT_CURRENCY, _("Priced in %(offer_currency)s; this quote is in %(currency)s (currencies are never converted silently).") % {
+                "offer_currency": row.currency, "currency": currency}))
         needs_rating = total_ecu is not None or max_price_per_ecu_hour_minor is not None
         if needs_rating and not row.is_rated:
-            reasons.append(Reason(Exclusion.MODEL_NOT_RATED, f"{row.model_name} has no published dense BF16/FP16 figure, so it has no ECU rating."))
+            reasons.append(Reason(Exclusion.MODEL_NOT_RATED, _("%(model)s has no published dense BF16/FP16 figure, so it has no ECU rating.") % {"model": row.model_name}))
         breach = offer_terms_breach(min_duration_hours=row.min_duration_hours, max_duration_hours=row.max_duration_hours,
                                     rentable_period=row.rentable_period, start=start, end=end)
         if breach.duration:
-            reasons.append(Reason(Exclusion.DURATION_OUT_OF_RANGE, f"This offer rents for {row.min_duration_hours} to {row.max_duration_hours} hours; you asked for {hours.normalize():f}."))
+            reasons.append(Reason(Exclusion.DURATION_OUT_OF_RANGE, _("This offer rents for %(min)s to %(max)s hours; you asked for %(hours)s.") % {
+                "min": row.min_duration_hours, "max": row.max_duration_hours, "hours": f"{hours.normalize():f}"}))
         if breach.rentable_period:
-            reasons.append(Reason(Exclusion.OUTSIDE_RENTABLE_PERIOD, "The window is outside the period in which this capacity may be rented."))
+            reasons.append(Reason(Exclusion.OUTSIDE_RENTABLE_PERIOD, _("The window is outside the period in which this capacity may be rented.")))
 
         if cards is not None:
             needed = cards
@@ -434,13 +486,14 @@ def quote_build(
             needed = None
 
         if needed is not None and row.site_lifecycle == Site.Lifecycle.ONLINE and capacity.cards_free < needed:
-            reasons.append(Reason(Exclusion.NOT_ENOUGH_FREE_CARDS, f"Only {capacity.cards_free} of the {needed} cards you need are free in that window ({capacity.cards_booked} booked)."))
+            reasons.append(Reason(Exclusion.NOT_ENOUGH_FREE_CARDS, _("Only %(free)s of the %(needed)s cards you need are free in that window (%(booked)s booked).") % {
+                "free": capacity.cards_free, "needed": needed, "booked": capacity.cards_booked}))
             if capacity.cards_flagged:
-                reasons.append(Reason(Exclusion.NODE_FLAGGED, f"{capacity.cards_flagged} cards sit on nodes whose agent report contradicts the listing."))
+                reasons.append(Reason(Exclusion.NODE_FLAGGED, _("%(cards)s cards sit on nodes whose agent report contradicts the listing.") % {"cards": capacity.cards_flagged}))
             if capacity.cards_not_online:
-                reasons.append(Reason(Exclusion.NODE_NOT_ONLINE, f"{capacity.cards_not_online} cards sit on nodes that are not online."))
+                reasons.append(Reason(Exclusion.NODE_NOT_ONLINE, _("%(cards)s cards sit on nodes that are not online.") % {"cards": capacity.cards_not_online}))
             if capacity.cards_in_maintenance:
-                reasons.append(Reason(Exclusion.MAINTENANCE, f"{capacity.cards_in_maintenance} cards are in a maintenance window."))
+                reasons.append(Reason(Exclusion.MAINTENANCE, _("%(cards)s cards are in a maintenance window.") % {"cards": capacity.cards_in_maintenance}))
 
         total = ppe = None
         if needed is not None:
@@ -449,11 +502,13 @@ def quote_build(
             if row.currency == currency:
                 over = []
                 if max_total_price_minor is not None and total > max_total_price_minor:
-                    over.append(f"costs {format_money(total, currency)}, over your {format_money(max_total_price_minor, currency)}")
+                    over.append(_("The placement costs %(total)s, over your %(budget)s.") % {
+                        "total": format_money(total, currency), "budget": format_money(max_total_price_minor, currency)})
                 if max_price_per_ecu_hour_minor is not None and ppe is not None and ppe > max_price_per_ecu_hour_minor:
-                    over.append(f"{format_money(ppe, currency)} per ECU-hour, over your {format_money(max_price_per_ecu_hour_minor, currency)}")
+                    over.append(_("The placement costs %(price)s per ECU-hour, over your %(budget)s.") % {
+                        "price": format_money(ppe, currency), "budget": format_money(max_price_per_ecu_hour_minor, currency)})
                 if over:
-                    reasons.append(Reason(Exclusion.OVER_BUDGET, "The placement " + " and ".join(over) + "."))
+                    reasons.append(Reason(Exclusion.OVER_BUDGET, " ".join(over)))
 
         if reasons:
             quote.excluded.append(ExcludedOffer(offer=row, reasons=reasons))

@@ -14,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Organization, User
 from inventory.allocations import (
@@ -41,7 +43,7 @@ MAX_CARDS_PER_BOOKING = 4096
 # How often a booking re-picks devices after losing a race for them before giving up with 409.
 BOOKING_ATTEMPTS = 5
 
-CONFLICT_MESSAGE = "Those cards were just booked by someone else - pick another time, fewer cards or another offer."
+CONFLICT_MESSAGE = gettext_lazy("Those cards were just booked by someone else - pick another time, fewer cards or another offer.")
 
 
 class BookingConflict(Exception):
@@ -49,6 +51,7 @@ class BookingConflict(Exception):
     concurrent writer (a real race), or the offer or its hardware stopped being bookable. Maps to 409."""
 
     def __init__(self, message: str = CONFLICT_MESSAGE, *, cards_free: int | None = None):
+        message = str(message)  # a lazy default is translated now, in the language of the request that lost
         super().__init__(message)
         self.message = message
         self.cards_free = cards_free
@@ -60,16 +63,22 @@ class InsufficientCapacity(BookingConflict):
 
     def __init__(self, *, cards_free: int, cards_asked: int):
         if cards_free:
-            message = (f"Only {cards_free} of the {cards_asked} cards are free in that window - "
-                       f"book {cards_free} or fewer, pick another time or another offer.")
+            message = _("Only %(free)s of the %(asked)s cards are free in that window - "
+                        "book %(free)s or fewer, pick another time or another offer.") % {"free": cards_free, "asked": cards_asked}
         else:
-            message = f"None of the {cards_asked} cards you asked for is free in that window - pick another time or another offer."
+            message = _("None of the %(asked)s cards you asked for is free in that window - pick another time or another offer.") % {
+                "asked": cards_asked}
         super().__init__(message, cards_free=cards_free)
         self.cards_asked = cards_asked
 
 
 class IdempotencyKeyReused(Exception):
     """The Idempotency-Key was used before for a different request. Maps to 422."""
+
+
+def _status(reservation: Reservation) -> dict:
+    """The reservation's status as a message parameter, in the reader's words ("active" / "运行中")."""
+    return {"status": str(reservation.get_status_display()).lower()}
 
 
 class ReservationStateError(Exception):
@@ -100,7 +109,7 @@ MAX_ACCEPTED_ALTERNATIVES = 20
 def _accepted_alternatives(names: list[str], *, booked_model_id: int) -> list[int]:
     """Catalog model ids for the names (or slugs) given, the booked model left out; unknown -> ValidationError."""
     if len(names) > MAX_ACCEPTED_ALTERNATIVES:
-        raise ValidationError({"accepted_alternatives": [f"At most {MAX_ACCEPTED_ALTERNATIVES} models."]})
+        raise ValidationError({"accepted_alternatives": [_("At most %(count)s models.") % {"count": MAX_ACCEPTED_ALTERNATIVES}]})
     ids, unknown = set(), []
     for name in names:
         found = list(accelerator_models_for(str(name)).values_list("pk", flat=True)[:1]) if str(name).isprintable() else []
@@ -110,7 +119,8 @@ def _accepted_alternatives(names: list[str], *, booked_model_id: int) -> list[in
             unknown.append(str(name)[:80])
     if unknown:
         raise ValidationError({"accepted_alternatives": [
-            f"Not a model of the catalog: {', '.join(unknown)}. Give model names as the quote shows them (e.g. \"A100 SXM4 80GB\")."
+            _('Not a model of the catalog: %(names)s. Give model names as the quote shows them (e.g. "A100 SXM4 80GB").')
+            % {"names": ", ".join(unknown)}
         ]})
     ids.discard(booked_model_id)
     return sorted(ids)
@@ -119,9 +129,9 @@ def _accepted_alternatives(names: list[str], *, booked_model_id: int) -> list[in
 def _validate_booking(*, card_count: int, start: datetime, end: datetime, now: datetime) -> None:
     errors = window_errors(start=start, end=end, now=now)
     if card_count is None or card_count < 1:
-        errors["card_count"] = ["Book at least one card."]
+        errors["card_count"] = [_("Book at least one card.")]
     elif card_count > MAX_CARDS_PER_BOOKING:
-        errors["card_count"] = [f"At most {MAX_CARDS_PER_BOOKING} cards per booking."]
+        errors["card_count"] = [_("At most %(count)s cards per booking.") % {"count": MAX_CARDS_PER_BOOKING}]
     # The offer's own terms (active, duration bounds, rentable period) are checked in
     # _reservation_book, on the row read under the booking's lock: never on the caller's copy.
     if errors:
@@ -140,9 +150,9 @@ def _offer_terms_errors(
     )
     errors: dict[str, list[str]] = {}
     if breach.duration:
-        errors["end"] = [f"This offer rents for {offer.min_duration_hours} to {offer.max_duration_hours} hours in one booking."]
+        errors["end"] = [_("This offer rents for %(min)s to %(max)s hours in one booking.") % {"min": offer.min_duration_hours, "max": offer.max_duration_hours}]
     if breach.rentable_period:
-        errors["start"] = ["The capacity is not rentable for that whole period."]
+        errors["start"] = [_("The capacity is not rentable for that whole period.")]
     return errors
 
 
@@ -150,7 +160,7 @@ def _existing_for_key(*, organization: Organization, key: str, fingerprint: str)
     existing = Reservation.objects.filter(buyer=organization, idempotency_key=key).first()
     if existing is not None and existing.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used for a different booking; use a new key for a new booking."
+            _("This Idempotency-Key was already used for a different booking; use a new key for a new booking.")
         )
     return existing
 
@@ -182,13 +192,13 @@ def reservation_create(
     ValidationError for bad input.
     """
     if not organization.is_buyer:
-        raise ValidationError({"organization": ["Only buyer organizations can book."]})
+        raise ValidationError({"organization": [_("Only buyer organizations can book.")]})
     key = (idempotency_key or "").strip()
     if len(key) > 200:
-        raise ValidationError({"idempotency_key": ["At most 200 characters."]})
+        raise ValidationError({"idempotency_key": [_("At most 200 characters.")]})
     if not key.isprintable():
         # A NUL byte cannot be stored (and control characters have no business in a key): refuse, don't crash.
-        raise ValidationError({"idempotency_key": ["Use printable characters only (a UUID is a good key)."]})
+        raise ValidationError({"idempotency_key": [_("Use printable characters only (a UUID is a good key).")]})
     template_slug = launch_template or DEFAULT_LAUNCH_TEMPLATE
     alternatives = _accepted_alternatives(accepted_alternatives or [], booked_model_id=offer.accelerator_model_id)
     fingerprint = _fingerprint(
@@ -236,14 +246,14 @@ def _reservation_book(
     if terms is None:
         raise Offer.DoesNotExist("This offer does not exist.")
     if not terms.is_active:
-        raise ValidationError({"offer": ["This offer has been withdrawn."]})
+        raise ValidationError({"offer": [_("This offer has been withdrawn.")]})
     # The duration bounds and rentable period of the locked row (read by the locking statement: the
     # committed version nobody can change before we commit), not of the caller's possibly stale copy.
     terms_errors = _offer_terms_errors(offer=terms, start=start, end=end)
     if terms_errors:
         raise ValidationError(terms_errors)
     if terms.site_lifecycle != Site.Lifecycle.ONLINE:
-        raise BookingConflict("This site is not online, so its cards cannot be booked.", cards_free=0)
+        raise BookingConflict(_("This site is not online, so its cards cannot be booked."), cards_free=0)
     reservation = Reservation.objects.create(
         buyer=organization,
         created_by=created_by,
@@ -408,7 +418,7 @@ def _operator_note(*, by_operator: bool, reason: str) -> str:
     """An operator acting on a buyer's reservation must say why (it is shown in the buyer's timeline)."""
     note = (reason or "").strip()
     if by_operator and not note:
-        raise ValidationError({"reason": ["Say why: the buyer sees this note in the reservation's timeline."]})
+        raise ValidationError({"reason": [_("Say why: the buyer sees this note in the reservation's timeline.")]})
     return note[:250]
 
 
@@ -424,9 +434,9 @@ def reservation_cancel(*, reservation: Reservation, actor: User | None, reason: 
     if reservation.status == Reservation.Status.CANCELLED:
         return reservation
     if timezone.now() >= reservation.start:
-        raise ReservationStateError("This reservation has started: release it early instead of cancelling.")
+        raise ReservationStateError(_("This reservation has started: release it early instead of cancelling."))
     if reservation.status not in (Reservation.Status.REQUESTED, Reservation.Status.PROVISIONING):
-        raise ReservationStateError(f"A {reservation.status} reservation cannot be cancelled.")
+        raise ReservationStateError(_("A reservation that is %(status)s cannot be cancelled.") % _status(reservation))
     now = timezone.now()
     device_allocations_release(reservation_id=reservation.pk, at=now, reason=DeviceAllocation.ReleaseReason.CANCELLED)
     if by_operator:
@@ -448,9 +458,9 @@ def reservation_release(*, reservation: Reservation, actor: User | None, reason:
     if reservation.status in (Reservation.Status.COMPLETED, Reservation.Status.CANCELLED) and reservation.released_at:
         return reservation  # released already
     if now < reservation.start:
-        raise ReservationStateError("This reservation has not started yet: cancel it instead (nothing to pay).")
+        raise ReservationStateError(_("This reservation has not started yet: cancel it instead (nothing to pay)."))
     if now >= reservation.end or reservation.status not in Reservation.HOLDING:
-        raise ReservationStateError(f"This reservation is {reservation.status} and holds no cards to release.")
+        raise ReservationStateError(_("This reservation is %(status)s and holds no cards to release.") % _status(reservation))
     booked_end = reservation.end
     device_allocations_truncate(reservation_id=reservation.pk, end=now, reason=DeviceAllocation.ReleaseReason.RELEASED_EARLY)
     reservation.end = now
@@ -492,15 +502,15 @@ def reservation_extend(*, reservation: Reservation, end: datetime, actor: User |
         return reservation  # already extended to this end: an idempotent retry
     now = timezone.now()
     if reservation.status not in Reservation.HOLDING:
-        raise ReservationStateError(f"A {reservation.status} reservation cannot be extended.")
+        raise ReservationStateError(_("A reservation that is %(status)s cannot be extended.") % _status(reservation))
     if now >= reservation.end:
-        raise ReservationStateError("This reservation has already ended.")
+        raise ReservationStateError(_("This reservation has already ended."))
     if end < reservation.end:
-        raise ValidationError({"end": ["The new end must be after the current end (release early to end sooner)."]})
+        raise ValidationError({"end": [_("The new end must be after the current end (release early to end sooner).")]})
     offer = reservation.offer
     old_end = reservation.end
     if not offer.is_active:
-        raise BookingConflict("This offer has been withdrawn, so the booking cannot be extended.", cards_free=0)
+        raise BookingConflict(_("This offer has been withdrawn, so the booking cannot be extended."), cards_free=0)
     errors = _offer_terms_errors(
         offer=offer, start=reservation.start, end=end, rentable_from=old_end, check_minimum=False
     )
@@ -514,11 +524,11 @@ def reservation_extend(*, reservation: Reservation, end: datetime, actor: User |
         a.device_id for a in device_allocations_for_reservation(reservation_id=reservation.pk).filter(period__endswith=old_end)
     })
     if maintenance_overlaps(device_ids=device_ids, start=old_end, end=end):
-        raise BookingConflict("These cards have maintenance planned before that time, so the booking cannot be extended.")
+        raise BookingConflict(_("These cards have maintenance planned before that time, so the booking cannot be extended."))
     try:
         device_allocations_create(device_ids=device_ids, start=old_end, end=end, reservation_id=reservation.pk)
     except AllocationConflict:
-        raise BookingConflict("These cards are booked by someone else before that time, so the booking cannot be extended.") from None
+        raise BookingConflict(_("These cards are booked by someone else before that time, so the booking cannot be extended.")) from None
     reservation.end = end
     reservation.save(update_fields=["end", "updated_at"])
     ReservationStatusChange.objects.create(

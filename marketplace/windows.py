@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from inventory.allocations import period_range
 from inventory.services import CALENDAR_HORIZON_MESSAGE, beyond_calendar_horizon
@@ -28,11 +29,11 @@ def window_errors(*, start: datetime, end: datetime, now: datetime | None = None
     now = now or timezone.now()
     errors: dict[str, list[str]] = {}
     if end <= start:
-        errors["end"] = ["The end must be after the start."]
+        errors["end"] = [_("The end must be after the start.")]
     elif end - start > MAX_WINDOW:
-        errors["end"] = [f"The window may span at most {MAX_WINDOW.days} days."]
+        errors["end"] = [_("The window may span at most %(days)s days.") % {"days": MAX_WINDOW.days}]
     if start < now - START_GRACE:
-        errors["start"] = ["The start is in the past."]
+        errors["start"] = [_("The start is in the past.")]
     elif beyond_calendar_horizon(start, now=now):
         errors["start"] = [CALENDAR_HORIZON_MESSAGE]
     return errors

@@ -13,6 +13,7 @@ from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can
@@ -51,7 +52,7 @@ def _page_size(request, errors: list[str]) -> int:
     except ValueError:
         size = 0
     if not 1 <= size <= MAX_PAGE_SIZE:
-        errors.append(f"page_size: must be a whole number between 1 and {MAX_PAGE_SIZE}.")
+        errors.append(_("page_size: must be a whole number between 1 and %(max)s.") % {"max": MAX_PAGE_SIZE})
         return PAGE_SIZE
     return size
 
@@ -68,7 +69,7 @@ def search(request):
         try:
             page = paginator.page(request.GET.get("page") or 1)
         except (EmptyPage, PageNotAnInteger):
-            errors.append("page: no such page.")
+            errors.append(_("page: no such page."))
             status = 400
     else:
         status = 400
@@ -106,7 +107,7 @@ def _filters_set(request, form) -> list[dict]:
             query.pop(key, None)
         query.pop("page", None)
         if name == "window":
-            label, shown = "Window", None
+            label, shown = _("Window"), None
         else:
             field = form[name]
             label = str(field.label)
@@ -154,7 +155,7 @@ def offer_detail(request, offer_id: int):
             return redirect(f"{reverse('accounts:login')}?next={request.path}")
         form = BookingForm(request.POST)
         if not _can_book(request):
-            form.add_error(None, "Only members of a buyer organization with booking rights can book.")
+            form.add_error(None, _("Only members of a buyer organization with booking rights can book."))
             status = 403
         elif form.is_valid():
             offer = offer_get(offer_id=offer_id)
@@ -270,18 +271,18 @@ def reservation_action(request, reservation_id: int, action: str):
     error = None
     status = 200
     if not _can_book(request):
-        error, status = "Only members with booking rights can change a reservation.", 403
+        error, status = _("Only members with booking rights can change a reservation."), 403
     else:
         try:
             if action == "cancel":
                 reservation_cancel(reservation=reservation, actor=request.user)
-                messages.success(request, "Reservation cancelled - nothing to pay.")
+                messages.success(request, _("Reservation cancelled - nothing to pay."))
             elif action == "release":
                 reservation_release(reservation=reservation, actor=request.user)
-                messages.success(request, "Cards released - billing ends now.")
+                messages.success(request, _("Cards released - billing ends now."))
             elif extend_form.is_valid():
                 reservation_extend(reservation=reservation, end=extend_form.cleaned_data["end"], actor=request.user)
-                messages.success(request, "Reservation extended on the same cards.")
+                messages.success(request, _("Reservation extended on the same cards."))
             else:
                 status = 400
         except (ReservationStateError, BookingConflict) as conflict:

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_is_operator
@@ -20,7 +21,7 @@ from marketplace.selectors import reservations_migrating
 
 def _require_operator(request) -> None:
     if not user_is_operator(user=request.user):
-        raise PermissionDenied("The operators' pages are for platform operators.")
+        raise PermissionDenied(_("The operators' pages are for platform operators."))
 
 
 def _page(request, form, *, status: int = 200):
@@ -52,5 +53,5 @@ def node_mark_failed_view(request):
     except ValidationError as error:
         add_service_errors(form, error)
         return _page(request, form, status=400)
-    messages.success(request, f"{node.hostname} is marked failed; its reservations are being moved to other cards.")
+    messages.success(request, _("%(node)s is marked failed; its reservations are being moved to other cards.") % {"node": node.hostname})
     return redirect("frontend:operator-home")

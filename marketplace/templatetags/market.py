@@ -1,6 +1,7 @@
 """Template filters for the market pages: money in minor units, ECU, "not rated"."""
 
 from django import template
+from django.utils.translation import gettext as _
 
 from inventory.pricing import format_money
 
@@ -15,4 +16,4 @@ def money(amount, currency=""):
 
 @register.filter
 def ecu(value):
-    return "not rated" if value is None else f"{value.normalize():f}"
+    return _("not rated") if value is None else f"{value.normalize():f}"
