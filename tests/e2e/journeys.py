@@ -85,10 +85,11 @@ class Journey:
 
     # --- language ----------------------------------------------------------------------------------------------
 
-    def t(self, message: str) -> str:
-        """`message` as the journey's interface shows it (the catalog's translation, or English)."""
+    def t(self, message) -> str:
+        """`message` as the journey's interface shows it (the catalog's translation, or English). Also a
+        lazy label (a choice's .label once it is gettext_lazy): str() inside the override translates it."""
         with translation.override(self.language):
-            return translation.gettext(message)
+            return translation.gettext(str(message))
 
     def money(self, amount_minor: int, currency: str) -> str:
         """An amount as the journey's interface formats it (inventory.pricing.format_money, in its language)."""
