@@ -11,12 +11,12 @@ Screenshots land in $JOURNEY_SCREENSHOTS (default test-results/journeys)/<langua
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 from django.utils import translation
 
 from tests.factories import DEFAULT_PASSWORD
+from tests.marketplace.test_operations_e2e import wait_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 LANGUAGES = ["en", "zh-hans"]
@@ -27,19 +27,6 @@ BROWSER_LOCALES = {"en": "en-US", "zh-hans": "zh-CN"}
 def screenshots_root() -> Path:
     configured = os.environ.get("JOURNEY_SCREENSHOTS")
     return Path(configured) if configured else BASE_DIR / "test-results" / "journeys"
-
-
-def wait_until(predicate, *, timeout: float = 60.0, what: str = "condition", logs=()):
-    """Poll `predicate` (every 0.3 s) until it returns something true, and return that; on timeout fail,
-    with the tail of each log in `logs` (objects with .output(), e.g. AgentProcess)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    tails = "\n".join(f"--- {getattr(log, 'log_path', 'log')}:\n{log.output()[-3000:]}" for log in logs)
-    raise AssertionError(f"{what}: not reached within {timeout}s\n{tails}")
 
 
 class Journey:
@@ -127,12 +114,12 @@ class Journey:
         page.wait_for_selector('[data-testid="signed-in-as"]')
 
 
-def reload_until(page, selector: str, *, timeout: float = 60.0, what: str | None = None, logs=()):
+def reload_until(page, selector: str, *, timeout: float = 60.0, what: str | None = None, agents=()):
     """Reload `page` until `selector` is on it (pages that do not refresh themselves: reservation, operator)."""
 
     def present():
         page.reload()
         return page.locator(selector).count() > 0
 
-    wait_until(present, timeout=timeout, what=what or f"{selector} on {page.url}", logs=logs)
+    wait_for(present, timeout=timeout, what=what or f"{selector} on {page.url}", agents=agents)
     return page.locator(selector)

@@ -29,7 +29,7 @@ from inventory.models import AcceleratorModel, Cluster, Node, Province, Site
 from marketplace.metering.services import usage_rollup_refresh
 from marketplace.models import NodeAssignment, Reservation, UsageHourly, UsageSample
 from tests.e2e import test_finance_review as finance_review
-from tests.e2e.journeys import LANGUAGES, Journey, reload_until, wait_until
+from tests.e2e.journeys import LANGUAGES, Journey, reload_until
 from tests.e2e.test_provider_inventory import HEADER
 from tests.factories import ClusterFactory, NodeFactory, OfferFactory, UserFactory, staff_group
 from tests.marketplace import test_operations_e2e as operations
@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transac
 # (a buyer's served March, drafted by the billing run) and the card form of localstripe's Stripe.js.
 world = operations.world
 book_now = operations.book_now
+wait_for = operations.wait_for
 march_draft = finance_review.march_draft
 fill_card = finance_review.fill_card
 
@@ -158,8 +159,8 @@ def provider_starts_the_agent(journey, page, node, world) -> AgentProcess:
                          log_path=world["tmp_path"] / f"agent-{node.hostname}.log")
     world["agents"].append(agent)
     # the agent registers and heartbeats: the node turns online, and the page shows what it reported
-    wait_until(lambda: Node.objects.get(pk=node.pk).status == Node.Status.ONLINE, what="node online", logs=[agent])
-    reload_until(page, '[data-testid="reported"]', logs=[agent])
+    wait_for(lambda: Node.objects.get(pk=node.pk).status == Node.Status.ONLINE, what="node online", agents=[agent])
+    reload_until(page, '[data-testid="reported"]', agents=[agent])
     assert page.get_by_test_id("node-status").inner_text() == journey.t(Node.Status.ONLINE.label)
     journey.shot(page, "agent-online")
     return agent
@@ -183,8 +184,8 @@ def test_a_provider_signs_up_lists_a_site_imports_nodes_starts_an_agent_and_sees
     booking = page.locator(f'[data-testid="calendar-booking"][data-reservation="{booked["id"]}"]')
     assert booking.count() == 1 and "H100" in booking.inner_text()
     trip.shot(page, "booking-arrived")
-    wait_until(lambda: Reservation.objects.get(pk=booked["id"]).status == Reservation.Status.ACTIVE,
-               what="the booking active", logs=[agent])
+    wait_for(lambda: Reservation.objects.get(pk=booked["id"]).status == Reservation.Status.ACTIVE,
+               what="the booking active", agents=[agent])
     page.reload()
     assert trip.t(Reservation.Status.ACTIVE.label) in booking.inner_text()
     trip.shot(page, "booking-active")
@@ -200,7 +201,7 @@ def market_with_agent(world, catalog, tmp_path):
     node = NodeFactory(cluster=ClusterFactory(name="gz-ib-j"), hostname="gz-j-01", card_count=8)
     offer = OfferFactory(cluster=node.cluster, price_per_card_hour_minor=2500)
     agent = world["agent_for"](node)
-    wait_until(lambda: Node.objects.get(pk=node.pk).last_heartbeat_at, what="the agent's first heartbeat", logs=[agent])
+    wait_for(lambda: Node.objects.get(pk=node.pk).last_heartbeat_at, what="the agent's first heartbeat", agents=[agent])
     return offer, agent
 
 
@@ -232,7 +233,7 @@ def buyer_books_and_connects(trip, page, agent) -> Reservation:
     trip.expect_page_language(page, "Timeline")
     trip.shot(page, "booked")
     # the worker provisions it, the agent boots it and reports running: the login command appears
-    command = reload_until(page, '[data-testid="connection-command"]', what="the ssh command", logs=[agent])
+    command = reload_until(page, '[data-testid="connection-command"]', what="the ssh command", agents=[agent])
     assignment = NodeAssignment.objects.get(reservation_id=reservation.pk)
     assert command.inner_text() == f"ssh -p {assignment.ssh_port} root@gz-j-01"
     assert page.get_by_test_id("reservation-status").inner_text() == trip.t(Reservation.Status.ACTIVE.label)
@@ -248,9 +249,9 @@ def busy_cards(reservation) -> int:
 
 
 def buyer_watches_usage(trip, page, reservation, agent) -> None:
-    wait_until(lambda: UsageSample.objects.filter(reservation_id=reservation.pk).values("device").distinct().count() == 4,
-               what="usage samples of the 4 cards", logs=[agent])
-    wait_until(lambda: busy_cards(reservation) == 4, timeout=120, what="a busy minute on the 4 cards", logs=[agent])
+    wait_for(lambda: UsageSample.objects.filter(reservation_id=reservation.pk).values("device").distinct().count() == 4,
+               what="usage samples of the 4 cards", agents=[agent])
+    wait_for(lambda: busy_cards(reservation) == 4, timeout=120, what="a busy minute on the 4 cards", agents=[agent])
     # The dashboard counts the hours that have ended (to the last full hour), and this hour has just begun:
     # the buyer looks again an hour later - the live server's clock only, for this one page (the agent and
     # the worker keep the real time; the reservation, booked for 2 hours, still holds its cards then).
@@ -271,8 +272,8 @@ def buyer_pays(trip, page, reservation, agent) -> None:
     page.goto(f"/market/reservations/{reservation.pk}/")
     page.on("dialog", lambda dialog: dialog.accept())
     page.locator(f'form[action="/market/reservations/{reservation.pk}/release/"] button').click()
-    wait_until(lambda: Reservation.objects.get(pk=reservation.pk).status == Reservation.Status.COMPLETED,
-               what="released", logs=[agent])
+    wait_for(lambda: Reservation.objects.get(pk=reservation.pk).status == Reservation.Status.COMPLETED,
+               what="released", agents=[agent])
     trip.shot(page, "released")
     # ... invoiced by the month's billing run (run here, an hour into next month) and approved by finance
     buyer = reservation.buyer
@@ -363,7 +364,7 @@ def test_an_operator_marks_a_node_failed_and_watches_its_reservation_move(journe
     offer = OfferFactory(cluster=cluster)
     agents = [world["agent_for"](node) for node in nodes]
     booked = book_now(world, offer, cards=4, hours=2)
-    wait_until(lambda: Reservation.objects.get(pk=booked["id"]).status == Reservation.Status.ACTIVE, what="active", logs=agents)
+    wait_for(lambda: Reservation.objects.get(pk=booked["id"]).status == Reservation.Status.ACTIVE, what="active", agents=agents)
     failing = NodeAssignment.objects.get(reservation_id=booked["id"]).node
     other = next(node for node in nodes if node.pk != failing.pk)
 
@@ -396,9 +397,9 @@ def test_an_operator_marks_a_node_failed_and_watches_its_reservation_move(journe
     trip.shot(page, "node-failed")
 
     # Then the reservation moves (migrating) and is active again on the other node's cards
-    wait_until(lambda: NodeAssignment.objects.filter(reservation_id=booked["id"], node=other, state="running").exists(),
-               what="running on the other node", logs=agents)
-    wait_until(lambda: Reservation.objects.get(pk=booked["id"]).status == Reservation.Status.ACTIVE, what="active again", logs=agents)
+    wait_for(lambda: NodeAssignment.objects.filter(reservation_id=booked["id"], node=other, state="running").exists(),
+               what="running on the other node", agents=agents)
+    wait_for(lambda: Reservation.objects.get(pk=booked["id"]).status == Reservation.Status.ACTIVE, what="active again", agents=agents)
     moves = list(Reservation.objects.get(pk=booked["id"]).status_changes.order_by("pk").values_list("to_status", flat=True))
     assert Reservation.Status.MIGRATING in moves[moves.index(Reservation.Status.ACTIVE):] and moves[-1] == Reservation.Status.ACTIVE
     page.reload()
