@@ -112,6 +112,7 @@ class Journey:
         page.fill('input[name="password"]', password)
         page.locator('main form button[type="submit"]').click()
         page.wait_for_selector('[data-testid="signed-in-as"]')
+        self.shot(page, "signed-in")
 
 
 def reload_until(page, selector: str, *, timeout: float = 60.0, what: str | None = None, agents=()):

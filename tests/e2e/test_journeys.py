@@ -35,7 +35,7 @@ from tests.factories import ClusterFactory, NodeFactory, OfferFactory, UserFacto
 from tests.marketplace import test_operations_e2e as operations
 from tests.marketplace.agent_process import AgentProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.celery, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 # Reused, not copied: the operations tests' world (a buyer with an SSH key and an API key, agent_for(node)
 # starting the real agent, every agent stopped at the end) and booking over the API; finance's march draft
@@ -166,6 +166,7 @@ def provider_starts_the_agent(journey, page, node, world) -> AgentProcess:
     return agent
 
 
+@pytest.mark.celery
 def test_a_provider_signs_up_lists_a_site_imports_nodes_starts_an_agent_and_sees_a_booking_arrive(
         journey, world, celery_worker_process, tmp_path, language):
     trip = journey("provider-onboards")
@@ -296,6 +297,7 @@ def buyer_pays(trip, page, reservation, agent) -> None:
     trip.shot(page, "paid")
 
 
+@pytest.mark.celery
 def test_a_buyer_searches_quotes_books_connects_watches_usage_and_pays(
         journey, world, market_with_agent, stripe_settings, celery_worker_process):
     _offer, agent = market_with_agent
@@ -357,6 +359,7 @@ def test_finance_reviews_the_evidence_and_approves_an_invoice_with_a_reason(jour
 # --- 4. an operator --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.celery
 def test_an_operator_marks_a_node_failed_and_watches_its_reservation_move(journey, world, catalog, celery_worker_process):
     # Given a reservation active through the real agents on one of two 8-card nodes
     cluster = ClusterFactory(name="hz-ib-j")
