@@ -55,7 +55,7 @@ def language(request):
 
 
 @pytest.fixture
-def journey(request, browser, live_server, language):
+def journey(browser, live_server, language):
     """Journey(name) for this test's language; its browser contexts close with the test."""
     started = []
 
