@@ -2,6 +2,7 @@
 may see finances (owner, admin, finance viewer), and all of them to platform finance staff. A buyer
 sees an invoice only once it is issued (numbered at approval); drafts are finance's work in progress."""
 
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
@@ -27,7 +28,7 @@ def _scope(request):
         return None
     organization = getattr(request, "organization", None)
     if organization is None or not user_can(user=request.user, organization=organization, action="view_finance"):
-        raise exceptions.PermissionDenied("Only owners, admins and finance viewers of the organization can read its invoices.")
+        raise exceptions.PermissionDenied(_("Only owners, admins and finance viewers of the organization can read its invoices."))
     return organization
 
 
