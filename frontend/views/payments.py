@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can
 from billing.declines import decline_reason
+from billing.display import card_label_display
 from billing.models import PaymentAttempt
 from billing.payments import (
     PaymentMethodRefused,
@@ -65,7 +66,7 @@ def payment_method_saved(request):
     except PaymentMethodRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, _("Saved: %(card_label)s. It pays your open invoices.") % {"card_label": profile.payment_method_label})
+        messages.success(request, _("Saved: %(card_label)s. It pays your open invoices.") % {"card_label": card_label_display(profile.payment_method_label)})
     return redirect("frontend:billing-payment-method")
 
 

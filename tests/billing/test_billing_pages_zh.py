@@ -13,6 +13,7 @@ from django.template import Context, Template
 from django.utils import translation
 
 from accounts.models import Membership
+from billing.display import audit_reason_display, card_label_display, job_message_display
 from billing.models import Invoice, PaymentAttempt, Payout
 from tests.billing.conftest import card_saved, open_invoice
 from tests.factories import member
@@ -110,6 +111,7 @@ def test_a_declined_payment_tells_a_chinese_buyer_why_in_chinese(client, stripe_
     listing = page(client, "/market/billing/payment/")
     row = listing.split(f'<tr data-invoice="{invoice.pk}">')[1].split("</tr>")[0]
     assert "您的银行卡被拒付。" in row and "立即支付" in row
+    assert 'data-testid="card-label">visa，尾号 0341</strong>' in listing
 
 
 @pytest.mark.parametrize(("language", "code", "stripe_message", "shown", "detail"), [
@@ -127,3 +129,39 @@ def test_the_decline_reason_is_ours_for_the_code_with_stripes_message_as_detail(
         html = template.render(Context({"code": code, "message": stripe_message}))
     assert f'<span data-testid="decline-reason">{shown}</span>' in html
     assert (f'data-testid="decline-detail">{detail}</span>' in html) if detail else ("decline-detail" not in html)
+
+
+@pytest.mark.parametrize(("stored", "english", "chinese"), [
+    ("billing run", "billing run", "计费运行"),
+    ("paid by card (pi_123)", "paid by card (pi_123)", "已通过银行卡支付（pi_123）"),
+    ("redraft of void invoice 7: wrong hub", "redraft of void invoice 7: wrong hub", "已作废账单 7 重新生成草稿：wrong hub"),
+    # a reason finance typed is shown as typed, in any language
+    ("Evidence matches the segments.", "Evidence matches the segments.", "Evidence matches the segments."),
+])
+def test_billings_own_audit_reasons_are_shown_in_the_viewers_language(stored, english, chinese):
+    with translation.override("en"):
+        assert audit_reason_display(stored) == english
+    with translation.override("zh-hans"):
+        assert audit_reason_display(stored) == chinese
+
+
+def test_the_saved_cards_label_is_shown_in_the_viewers_language():
+    with translation.override("zh-hans"):
+        assert card_label_display("visa ending 0341") == "visa，尾号 0341"
+        assert card_label_display("sepa_debit") == "sepa_debit"  # not a card: as stored
+    with translation.override("en"):
+        assert card_label_display("visa ending 0341") == "visa ending 0341"
+
+
+@pytest.mark.parametrize(("stored", "chinese"), [
+    ("3 draft invoices created.", "已生成 3 份账单草稿。"),
+    ("Nothing was due: no invoice created.", "没有应计费的用量：未生成账单。"),
+    ("1,204 invoices exported.", "已导出 1,204 张账单。"),
+    ("Exporting invoices (200 of 1,204).", "正在导出账单（200 / 1,204）。"),
+    ("Waiting for a worker.", "Waiting for a worker."),  # not billing's: left to accounts.jobs
+])
+def test_billing_jobs_messages_are_shown_in_the_viewers_language(stored, chinese):
+    with translation.override("zh-hans"):
+        assert job_message_display(stored) == chinese
+    with translation.override("en"):
+        assert job_message_display(stored) == stored
