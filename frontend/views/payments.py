@@ -92,9 +92,11 @@ def invoice_pay_now(request, invoice_id: int):
     if attempt is None or attempt.status == PaymentAttempt.Status.SUCCEEDED:
         messages.success(request, _("Invoice %(number)s is paid.") % {"number": invoice.display_number})
     elif attempt.status == PaymentAttempt.Status.FAILED:
-        # Our words for Stripe's code; Stripe's own (English) message stays on the page's payment slot.
-        messages.error(request, _("Invoice %(number)s was not paid: %(reason)s")
-                       % {"number": invoice.display_number, "reason": decline_reason(code=attempt.decline_code)})
+        # Our words for Stripe's code, then Stripe's own (English) message where it says something else
+        reason = decline_reason(code=attempt.decline_code)
+        if attempt.failure_reason and attempt.failure_reason != reason:
+            reason = f'{reason} {_("(Stripe: %(message)s)") % {"message": attempt.failure_reason}}'
+        messages.error(request, _("Invoice %(number)s was not paid: %(reason)s") % {"number": invoice.display_number, "reason": reason})
     else:
         messages.info(request, _("The payment of invoice %(number)s is being processed.") % {"number": invoice.display_number})
     return _back(request, invoice.pk)

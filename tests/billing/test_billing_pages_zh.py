@@ -101,7 +101,7 @@ def test_a_declined_payment_tells_a_chinese_buyer_why_in_chinese(client, stripe_
     assert "declined" in attempt.failure_reason and response["Location"] == f"/market/invoices/{invoice.pk}/"
     body = page(client, response["Location"])
     # the message after the redirect and the invoice's payment slot say it in Chinese
-    assert f"账单 {invoice.display_number} 未能支付：您的银行卡被拒付。" in body
+    assert f"账单 {invoice.display_number} 未能支付：您的银行卡被拒付。 （Stripe：{attempt.failure_reason}）" in body
     slot = body.split('data-testid="payment-slot"')[1].split("</section>")[0]
     assert 'data-testid="payment-error">上次付款被拒： <span data-testid="decline-reason">您的银行卡被拒付。</span>' in slot
     # Stripe's English words are kept beside ours as a detail, never instead of them
