@@ -101,7 +101,7 @@ def test_a_declined_payment_tells_a_chinese_buyer_why_in_chinese(client, stripe_
     assert "declined" in attempt.failure_reason and response["Location"] == f"/market/invoices/{invoice.pk}/"
     body = page(client, response["Location"])
     # the message after the redirect and the invoice's payment slot say it in Chinese
-    assert f"账单 {invoice.display_number} 未能支付：您的银行卡被拒付。 （Stripe：{attempt.failure_reason}）" in body
+    assert f"账单 {invoice.display_number} 付款失败，未变为已支付：您的银行卡被拒付。 （Stripe：{attempt.failure_reason}）" in body
     slot = body.split('data-testid="payment-slot"')[1].split("</section>")[0]
     assert 'data-testid="payment-error">上次付款被拒： <span data-testid="decline-reason">您的银行卡被拒付。</span>' in slot
     # Stripe's English words are kept beside ours as a detail, never instead of them
@@ -133,7 +133,7 @@ def test_the_decline_reason_is_ours_for_the_code_with_stripes_message_as_detail(
 
 @pytest.mark.parametrize(("stored", "english", "chinese"), [
     ("billing run", "billing run", "计费运行"),
-    ("paid by card (pi_123)", "paid by card (pi_123)", "已通过银行卡支付（pi_123）"),
+    ("paid by card (pi_123)", "paid by card (pi_123)", "已支付（银行卡，pi_123）"),
     ("redraft of void invoice 7: wrong hub", "redraft of void invoice 7: wrong hub", "已作废账单 7 重新生成草稿：wrong hub"),
     # a reason finance typed is shown as typed, in any language
     ("Evidence matches the segments.", "Evidence matches the segments.", "Evidence matches the segments."),
