@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can, user_is_finance_staff
+from billing.declines import decline_reason
 from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence, PaymentAttempt, Payout
 from billing.selectors import (
     credit_note_list,
@@ -133,11 +134,17 @@ class PaymentAttemptListApi(APIView):
 
     class PaymentAttemptSerializer(serializers.ModelSerializer):
         invoice = serializers.IntegerField(source="invoice_id")
+        failure_message = serializers.SerializerMethodField(
+            help_text="why it failed, in our words for decline_code in the request's language (Accept-Language); "
+                      "failure_reason is Stripe's own message, as Stripe wrote it; \"\" unless failed")
 
         class Meta:
             model = PaymentAttempt
-            fields = ["id", "invoice", "attempt", "status", "amount_minor", "currency", "decline_code", "failure_reason", "created_at",
-                      "updated_at"]
+            fields = ["id", "invoice", "attempt", "status", "amount_minor", "currency", "decline_code", "failure_message", "failure_reason",
+                      "created_at", "updated_at"]
+
+        def get_failure_message(self, attempt: PaymentAttempt) -> str:
+            return decline_reason(code=attempt.decline_code) if attempt.status == PaymentAttempt.Status.FAILED else ""
 
     class FilterSerializer(serializers.Serializer):
         invoice = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)

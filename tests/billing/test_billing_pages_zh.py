@@ -15,6 +15,7 @@ from django.utils import translation
 from accounts.models import Membership
 from billing.display import audit_reason_display, card_label_display, job_message_display
 from billing.models import Invoice, PaymentAttempt, Payout
+from billing.payments import invoice_pay
 from tests.billing.conftest import card_saved, open_invoice
 from tests.factories import member
 
@@ -165,3 +166,17 @@ def test_billing_jobs_messages_are_shown_in_the_viewers_language(stored, chinese
         assert job_message_display(stored) == chinese
     with translation.override("en"):
         assert job_message_display(stored) == stored
+
+
+def test_the_api_gives_the_decline_in_the_requests_language_beside_stripes_words(client, stripe_settings, buyer_org, offer):
+    invoice = open_invoice(buyer=buyer_org, offer=offer)
+    card_saved(organization=buyer_org, number="4000000000000341")
+    invoice_pay(invoice_id=invoice.pk)  # declined
+    client.force_login(member(organization=buyer_org, role=Membership.Role.FINANCE_VIEWER))
+
+    chinese = client.get("/api/payment-attempts/", {"invoice": invoice.pk}, **ZH).json()["results"][0]
+    english = client.get("/api/payment-attempts/", {"invoice": invoice.pk}).json()["results"][0]
+
+    assert chinese["decline_code"] == english["decline_code"] == "card_declined"  # the code stays as it is
+    assert chinese["failure_message"] == "您的银行卡被拒付。" and english["failure_message"] == "Your card was declined."
+    assert chinese["failure_reason"] == english["failure_reason"] == "Your card was declined."  # Stripe's words, as stored
