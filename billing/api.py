@@ -2,6 +2,7 @@
 may see finances (owner, admin, finance viewer), and all of them to platform finance staff. A buyer
 sees an invoice only once it is issued (numbered at approval); drafts are finance's work in progress."""
 
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
@@ -9,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import user_can, user_is_finance_staff
+from billing.declines import decline_reason
 from billing.models import CreditNote, Invoice, InvoiceLine, InvoiceLineEvidence, PaymentAttempt, Payout
 from billing.selectors import (
     credit_note_list,
@@ -27,7 +29,7 @@ def _scope(request):
         return None
     organization = getattr(request, "organization", None)
     if organization is None or not user_can(user=request.user, organization=organization, action="view_finance"):
-        raise exceptions.PermissionDenied("Only owners, admins and finance viewers of the organization can read its invoices.")
+        raise exceptions.PermissionDenied(_("Only owners, admins and finance viewers of the organization can read its invoices."))
     return organization
 
 
@@ -132,11 +134,17 @@ class PaymentAttemptListApi(APIView):
 
     class PaymentAttemptSerializer(serializers.ModelSerializer):
         invoice = serializers.IntegerField(source="invoice_id")
+        failure_message = serializers.SerializerMethodField(
+            help_text="why it failed, in our words for decline_code in the request's language (Accept-Language); "
+                      "failure_reason is Stripe's own message, as Stripe wrote it; \"\" unless failed")
 
         class Meta:
             model = PaymentAttempt
-            fields = ["id", "invoice", "attempt", "status", "amount_minor", "currency", "decline_code", "failure_reason", "created_at",
-                      "updated_at"]
+            fields = ["id", "invoice", "attempt", "status", "amount_minor", "currency", "decline_code", "failure_message", "failure_reason",
+                      "created_at", "updated_at"]
+
+        def get_failure_message(self, attempt: PaymentAttempt) -> str:
+            return decline_reason(code=attempt.decline_code) if attempt.status == PaymentAttempt.Status.FAILED else ""
 
     class FilterSerializer(serializers.Serializer):
         invoice = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)

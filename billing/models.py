@@ -6,6 +6,7 @@ from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import RangeBoundary, RangeOperators
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import TIME_ZONE_CHOICES, Organization
 from inventory.models import Currency
@@ -17,10 +18,10 @@ class BillingAccount(models.Model):
     invoicing_status). Written only by billing.services under a row lock."""
 
     class InvoicingStatus(models.TextChoices):
-        DONE = "done", "Done"  # every period up to invoiced_through is invoiced; nothing in flight
+        DONE = "done", _("Done")  # every period up to invoiced_through is invoiced; nothing in flight
         # A run took this account and has not finished: after a crash the next run picks it up again
         # (each period is invoiced in one transaction with the cursor, so nothing is half done).
-        STARTED = "started", "Started"
+        STARTED = "started", _("Started")
 
     organization = models.OneToOneField(Organization, on_delete=models.PROTECT, related_name="billing_account")
     # Monthly periods start on the 1st, 00:00, in this zone (the buyer's local month).
@@ -37,13 +38,13 @@ class BillingAccount(models.Model):
 
 class Invoice(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"  # built by the run; may be rebuilt or voided; no number, no ledger
-        PENDING_REVIEW = "pending_review", "Pending review"  # waiting for finance
-        APPROVED = "approved", "Approved"  # numbered and posted to the ledger; corrections are credit notes
-        OPEN = "open", "Open"  # sent to the buyer, to be collected
-        PAID = "paid", "Paid"
-        VOID = "void", "Void"  # never owed; its charge lines free their usage (see InvoiceLine.is_void)
-        UNCOLLECTIBLE = "uncollectible", "Uncollectible"  # owed but written off
+        DRAFT = "draft", _("Draft")  # built by the run; may be rebuilt or voided; no number, no ledger
+        PENDING_REVIEW = "pending_review", _("Pending review")  # waiting for finance
+        APPROVED = "approved", _("Approved")  # numbered and posted to the ledger; corrections are credit notes
+        OPEN = "open", _("Open")  # sent to the buyer, to be collected
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")  # never owed; its charge lines free their usage (see InvoiceLine.is_void)
+        UNCOLLECTIBLE = "uncollectible", _("Uncollectible")  # owed but written off
 
     # Allowed next states; billing.services.invoice_set_status refuses anything else.
     TRANSITIONS: dict[str, frozenset[str]] = {
@@ -103,8 +104,8 @@ class Invoice(models.Model):
 
 class InvoiceLine(models.Model):
     class Kind(models.TextChoices):
-        CHARGE = "charge", "Charge"  # billable card-seconds at the locked price
-        SLA_CREDIT = "sla_credit", "SLA credit"  # credit for recorded downtime (negative amount)
+        CHARGE = "charge", _("Charge")  # billable card-seconds at the locked price
+        SLA_CREDIT = "sla_credit", _("SLA credit")  # credit for recorded downtime (negative amount)
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     reservation = models.ForeignKey(Reservation, on_delete=models.PROTECT, related_name="+")
@@ -228,11 +229,11 @@ class CreditNote(models.Model):
 class LedgerAccount(models.TextChoices):
     """The ledger's accounts (see billing/__init__.py for what each holds and its normal sign)."""
 
-    BUYER_RECEIVABLES = "buyer_receivables", "Buyer receivables"
-    STRIPE_CLEARING = "stripe_clearing", "Stripe clearing"
-    PLATFORM_FEE_REVENUE = "platform_fee_revenue", "Platform fee revenue"
-    PROVIDER_PAYABLES = "provider_payables", "Provider payables"
-    CREDITS_ISSUED = "credits_issued", "Credits issued"
+    BUYER_RECEIVABLES = "buyer_receivables", _("Buyer receivables")
+    STRIPE_CLEARING = "stripe_clearing", _("Stripe clearing")
+    PLATFORM_FEE_REVENUE = "platform_fee_revenue", _("Platform fee revenue")
+    PROVIDER_PAYABLES = "provider_payables", _("Provider payables")
+    CREDITS_ISSUED = "credits_issued", _("Credits issued")
 
 
 class JournalEntry(models.Model):
@@ -241,13 +242,13 @@ class JournalEntry(models.Model):
     constraint trigger checks that at commit (migration billing 0002)."""
 
     class Kind(models.TextChoices):
-        INVOICE_APPROVED = "invoice_approved", "Invoice approved"
-        INVOICE_VOIDED = "invoice_voided", "Invoice voided (reversal)"
-        CREDIT_NOTE = "credit_note", "Credit note"
-        PAYMENT = "payment", "Payment collected"
-        REFUND = "refund", "Refund"
-        PAYOUT = "payout", "Payout to provider"
-        PAYOUT_FAILED = "payout_failed", "Payout failed (reversal)"
+        INVOICE_APPROVED = "invoice_approved", _("Invoice approved")
+        INVOICE_VOIDED = "invoice_voided", _("Invoice voided (reversal)")
+        CREDIT_NOTE = "credit_note", _("Credit note")
+        PAYMENT = "payment", _("Payment collected")
+        REFUND = "refund", _("Refund")
+        PAYOUT = "payout", _("Payout to provider")
+        PAYOUT_FAILED = "payout_failed", _("Payout failed (reversal)")
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     invoice = models.ForeignKey(Invoice, null=True, on_delete=models.PROTECT, related_name="journal_entries")
@@ -318,9 +319,9 @@ class PaymentAttempt(models.Model):
     `invoice-<id>-attempt-<n>` (so a retried call after a crash is the same charge, never a second)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"  # recorded before the gateway call; its outcome not known yet
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"  # declined (or refused by Stripe): the reason is kept
+        PENDING = "pending", _("Pending")  # recorded before the gateway call; its outcome not known yet
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")  # declined (or refused by Stripe): the reason is kept
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_attempts")
     attempt = models.PositiveIntegerField()  # 1, 2, ... per invoice
@@ -356,9 +357,9 @@ class Refund(models.Model):
     """Money returned to the buyer for a credit note on a paid invoice (idempotency key `credit-note-<id>-refund`)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
 
     credit_note = models.OneToOneField(CreditNote, on_delete=models.PROTECT, related_name="refund")
     payment = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, related_name="refunds")
@@ -380,10 +381,10 @@ class Payout(models.Model):
     account (`transfer_group` = the invoice; idempotency key `payout-<invoice>-<provider>-<attempt>`)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"  # recorded before the transfer call
-        IN_TRANSIT = "in_transit", "In transit"  # the transfer exists; posted to the ledger
-        PAID = "paid", "Paid"  # Stripe confirmed the transfer stands (not reversed)
-        FAILED = "failed", "Failed"  # refused or reversed; the ledger entry (if any) reversed; the next run retries
+        PENDING = "pending", _("Pending")  # recorded before the transfer call
+        IN_TRANSIT = "in_transit", _("In transit")  # the transfer exists; posted to the ledger
+        PAID = "paid", _("Paid")  # Stripe confirmed the transfer stands (not reversed)
+        FAILED = "failed", _("Failed")  # refused or reversed; the ledger entry (if any) reversed; the next run retries
 
     TRANSITIONS: dict[str, frozenset[str]] = {
         Status.PENDING: frozenset({Status.IN_TRANSIT, Status.FAILED}),
@@ -438,10 +439,10 @@ class StripeEvent(models.Model):
     the object from Stripe (the payload is kept for the record, never trusted for state)."""
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "Received"
-        PROCESSED = "processed", "Processed"
-        IGNORED = "ignored", "Ignored"  # a type billing does not act on
-        FAILED = "failed", "Failed"  # processing raised; retried by the next delivery or the sweep
+        RECEIVED = "received", _("Received")
+        PROCESSED = "processed", _("Processed")
+        IGNORED = "ignored", _("Ignored")  # a type billing does not act on
+        FAILED = "failed", _("Failed")  # processing raised; retried by the next delivery or the sweep
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)

@@ -18,6 +18,7 @@ import stripe
 from django.db import transaction
 from django.db.models import F, Max, Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Organization
 from billing import stripe_gateway as gateway
@@ -100,11 +101,12 @@ def payment_method_save(*, organization: Organization, setup_intent_id: str) -> 
     try:
         intent = gateway.setup_intent_retrieve(setup_intent_id=setup_intent_id)
     except stripe.InvalidRequestError as exc:
-        raise PaymentMethodRefused("That card setup does not exist.") from exc
+        raise PaymentMethodRefused(_("That card setup does not exist.")) from exc
     if intent.customer != customer_id:
-        raise PaymentMethodRefused("That card setup is not your organization's.")
+        raise PaymentMethodRefused(_("That card setup is not your organization's."))
     if intent.status != "succeeded" or not intent.payment_method:
-        raise PaymentMethodRefused(f"The card was not saved (its setup is {intent.status}).")
+        # Translators: status is Stripe's SetupIntent status code, e.g. requires_payment_method.
+        raise PaymentMethodRefused(_("The card was not saved (its setup is %(status)s).") % {"status": intent.status})
     method = gateway.payment_method_retrieve(payment_method_id=intent.payment_method)
     if method.customer != customer_id:
         # Real Stripe attaches on SetupIntent confirmation; localstripe does not, so attach if needed.
@@ -137,12 +139,13 @@ def invoice_pay(*, invoice_id: int) -> PaymentAttempt | None:
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
         if invoice.status not in (Invoice.Status.APPROVED, Invoice.Status.OPEN, Invoice.Status.UNCOLLECTIBLE):
-            raise PaymentRefused(f"Only an issued, unpaid invoice can be paid; this one is {invoice.get_status_display().lower()}.")
+            raise PaymentRefused(_("Only an issued invoice still owed can be paid; this one is “%(status)s”.")
+                                 % {"status": invoice.get_status_display()})
         attempt = invoice.payment_attempts.filter(status=PaymentAttempt.Status.PENDING).order_by("attempt").first()
         if attempt is None:
             profile = BillingProfile.objects.filter(organization_id=invoice.buyer_id).first()
             if profile is None or not profile.payment_method_id:
-                raise PaymentRefused("Save a card on the payment method page first.")
+                raise PaymentRefused(_("Save a card on the payment method page first."))
             if invoice.status == Invoice.Status.APPROVED:
                 # Approved is issued (numbered, in the ledger); nothing else sends it for collection
                 # before the buyer pays, so paying it is what opens it (audited like any move).
@@ -434,7 +437,8 @@ def payout_set_status(*, payout_id: int, status: str, reason: str = "") -> Payou
     if payout.status == status:
         return payout
     if status not in Payout.TRANSITIONS[payout.status]:
-        raise PayoutStateError(f"A payout cannot go from {payout.status} to {status}.")
+        raise PayoutStateError(_("A payout cannot go from %(from)s to %(to)s.")
+                               % {"from": payout.get_status_display(), "to": Payout.Status(status).label})
     PayoutStatusChange.objects.create(payout=payout, from_status=payout.status, to_status=status, reason=reason[:500])
     if status == Payout.Status.IN_TRANSIT:
         _journal_post(kind=JournalEntry.Kind.PAYOUT, invoice=payout.invoice, payout=payout, currency=payout.currency,

@@ -153,6 +153,8 @@ def receivables_aging(*, now: datetime) -> dict[str, dict[str, int]]:
 # Revenue groupings: the label of a line's provider, or of the accelerator model or national hub (via its
 # site's province) of the hardware that served it (_served_where).
 REVENUE_DIMENSIONS = {"provider": "provider__name", "model": "served_model", "hub": "served_hub"}
+# A hub is shown by its Chinese name on a Chinese page (locale/GLOSSARY.md): the row carries both.
+REVENUE_LABELS_ZH = {"hub": "served_hub_zh"}
 
 
 def revenue_by(*, dimension: str) -> list[dict]:
@@ -160,13 +162,16 @@ def revenue_by(*, dimension: str) -> list[dict]:
     `dimension` and currency: charges, SLA credits and the net (charges + credits), in minor units.
     Credit notes are per invoice, not per line, so they are not split here (the aging shows them)."""
     field = REVENUE_DIMENSIONS[dimension]
+    field_zh = REVENUE_LABELS_ZH.get(dimension, field)
     rows = (_with_served_where(InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED))
-            .values(field, "invoice__currency")
+            .annotate(served_hub_zh=_served_where("node__cluster__site__province__hub__name_zh"))
+            .values(*dict.fromkeys([field, field_zh]), "invoice__currency")
             .annotate(charges=Sum("amount_minor", filter=Q(kind=InvoiceLine.Kind.CHARGE), default=0),
                       credits=Sum("amount_minor", filter=Q(kind=InvoiceLine.Kind.SLA_CREDIT), default=0),
                       card_seconds=Sum("card_seconds", filter=Q(kind=InvoiceLine.Kind.CHARGE), default=0))
             .order_by("invoice__currency", field))
-    return [{"label": row[field] or "(none)", "currency": row["invoice__currency"], "charges_minor": row["charges"],
+    return [{"label": row[field] or "(none)", "label_zh": row[field_zh] or row[field] or "(none)",
+             "currency": row["invoice__currency"], "charges_minor": row["charges"],
              "credits_minor": row["credits"], "net_minor": row["charges"] + row["credits"],
              "card_hours": row["card_seconds"] / 3600} for row in rows]
 
@@ -175,6 +180,8 @@ def invoice_export_rows(*, progress=None) -> list[list]:
     """The CSV export: one row per invoice (all statuses), oldest first, amounts in minor units and in
     the major unit as text (so a spreadsheet never rounds them). `progress` (accounts.jobs.JobProgress,
     optional) is told the invoices done of the invoices to export."""
+    # Column keys and status values stay English in every language: the file is machine readable
+    # (spreadsheets and importers look columns up by name), like the API's enum values.
     header = ["number", "id", "status", "buyer", "currency", "period_start_utc", "period_end_utc", "total_minor", "total",
               "credited_minor", "outstanding_minor", "approved_at_utc", "lines"]
     rows: list[list] = [header]
@@ -302,8 +309,13 @@ def billing_profile_of(*, organization: Organization) -> BillingProfile | None:
 
 
 def invoices_payable(*, organization: Organization) -> QuerySet[Invoice]:
-    """The buyer's invoices it can pay now (issued and unpaid: approved, open or uncollectible), oldest first."""
-    return Invoice.objects.filter(buyer=organization, status__in=PAYABLE_STATUSES).order_by("period_start", "pk")
+    """The buyer's invoices it can pay now (issued and unpaid: approved, open or uncollectible), oldest first,
+    each with `payment_error_code`: Stripe's code of its newest failed attempt (what payment_error says, as a
+    code the page translates: billing.declines)."""
+    last_failed = (PaymentAttempt.objects.filter(invoice=OuterRef("pk"), status=PaymentAttempt.Status.FAILED)
+                   .order_by("-attempt").values("decline_code")[:1])
+    return (Invoice.objects.filter(buyer=organization, status__in=PAYABLE_STATUSES)
+            .annotate(payment_error_code=Subquery(last_failed)).order_by("period_start", "pk"))
 
 
 def billing_run_buyer_list() -> QuerySet[Organization]:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.models import Membership, Organization, User
 from billing.models import (
@@ -31,6 +32,7 @@ from billing.notifications import invoice_issued_notify
 from billing.rating import SlaPolicy, Span, rate_reservation, round_minor
 from billing.selectors import reservation_downtimes
 from config.tasks import enqueue_after_commit
+from inventory.pricing import format_money
 from marketplace.metering.selectors import reservations_usage_hours_between
 from marketplace.selectors import (
     reservation_segments_first_start,
@@ -321,10 +323,11 @@ def invoice_set_status(*, invoice: Invoice, status: str, actor: User | None = No
     if invoice.status == status:
         return invoice
     if status not in Invoice.TRANSITIONS.get(invoice.status, frozenset()):
-        raise InvoiceStateError(f"An invoice cannot go from {invoice.status} to {status}.")
+        raise InvoiceStateError(gettext("An invoice cannot go from %(from)s to %(to)s.")
+                                % {"from": invoice.get_status_display(), "to": Invoice.Status(status).label})
     if status == Invoice.Status.VOID and invoice.payment_attempts.filter(status="pending").exists():
         # Stripe may be charging the card right now: voiding would leave that money without an invoice.
-        raise InvoiceStateError("A payment of this invoice is in progress; void it once the payment has failed.")
+        raise InvoiceStateError(gettext("A payment of this invoice is in progress; void it once the payment has failed."))
     InvoiceStatusChange.objects.create(invoice=invoice, from_status=invoice.status, to_status=status, actor=actor, reason=reason[:500])
     changed = ["status"]
     if status == Invoice.Status.APPROVED:
@@ -346,7 +349,7 @@ def invoice_set_status(*, invoice: Invoice, status: str, actor: User | None = No
 def _review_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ReviewReasonMissing("Say why: the reason is kept in the invoice's audit trail.")
+        raise ReviewReasonMissing(gettext("Say why: the reason is kept in the invoice's audit trail."))
     return reason
 
 
@@ -360,7 +363,8 @@ def invoice_approve(*, invoice: Invoice, actor: User | None, reason: str) -> Inv
     if invoice.status == Invoice.Status.DRAFT:
         invoice = invoice_set_status(invoice=invoice, status=Invoice.Status.PENDING_REVIEW, actor=actor, reason=reason)
     if invoice.status != Invoice.Status.PENDING_REVIEW:
-        raise InvoiceStateError(f"Only a draft or an invoice pending review can be approved; this one is {invoice.get_status_display().lower()}.")
+        raise InvoiceStateError(gettext("Only a draft or an invoice pending review can be approved; this one is “%(status)s”.")
+                                % {"status": invoice.get_status_display()})
     return invoice_set_status(invoice=invoice, status=Invoice.Status.APPROVED, actor=actor, reason=reason)
 
 
@@ -373,7 +377,7 @@ def invoice_void(*, invoice: Invoice, actor: User | None, reason: str) -> Invoic
     reason = _review_reason(reason)
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.status == Invoice.Status.VOID:
-        raise InvoiceStateError("This invoice is void already.")
+        raise InvoiceStateError(gettext("This invoice is void already."))
     return invoice_set_status(invoice=invoice, status=Invoice.Status.VOID, actor=actor, reason=reason)
 
 
@@ -394,16 +398,17 @@ def credit_note_create(*, invoice: Invoice, amount_minor: int, reason: str, acto
     """A correction of an issued invoice: numbered like invoices (own sequence), posted to the ledger."""
     invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
     if invoice.status not in Invoice.ISSUED:
-        raise CreditNoteRefused("Only an approved, open, paid or uncollectible invoice takes a credit note; change a draft instead.")
+        raise CreditNoteRefused(gettext("Only an approved, open, paid or uncollectible invoice takes a credit note; change a draft instead."))
     if not reason.strip():
-        raise CreditNoteRefused("A credit note needs a reason.")
+        raise CreditNoteRefused(gettext("A credit note needs a reason."))
     if invoice.payment_attempts.filter(status="pending").exists():
         # Stripe may be charging the full total right now; the refund exists only for a paid invoice's
         # notes, so a note now would be charged and never paid back (invoice_set_status refuses a void alike).
-        raise CreditNoteRefused("A payment of this invoice is in progress; issue the credit note once the payment has succeeded or failed.")
+        raise CreditNoteRefused(gettext("A payment of this invoice is in progress; issue the credit note once the payment has succeeded or failed."))
     credited = sum(note.amount_minor for note in invoice.credit_notes.all())
     if amount_minor <= 0 or credited + amount_minor > invoice.total_minor:
-        raise CreditNoteRefused(f"A credit note must be more than 0 and at most {invoice.total_minor - credited} (what the invoice still carries).")
+        raise CreditNoteRefused(gettext("A credit note must be more than 0 and at most %(money)s (what the invoice still carries).")
+                                % {"money": format_money(invoice.total_minor - credited, invoice.currency)})
     note = CreditNote.objects.create(
         invoice=invoice, currency=invoice.currency, number=_number_next(kind="credit_note", currency=invoice.currency),
         amount_minor=amount_minor, reason=reason[:500], created_by=actor,

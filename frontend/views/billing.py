@@ -17,12 +17,14 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can, user_is_finance_staff
 from billing import selectors
 from billing.forms import CreditNoteForm, ReasonForm
-from billing.models import Invoice, Payout
+from billing.models import Invoice, LedgerAccount, Payout
 from billing.services import (
     CreditNoteRefused,
     InvoiceStateError,
@@ -38,11 +40,17 @@ from billing.services import (
 EVIDENCE_PER_PAGE = 500
 INVOICES_PER_PAGE = 50
 PAYOUTS_ON_EARNINGS = 100  # the newest; the API lists them all
+# The revenue page's tables: (dimension of selectors.revenue_by, column label, heading)
+REVENUE_TABLES = [
+    ("provider", gettext_lazy("Provider"), gettext_lazy("By provider")),
+    ("model", gettext_lazy("Accelerator model"), gettext_lazy("By accelerator model")),
+    ("hub", gettext_lazy("National hub"), gettext_lazy("By national hub")),
+]
 
 
 def _finance(request) -> None:
     if not user_is_finance_staff(user=request.user):
-        raise PermissionDenied("Finance pages are for the platform's finance staff.")
+        raise PermissionDenied(_("Finance pages are for the platform's finance staff."))
 
 
 def _finance_invoice(invoice_id: int) -> Invoice:
@@ -51,6 +59,11 @@ def _finance_invoice(invoice_id: int) -> Invoice:
 
 def _page(request, items, per_page: int):
     return Paginator(items, per_page).get_page(request.GET.get("page"))
+
+
+def _payment_error_code(attempts) -> str:
+    """The decline code behind Invoice.payment_error: that of the newest failed attempt (attempts come newest first)."""
+    return next((attempt.decline_code for attempt in attempts if attempt.status == "failed"), "")
 
 
 def _evidence_context(request, *, invoice: Invoice, line_id: int) -> dict:
@@ -88,10 +101,11 @@ def finance_invoices(request):
 def finance_invoice(request, invoice_id: int):
     _finance(request)
     invoice = _finance_invoice(invoice_id)
+    attempts = list(selectors.payment_attempt_list(organization=None, viewer_is_finance=True, invoice_id=invoice.pk))
     return render(request, "billing/finance_invoice.html", {
         "invoice": invoice, "lines": selectors.invoice_lines_with_context(invoice=invoice),
         "changes": invoice.status_changes.select_related("actor"), "outstanding": selectors.invoice_outstanding_minor(invoice=invoice),
-        "attempts": selectors.payment_attempt_list(organization=None, viewer_is_finance=True, invoice_id=invoice.pk),
+        "attempts": attempts, "payment_error_code": _payment_error_code(attempts),
         "reason_form": ReasonForm(), "credit_note_form": CreditNoteForm(),
         "can_approve": invoice.status in selectors.REVIEW_STATUSES,
         "can_void": bool(Invoice.TRANSITIONS.get(invoice.status, frozenset()) & {Invoice.Status.VOID}),
@@ -126,12 +140,12 @@ def _review_action(request, invoice_id: int, action) -> HttpResponse:
     invoice = _finance_invoice(invoice_id)
     form = ReasonForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Nothing changed: a reason is required.")
+        messages.error(request, _("Nothing changed: a reason is required."))
         return redirect("frontend:finance-invoice", invoice_id=invoice.pk)
     try:
         done = action(invoice=invoice, actor=request.user, reason=form.cleaned_data["reason"])
     except (InvoiceStateError, ReviewReasonMissing) as error:
-        messages.error(request, f"Nothing changed: {error}")
+        messages.error(request, _("Nothing changed: %(error)s") % {"error": error})
     else:
         messages.success(request, done)
     return redirect("frontend:finance-invoice", invoice_id=invoice.pk)
@@ -142,7 +156,7 @@ def _review_action(request, invoice_id: int, action) -> HttpResponse:
 def finance_invoice_approve(request, invoice_id: int):
     def approve(**kwargs):
         invoice = invoice_approve(**kwargs)
-        return f"Invoice approved as {invoice.display_number}."
+        return _("Invoice approved as %(number)s.") % {"number": invoice.display_number}
     return _review_action(request, invoice_id, approve)
 
 
@@ -152,10 +166,12 @@ def finance_invoice_void(request, invoice_id: int):
     def void(**kwargs):
         if request.POST.get("redraft"):
             draft = invoice_redraft(**kwargs)
-            rebuilt = f"a new draft (#{draft.pk}) holds its usage" if draft else "nothing was left to bill"
-            return f"Invoice {kwargs['invoice'].display_number} is void; {rebuilt}."
+            number = kwargs["invoice"].display_number
+            if draft:
+                return _("Invoice %(number)s is void; a new draft (#%(draft)s) holds its usage.") % {"number": number, "draft": draft.pk}
+            return _("Invoice %(number)s is void; nothing was left to bill.") % {"number": number}
         invoice = invoice_void(**kwargs)
-        return f"Invoice {invoice.display_number} is void."
+        return _("Invoice %(number)s is void.") % {"number": invoice.display_number}
     return _review_action(request, invoice_id, void)
 
 
@@ -166,21 +182,25 @@ def finance_credit_note(request, invoice_id: int):
     invoice = _finance_invoice(invoice_id)
     form = CreditNoteForm(request.POST)
     if not form.is_valid():
-        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
-        messages.error(request, f"Nothing changed: {problems}")
+        # Translators: a field of the credit note form, then what is wrong with it.
+        problems = " ".join(_("%(field)s: %(errors)s") % {"field": form.fields[name].label or name, "errors": " ".join(errors)}
+                            for name, errors in form.errors.items())
+        messages.error(request, _("Nothing changed: %(error)s") % {"error": problems})
         return redirect("frontend:finance-invoice", invoice_id=invoice.pk)
     try:
         note = credit_note_create(invoice=invoice, amount_minor=form.amount_minor, reason=form.cleaned_data["reason"], actor=request.user)
     except CreditNoteRefused as error:
-        messages.error(request, f"Nothing changed: {error}")
+        messages.error(request, _("Nothing changed: %(error)s") % {"error": error})
     else:
-        messages.success(request, f"Credit note {note.display_number} issued.")
+        messages.success(request, _("Credit note %(number)s issued.") % {"number": note.display_number})
     return redirect("frontend:finance-invoice", invoice_id=invoice.pk)
 
 
 @login_required
 def finance_invoices_csv(request):
     _finance(request)
+    # The column headers stay English in every language: the file is read by spreadsheets and importers
+    # that look columns up by name (selectors.invoice_export_rows; the background export writes the same).
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="invoices-{timezone.now():%Y%m%d}.csv"'
     writer = csv.writer(response)
@@ -199,16 +219,17 @@ def finance_aging(request):
 @login_required
 def finance_revenue(request):
     _finance(request)
-    dimensions = [("provider", "Provider"), ("model", "Accelerator model"), ("hub", "National hub")]
     return render(request, "billing/finance_revenue.html",
-                  {"tables": [(key, label, selectors.revenue_by(dimension=key)) for key, label in dimensions]})
+                  {"tables": [(key, label, heading, selectors.revenue_by(dimension=key)) for key, label, heading in REVENUE_TABLES]})
 
 
 @login_required
 def finance_reconciliation(request):
     _finance(request)
+    # (account, currency, balance): the account as its LedgerAccount, so the page shows its label, never the raw key
+    balances = [(LedgerAccount(account), currency, balance) for (account, currency), balance in sorted(selectors.ledger_balances().items())]
     return render(request, "billing/finance_reconciliation.html",
-                  {"problems": ledger_reconcile(), "balances": sorted(selectors.ledger_balances().items()), "checked_at": timezone.now()})
+                  {"problems": ledger_reconcile(), "balances": balances, "checked_at": timezone.now()})
 
 
 @login_required
@@ -233,10 +254,10 @@ def _finance_of(request, *, provider: bool):
     """The active organization, if it is of the right kind and the user's role may read its finances."""
     organization = request.organization
     if organization is None or not (organization.is_provider if provider else organization.is_buyer):
-        raise PermissionDenied("These pages are for members of a provider organization." if provider
-                               else "These pages are for members of a buyer organization.")
+        raise PermissionDenied(_("These pages are for members of a provider organization.") if provider
+                               else _("These pages are for members of a buyer organization."))
     if not user_can(user=request.user, organization=organization, action="view_finance"):
-        raise PermissionDenied("Only owners, admins and finance viewers of the organization can read its finances.")
+        raise PermissionDenied(_("Only owners, admins and finance viewers of the organization can read its finances."))
     return organization
 
 
@@ -264,10 +285,11 @@ def buyer_invoice(request, invoice_id: int):
     # Paying needs a role that may spend as well as read finances (the payment page's rule).
     can_pay = user_can(user=request.user, organization=organization, action="book")
     profile = selectors.billing_profile_of(organization=organization)
+    attempts = list(selectors.payment_attempt_list(organization=organization, invoice_id=invoice.pk))
     return render(request, "billing/buyer_invoice.html", {
         "invoice": invoice, "lines": selectors.invoice_lines_with_context(invoice=invoice),
         "outstanding": selectors.invoice_outstanding_minor(invoice=invoice),
-        "attempts": selectors.payment_attempt_list(organization=organization, invoice_id=invoice.pk),
+        "attempts": attempts, "payment_error_code": _payment_error_code(attempts),
         "payable": invoice.status in selectors.PAYABLE_STATUSES, "can_pay": can_pay,
         "card_label": profile.payment_method_label if profile and profile.payment_method_id else "",
     })

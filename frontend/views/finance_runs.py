@@ -7,6 +7,7 @@ Thin: finance staff only (403 otherwise, as every finance page); each button cal
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.jobs import job_list
@@ -34,7 +35,7 @@ def finance_run_billing(request):
         organization_id = int(request.POST.get("organization", ""))
         job = billing_run_job_start(organization_id=organization_id, actor=request.user)
     except (ValueError, Organization.DoesNotExist):
-        messages.error(request, "Nothing started: choose a buyer organization.")
+        messages.error(request, _("Nothing started: choose a buyer organization."))
         return redirect("frontend:finance-runs")
     return redirect("frontend:job", job_id=job.pk)
 

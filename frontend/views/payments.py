@@ -11,9 +11,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.selectors import user_can
+from billing.declines import decline_reason
+from billing.display import card_label_display
 from billing.models import PaymentAttempt
 from billing.payments import (
     PaymentMethodRefused,
@@ -63,7 +66,7 @@ def payment_method_saved(request):
     except PaymentMethodRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Saved: {profile.payment_method_label}. It pays your open invoices.")
+        messages.success(request, _("Saved: %(card_label)s. It pays your open invoices.") % {"card_label": card_label_display(profile.payment_method_label)})
     return redirect("frontend:billing-payment-method")
 
 
@@ -87,9 +90,13 @@ def invoice_pay_now(request, invoice_id: int):
         messages.error(request, str(exc))
         return _back(request, invoice.pk)
     if attempt is None or attempt.status == PaymentAttempt.Status.SUCCEEDED:
-        messages.success(request, f"Invoice {invoice.display_number} is paid.")
+        messages.success(request, _("Invoice %(number)s is paid.") % {"number": invoice.display_number})
     elif attempt.status == PaymentAttempt.Status.FAILED:
-        messages.error(request, f"Invoice {invoice.display_number} was not paid: {attempt.failure_reason}")
+        # Our words for Stripe's code, then Stripe's own (English) message where it says something else
+        reason = decline_reason(code=attempt.decline_code)
+        if attempt.failure_reason and attempt.failure_reason != reason:
+            reason = f'{reason} {_("(Stripe: %(message)s)") % {"message": attempt.failure_reason}}'
+        messages.error(request, _("Invoice %(number)s was not paid: %(reason)s") % {"number": invoice.display_number, "reason": reason})
     else:
-        messages.info(request, f"The payment of invoice {invoice.display_number} is being processed.")
+        messages.info(request, _("The payment of invoice %(number)s is being processed.") % {"number": invoice.display_number})
     return _back(request, invoice.pk)

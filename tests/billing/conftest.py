@@ -11,7 +11,7 @@ import pytest
 from accounts.models import Organization
 from inventory.models import Device
 from marketplace.models import Reservation, ReservationSegment
-from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory
+from tests.factories import ClusterFactory, NodeFactory, OfferFactory, OrganizationFactory, UserFactory, staff_group
 
 MARCH = datetime(2026, 2, 28, 16, tzinfo=UTC)  # 1 March 00:00 in Asia/Shanghai (the default billing zone)
 APRIL = datetime(2026, 3, 31, 16, tzinfo=UTC)
@@ -38,6 +38,45 @@ def usd_offer(catalog):
 @pytest.fixture
 def buyer_org(db):
     return OrganizationFactory(kind=Organization.Kind.BUYER)
+
+
+# --- the finance pages' world (test_billing_pages.py, test_billing_pages_zh.py) ------------------------------------------
+
+
+@pytest.fixture
+def finance_user():
+    user = UserFactory()
+    user.groups.add(staff_group("finance"))
+    return user
+
+
+@pytest.fixture
+def moved_to():
+    """Another provider's CNY offer, on a site of its own, where one of B's reservations was moved."""
+    cluster = ClusterFactory(site__name="Ningxia Zhongwei DC")
+    NodeFactory(cluster=cluster)
+    return OfferFactory(cluster=cluster)
+
+
+@pytest.fixture
+def invoiced(offer, usd_offer, moved_to):
+    """Two buyers invoiced for March and April: buyer A on `offer` (CNY), buyer B on both offers and one
+    reservation booked on `offer` but served on another provider's cards (`moved_to`); A's March is
+    approved, everything else is a draft."""
+    a, b = OrganizationFactory(name="Alpha Labs"), OrganizationFactory(name="Beta AI")
+    served(buyer=b, offer=offer, cards=2, periods=[(MARCH + 20 * H, MARCH + 23 * H)], offer_for_segments=moved_to)
+    # 10:30-13:00 on 8 cards: partial first hour, so the evidence has 1800s and 3600s hours
+    served(buyer=a, offer=offer, periods=[(MARCH + 2 * H + timedelta(minutes=30), MARCH + 5 * H)])
+    served(buyer=a, offer=offer, cards=4, periods=[(APRIL + H, APRIL + 7 * H)], node_index=1)
+    served(buyer=b, offer=offer, cards=2, periods=[(MARCH + 10 * H, MARCH + 12 * H)], node_index=1)
+    served(buyer=b, offer=usd_offer, cards=1, periods=[(APRIL + H, APRIL + 4 * H)])
+    from billing.models import Invoice
+    from billing.services import billing_run, invoice_approve
+
+    billing_run(now=MAY + H)
+    march_a = Invoice.objects.get(buyer=a, period_start=MARCH)
+    invoice_approve(invoice=march_a, actor=None, reason="fixture")
+    return {"a": a, "b": b, "march_a": Invoice.objects.get(pk=march_a.pk)}
 
 
 def served(*, buyer, offer, periods, cards=8, status=Reservation.Status.COMPLETED, node_index=0, offer_for_segments=None, price=None):

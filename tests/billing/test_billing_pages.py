@@ -24,19 +24,15 @@ from billing.models import (
 )
 from billing.rating import round_minor
 from billing.selectors import receivables_aging
-from billing.services import billing_run, credit_note_create, invoice_approve, invoice_set_status, platform_fee_minor
+from billing.services import credit_note_create, invoice_approve, invoice_set_status, platform_fee_minor
 from frontend import urls_finance
 from inventory.pricing import format_money
 from marketplace.models import ReservationSegment
-from tests.billing.conftest import APRIL, MARCH, MAY, H, served
+from tests.billing.conftest import APRIL, MARCH, H, served
 from tests.factories import (
-    ClusterFactory,
-    NodeFactory,
-    OfferFactory,
     OrganizationFactory,
     UserFactory,
     member,
-    staff_group,
 )
 
 pytestmark = pytest.mark.django_db
@@ -44,39 +40,6 @@ pytestmark = pytest.mark.django_db
 
 def text(response) -> str:
     return re.sub(r"\s+", " ", response.content.decode())
-
-
-@pytest.fixture
-def finance_user():
-    user = UserFactory()
-    user.groups.add(staff_group("finance"))
-    return user
-
-
-@pytest.fixture
-def moved_to():
-    """Another provider's CNY offer, on a site of its own, where one of B's reservations was moved."""
-    cluster = ClusterFactory(site__name="Ningxia Zhongwei DC")
-    NodeFactory(cluster=cluster)
-    return OfferFactory(cluster=cluster)
-
-
-@pytest.fixture
-def invoiced(offer, usd_offer, moved_to):
-    """Two buyers invoiced for March and April: buyer A on `offer` (CNY), buyer B on both offers and one
-    reservation booked on `offer` but served on another provider's cards (`moved_to`); A's March is
-    approved, everything else is a draft."""
-    a, b = OrganizationFactory(name="Alpha Labs"), OrganizationFactory(name="Beta AI")
-    served(buyer=b, offer=offer, cards=2, periods=[(MARCH + 20 * H, MARCH + 23 * H)], offer_for_segments=moved_to)
-    # 10:30-13:00 on 8 cards: partial first hour, so the evidence has 1800s and 3600s hours
-    served(buyer=a, offer=offer, periods=[(MARCH + 2 * H + timedelta(minutes=30), MARCH + 5 * H)])
-    served(buyer=a, offer=offer, cards=4, periods=[(APRIL + H, APRIL + 7 * H)], node_index=1)
-    served(buyer=b, offer=offer, cards=2, periods=[(MARCH + 10 * H, MARCH + 12 * H)], node_index=1)
-    served(buyer=b, offer=usd_offer, cards=1, periods=[(APRIL + H, APRIL + 4 * H)])
-    billing_run(now=MAY + H)
-    march_a = Invoice.objects.get(buyer=a, period_start=MARCH)
-    invoice_approve(invoice=march_a, actor=None, reason="fixture")
-    return {"a": a, "b": b, "march_a": Invoice.objects.get(pk=march_a.pk)}
 
 
 def finance_urls(invoice: Invoice) -> list[tuple[str, str]]:

@@ -3,7 +3,9 @@
 (function () {
   const form = document.getElementById("card-form");
   if (!form || typeof Stripe === "undefined") return;
-  const stripe = Stripe(form.dataset.publishableKey);
+  // Stripe.js writes the card field's hints and its errors itself: in the page's language ("zh" is Simplified Chinese).
+  const locale = (document.documentElement.lang || "").toLowerCase().startsWith("zh") ? "zh" : "en";
+  const stripe = Stripe(form.dataset.publishableKey, {locale: locale});
   const card = stripe.elements().create("card");
   card.mount("#card-element");
   const error = document.getElementById("card-error");
@@ -14,7 +16,8 @@
     button.disabled = true;
     const result = await stripe.confirmCardSetup(form.dataset.clientSecret, {payment_method: {card: card}});
     if (result.error) {
-      error.textContent = (result.error && result.error.message) || "The card could not be saved.";
+      // Stripe.js words its own errors (in the language Stripe() was given); the fallback is ours, translated in the page.
+      error.textContent = (result.error && result.error.message) || form.dataset.errorFallback;
       button.disabled = false;
       return;
     }
