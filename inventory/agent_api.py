@@ -15,6 +15,9 @@ import re
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import authentication, exceptions, permissions, serializers, status
@@ -68,10 +71,10 @@ class NodeAgentAuthentication(authentication.BaseAuthentication):
         if not header or header[0] != self.keyword:
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Agent <key>'.")
+            raise exceptions.AuthenticationFailed(_("Send the header as 'Authorization: Agent <key>'."))
         found = self.lookup(key=header[1])
         if found is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked agent key.")
+            raise exceptions.AuthenticationFailed(_("Invalid or revoked agent key."))
         return AnonymousUser(), found
 
     def lookup(self, *, key: str):
@@ -128,7 +131,7 @@ class AgentApiView(APIView):
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = f"The request body is larger than {MAX_AGENT_BODY_BYTES} bytes."
+    default_detail = format_lazy(gettext_lazy("The request body is larger than {limit} bytes."), limit=MAX_AGENT_BODY_BYTES)
     default_code = "too_large"
 
 
@@ -139,13 +142,13 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown[:10]})
+                raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown[:10]})
         return super().to_internal_value(data)
 
 
 def _printable(value: str) -> str:
     if not _PRINTABLE.match(value):
-        raise serializers.ValidationError("Control characters are not allowed.")
+        raise serializers.ValidationError(_("Control characters are not allowed."))
     return value
 
 
@@ -189,11 +192,11 @@ class AgentRegisterApi(AgentApiView):
 
         def validate_software_versions(self, value: dict) -> dict:
             if len(value) > MAX_SOFTWARE_VERSIONS:
-                raise serializers.ValidationError(f"At most {MAX_SOFTWARE_VERSIONS} entries.")
+                raise serializers.ValidationError(_("At most %(limit)d entries.") % {"limit": MAX_SOFTWARE_VERSIONS})
             bad = [name for name in value if not _SOFTWARE_NAME.match(name)]
             if bad:
                 raise serializers.ValidationError(
-                    f"Names are up to 64 letters, digits and _ . + - (got {bad[0][:70]!r})."
+                    _("Names are up to 64 letters, digits and _ . + - (got %(name)r).") % {"name": bad[0][:70]}
                 )
             return value
 
@@ -249,13 +252,13 @@ class ProviderAgentApiView(APIView):
     def organization_for_inventory(self, request):
         organization = getattr(request, "organization", None)
         if not user_can(user=request.user, organization=organization, action="manage_inventory"):
-            raise exceptions.PermissionDenied("You may not manage this organization's inventory.")
+            raise exceptions.PermissionDenied(_("You may not manage this organization's inventory."))
         return organization
 
     def node_or_404(self, request, node_id: int) -> Node:
         node = organization_node_get(organization=self.organization_for_inventory(request), node_id=node_id)
         if node is None:
-            raise exceptions.NotFound("No such node in your organization.")
+            raise exceptions.NotFound(_("No such node in your organization."))
         return node
 
 
@@ -283,7 +286,7 @@ class NodeAgentKeysApi(ProviderAgentApiView):
     def post(self, request, node_id: int):
         node = self.node_or_404(request, node_id)
         if node.status == Node.Status.RETIRED:
-            raise exceptions.ValidationError({"node": ["A retired node takes no agent keys."]})
+            raise exceptions.ValidationError({"node": [_("A retired node takes no agent keys.")]})
         token, key = node_agent_token_create(node=node)
         data = AgentKeySerializer(token).data
         data["key"] = key
@@ -310,7 +313,7 @@ class AgentKeysBulkApi(ProviderAgentApiView):
 
         def validate(self, data):
             if len([name for name in ("nodes", "cluster", "site") if name in data]) != 1:
-                raise serializers.ValidationError({"nodes": ["Give exactly one of nodes, cluster or site."]})
+                raise serializers.ValidationError({"nodes": [_("Give exactly one of nodes, cluster or site.")]})
             return data
 
     @extend_schema_serializer(component_name="AgentKeysBulkCreated")
@@ -335,7 +338,9 @@ class AgentKeysBulkApi(ProviderAgentApiView):
             node_ids = list(nodes_without_agent_key(organization=organization, **where).values_list("pk", flat=True))
             if not node_ids:
                 field = "cluster" if "cluster" in scope else "site"
-                raise exceptions.ValidationError({field: [f"No node of this {field} in your organization lacks an agent key."]})
+                message = (_("No node of this cluster in your organization lacks an agent key.") if field == "cluster"
+                           else _("No node of this site in your organization lacks an agent key."))
+                raise exceptions.ValidationError({field: [message]})
         keys = node_agent_tokens_create_bulk(organization=organization, node_ids=node_ids)
         payload = {"count": len(keys), "keys": [{"node": node.pk, "hostname": node.hostname, "token": key} for node, key in keys]}
         return Response(self.OutputSerializer(payload).data, status=status.HTTP_201_CREATED)
@@ -346,7 +351,7 @@ class AgentKeyRevokeApi(ProviderAgentApiView):
     def post(self, request, token_id: int):
         token = organization_agent_token_get(organization=self.organization_for_inventory(request), token_id=token_id)
         if token is None:
-            raise exceptions.NotFound("No such agent key in your organization.")
+            raise exceptions.NotFound(_("No such agent key in your organization."))
         token = node_agent_token_revoke(token=token)
         return Response(AgentKeySerializer(token).data)
 

@@ -35,6 +35,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import Organization, User
 from inventory.models import AcceleratorModel, Node, NodeAgentToken, NodeStatusChange
@@ -100,9 +101,11 @@ def node_agent_tokens_create_bulk(*, organization: Organization, node_ids: list[
     """
     wanted = sorted(set(node_ids))
     if not wanted:
-        raise ValidationError({"nodes": "Choose at least one node."})
+        raise ValidationError({"nodes": _("Choose at least one node.")})
     if len(wanted) > MAX_BULK_AGENT_KEYS:
-        raise ValidationError({"nodes": f"At most {MAX_BULK_AGENT_KEYS} nodes per request (got {len(wanted)})."})
+        raise ValidationError({"nodes": _("At most %(limit)d nodes per request (got %(count)d).") % {
+            "limit": MAX_BULK_AGENT_KEYS, "count": len(wanted),
+        }})
     # An id beyond bigint is unknown, not a database error ("IN" has no overflow guard in Django).
     in_range = [node_id for node_id in wanted if 0 < node_id <= MAX_BIGINT]
     nodes = list(
@@ -114,12 +117,12 @@ def node_agent_tokens_create_bulk(*, organization: Organization, node_ids: list[
     unknown = sorted(set(wanted) - {node.pk for node in nodes})
     if unknown:
         shown = ", ".join(str(node_id) for node_id in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-        raise ValidationError({"nodes": f"No such node in your organization: {shown}."})
+        raise ValidationError({"nodes": _("No such node in your organization: %(nodes)s.") % {"nodes": shown}})
     retired = [node.hostname for node in nodes if node.status == Node.Status.RETIRED]
     if retired:
         shown = ", ".join(retired[:10]) + (" ..." if len(retired) > 10 else "")
-        raise ValidationError({"nodes": f"Retired nodes take no agent keys: {shown}."})
-    keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _ in nodes]
+        raise ValidationError({"nodes": _("Retired nodes take no agent keys: %(nodes)s.") % {"nodes": shown}})
+    keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _node in nodes]
     NodeAgentToken.objects.bulk_create(
         [NodeAgentToken(node=node, prefix=key[:12], key_hash=_hash_key(key)) for node, key in zip(nodes, keys, strict=True)]
     )
@@ -209,7 +212,7 @@ def node_agent_key_cache_forget(*, token_id: int | None = None) -> None:
     if token_id is None:
         _agent_key_cache.clear()
         return
-    for key_hash in [h for h, (_, cached_token, _) in _agent_key_cache.items() if cached_token == token_id]:
+    for key_hash in [h for h, (_key, cached_token, _at) in _agent_key_cache.items() if cached_token == token_id]:
         _agent_key_cache.pop(key_hash, None)
 
 
@@ -412,7 +415,7 @@ def node_mismatch_resolve(*, node: Node, actor: User | None = None) -> Node:
     node = node_mismatch_check(node=node)
     if node.mismatch_reason:
         raise ValidationError(
-            {"mismatch_reason": f"The agent's last report still contradicts the listing: {node.mismatch_reason}."}
+            {"mismatch_reason": _("The agent's last report still contradicts the listing: %(reason)s.") % {"reason": node.mismatch_reason}}
         )
     logger.info("node %s: mismatch resolution confirmed by %s", node.pk, actor or "the system")
     return node
@@ -431,7 +434,7 @@ def _token_touch(token: NodeAgentToken, now: datetime) -> None:
 
 def _refuse_retired(node: Node) -> None:
     if node.status == Node.Status.RETIRED:
-        raise NodeAgentRefused("This node is retired; its agent reports are not accepted.", code="node_retired")
+        raise NodeAgentRefused(_("This node is retired; its agent reports are not accepted."), code="node_retired")
 
 
 # Statuses the agent moves to online by being alive. Maintenance and unhealthy were set by a person
@@ -513,7 +516,7 @@ def _heartbeat_slow_path(*, token: NodeAgentToken, now: datetime) -> Node:
     node = Node.objects.select_for_update().get(pk=token.node_id)
     _refuse_retired(node)
     if node.status == Node.Status.REGISTERED or not node.reported_model_name:
-        raise NodeAgentRefused("Register the node's hardware before sending heartbeats.", code="register_first")
+        raise NodeAgentRefused(_("Register the node's hardware before sending heartbeats."), code="register_first")
     node.last_heartbeat_at = now
     node.save(update_fields=["last_heartbeat_at"])
     if node.status in AGENT_REVIVES or node_unhealthy_by_silence(node):
@@ -622,7 +625,7 @@ def demo_agent_keys_issue(*, now: datetime | None = None) -> list[DemoAgentNode]
     NodeAgentToken.objects.filter(node__cluster__site__owner__is_demo=True, revoked_at__isnull=True).update(revoked_at=now)
     node_agent_key_cache_forget()
     nodes = list(demo_agent_nodes().select_related("accelerator_model").order_by("pk"))
-    keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _ in nodes]
+    keys = [AGENT_KEY_PREFIX + secrets.token_urlsafe(32) for _node in nodes]
     NodeAgentToken.objects.bulk_create(
         [NodeAgentToken(node=node, prefix=key[:12], key_hash=_hash_key(key)) for node, key in zip(nodes, keys, strict=True)]
     )

@@ -10,6 +10,8 @@ its history. The views only translate HTTP to inventory.services / inventory.sel
 
 from django.core.exceptions import RequestDataTooBig
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -39,19 +41,19 @@ from inventory.models import AcceleratorModel, Cluster, Currency, MaintenanceWin
 class InventoryPermission(permissions.BasePermission):
     """Reads need "view" in the caller's organization, writes "manage_inventory" (provider organizations)."""
 
-    message = "Your role in this organization does not allow this."
+    message = gettext_lazy("Your role in this organization does not allow this.")
 
     def has_permission(self, request, view):
         if not request.user or not request.user.is_authenticated:
             return False
         organization = getattr(request, "organization", None)
         if organization is None:
-            self.message = "You act for no organization."
+            self.message = _("You act for no organization.")
             return False
         action_name = "view" if request.method in permissions.SAFE_METHODS else "manage_inventory"
         if not user_can(user=request.user, organization=organization, action=action_name):
             self.message = (
-                "Only members of a provider organization with an editing role can change inventory."
+                _("Only members of a provider organization with an editing role can change inventory.")
                 if action_name == "manage_inventory"
                 else self.message
             )
@@ -86,8 +88,9 @@ class AcceleratorModelField(serializers.RelatedField):
     """A catalog model by slug ("nvidia-h100-sxm5-80gb") or name ("H100 SXM5 80GB"), any case."""
 
     default_error_messages = {
-        "unknown": "Unknown accelerator model '{value}': use a catalog slug (e.g. nvidia-h100-sxm5-80gb) or name.",
-        "invalid": "Give the accelerator model's slug or name as text (printable characters).",
+        # Translators: {value} is what the client sent; keep the braces.
+        "unknown": gettext_lazy("Unknown accelerator model '{value}': use a catalog slug (e.g. nvidia-h100-sxm5-80gb) or name."),
+        "invalid": gettext_lazy("Give the accelerator model's slug or name as text (printable characters)."),
     }
 
     def __init__(self, **kwargs):
@@ -311,7 +314,7 @@ class ClusterViewSet(InventoryApiMixin, viewsets.GenericViewSet):
         data = ClusterInputSerializer(data=request.data, partial=True, context={"request": request})
         data.is_valid(raise_exception=True)
         if "site" in data.validated_data:
-            raise ValidationError({"site": ["A cluster cannot move to another site."]})
+            raise ValidationError({"site": [_("A cluster cannot move to another site.")]})
         cluster = services.cluster_update(cluster=cluster, actor=request.user, **data.validated_data)
         return Response(ClusterOutputSerializer(cluster).data)
 
@@ -393,7 +396,7 @@ class NodeViewSet(InventoryApiMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         if fields.pop("status", None) not in (None, Node.Status.REGISTERED):
-            raise ValidationError({"status": ["A new node starts 'registered'; its agent brings it online."]})
+            raise ValidationError({"status": [_("A new node starts 'registered'; its agent brings it online.")]})
         node = services.node_create(actor=request.user, **fields)
         return Response(NodeOutputSerializer(node).data, status=status.HTTP_201_CREATED)
 
@@ -465,7 +468,7 @@ class NodeImportApi(InventoryApiMixin, APIView):
                 return self._too_large()
             raw = upload.read(NODE_IMPORT_MAX_BYTES + 1)
         if raw is None:
-            raise ValidationError({"file": ["Send the CSV as multipart field 'file' or as a text/csv body."]})
+            raise ValidationError({"file": [_("Send the CSV as multipart field 'file' or as a text/csv body.")]})
         if len(raw) > NODE_IMPORT_MAX_BYTES:
             return self._too_large()
         # a bad file (NodeImportInvalid) answers 400 with one field per bad row, through config.api's handler
@@ -476,8 +479,8 @@ class NodeImportApi(InventoryApiMixin, APIView):
     def _too_large(self):
         limit = NODE_IMPORT_MAX_BYTES // 1024 // 1024
         return error_response(
-            code="too_large", message=f"The file is larger than {limit} MB; nothing was imported.",
-            fields={"file": [f"At most {limit} MB."]}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            code="too_large", message=_("The file is larger than %(limit)d MB; nothing was imported.") % {"limit": limit},
+            fields={"file": [_("At most %(limit)d MB.") % {"limit": limit}]}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
 
 
@@ -590,7 +593,7 @@ class OfferViewSet(InventoryApiMixin, viewsets.GenericViewSet):
         fields = _offer_fields(data.validated_data)
         fixed = {"cluster", "accelerator_model"} & set(fields)
         if fixed:
-            raise ValidationError({name: ["Fixed once listed: retire the offer and create a new one."] for name in fixed})
+            raise ValidationError({name: [_("Fixed once listed: retire the offer and create a new one.")] for name in fixed})
         offer = services.offer_update(offer=offer, actor=request.user, **fields)
         return Response(OfferOutputSerializer(offer).data)
 

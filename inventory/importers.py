@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import Organization
 from inventory.models import AcceleratorModel, Cluster, Node, Site
@@ -49,7 +51,7 @@ class RowError:
     message: str
 
     def __str__(self):
-        return f"Row {self.row}: {self.column}: {self.message}"
+        return _("Row %(row)d: %(column)s: %(message)s") % {"row": self.row, "column": self.column, "message": self.message}
 
 
 @dataclass
@@ -63,9 +65,12 @@ class NodeImportInvalid(Exception):
     @property
     def message(self) -> str:
         if self.file_errors:
-            return self.file_errors[0] + " Nothing was imported."
-        rows = "1 row is" if self.bad_row_count == 1 else f"{self.bad_row_count} rows are"
-        return f"{rows} invalid; nothing was imported. Fix them and upload the whole file again."
+            return _("%(problem)s Nothing was imported.") % {"problem": self.file_errors[0]}
+        return ngettext(
+            "%(count)d row is invalid; nothing was imported. Fix it and upload the whole file again.",
+            "%(count)d rows are invalid; nothing was imported. Fix them and upload the whole file again.",
+            self.bad_row_count,
+        ) % {"count": self.bad_row_count}
 
     def fields(self) -> dict[str, list[str]]:
         """The API's error fields: {"file": [...]} or {"row 7": ["accelerator_model: ..."], ...}."""
@@ -93,31 +98,34 @@ def node_import_template(*, cluster: Cluster | None = None) -> str:
 def _decode(data: bytes) -> str:
     if len(data) > NODE_IMPORT_MAX_BYTES:
         raise NodeImportInvalid(
-            file_errors=[f"The file is {len(data) / 1024 / 1024:.1f} MB; the limit is {NODE_IMPORT_MAX_BYTES // 1024 // 1024} MB."]
+            file_errors=[_("The file is %(size).1f MB; the limit is %(limit)d MB.") % {
+                "size": len(data) / 1024 / 1024, "limit": NODE_IMPORT_MAX_BYTES // 1024 // 1024,
+            }]
         )
     if not data.strip():
-        raise NodeImportInvalid(file_errors=["The file is empty."])
+        raise NodeImportInvalid(file_errors=[_("The file is empty.")])
     if b"\x00" in data:
-        raise NodeImportInvalid(file_errors=["This is not a CSV text file (it contains binary data)."])
+        raise NodeImportInvalid(file_errors=[_("This is not a CSV text file (it contains binary data).")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise NodeImportInvalid(
-            file_errors=[f"The file is not UTF-8 text (undecodable byte at position {error.start}); save it as CSV UTF-8."]
+            file_errors=[_("The file is not UTF-8 text (undecodable byte at position %(position)d); save it as CSV UTF-8.")
+                         % {"position": error.start}]
         ) from None
 
 
 def _integer(raw: str, column: str) -> tuple[int | None, str | None]:
     raw = raw.strip()
     if not raw:
-        return None, "a whole number is required"
+        return None, _("a whole number is required")
     try:
         value = int(raw)
     except ValueError:
-        return None, f"'{raw[:30]}' is not a whole number"
+        return None, _("'%(value)s' is not a whole number") % {"value": raw[:30]}
     low, high = INTEGER_BOUNDS[column]
     if not low <= value <= high:
-        return None, f"{value} is out of range ({low} to {high:,})"
+        return None, _("%(value)d is out of range (%(low)d to %(high)s)") % {"value": value, "low": low, "high": f"{high:,}"}
     return value, None
 
 
@@ -130,20 +138,20 @@ def node_import_file_check(*, data: bytes) -> tuple[list[str], list[tuple[int, l
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None:
-            raise NodeImportInvalid(file_errors=["The file is empty."])
+            raise NodeImportInvalid(file_errors=[_("The file is empty.")])
         columns = [name.strip().lower() for name in header]
         missing = [name for name in REQUIRED_COLUMNS if name not in columns]
         unknown = [name for name in columns if name and name not in COLUMNS]
         duplicated = sorted({name for name in columns if name and columns.count(name) > 1})
         problems = []
         if missing:
-            problems.append(f"Missing column(s): {', '.join(missing)}.")
+            problems.append(_("Missing column(s): %(columns)s.") % {"columns": ", ".join(missing)})
         if unknown:
-            problems.append(f"Unknown column(s): {', '.join(repr(name[:40]) for name in unknown[:10])}.")
+            problems.append(_("Unknown column(s): %(columns)s.") % {"columns": ", ".join(repr(name[:40]) for name in unknown[:10])})
         if duplicated:
-            problems.append(f"Column(s) given twice: {', '.join(duplicated)}.")
+            problems.append(_("Column(s) given twice: %(columns)s.") % {"columns": ", ".join(duplicated)})
         if problems:
-            problems.append(f"The header must be: {','.join(COLUMNS)} (cpu_model is optional).")
+            problems.append(_("The header must be: %(header)s (cpu_model is optional).") % {"header": ",".join(COLUMNS)})
             raise NodeImportInvalid(file_errors=[" ".join(problems)])
         raw_rows = []
         for values in reader:
@@ -151,11 +159,13 @@ def node_import_file_check(*, data: bytes) -> tuple[list[str], list[tuple[int, l
                 continue  # blank line
             raw_rows.append((reader.line_num, values))
             if len(raw_rows) > NODE_IMPORT_MAX_ROWS:
-                raise NodeImportInvalid(file_errors=[f"The file has more than {NODE_IMPORT_MAX_ROWS:,} nodes; split it."])
+                raise NodeImportInvalid(file_errors=[
+                    _("The file has more than %(rows)s nodes; split it.") % {"rows": f"{NODE_IMPORT_MAX_ROWS:,}"}
+                ])
     except csv.Error as error:
-        raise NodeImportInvalid(file_errors=[f"This is not a readable CSV file ({error})."]) from None
+        raise NodeImportInvalid(file_errors=[_("This is not a readable CSV file (%(error)s).") % {"error": error}]) from None
     if not raw_rows:
-        raise NodeImportInvalid(file_errors=["The file has a header but no nodes."])
+        raise NodeImportInvalid(file_errors=[_("The file has a header but no nodes.")])
 
     return columns, raw_rows
 
@@ -194,7 +204,9 @@ def node_rows_parse(*, organization: Organization, data: bytes, progress: Callab
         if len(values) < len(columns) and all(name in OPTIONAL_COLUMNS for name in columns[len(values):]):
             values = values + [""] * (len(columns) - len(values))  # trailing optional values left out
         if len(values) != len(columns):
-            errors.append(RowError(row_number, "row", f"has {len(values)} values, the header has {len(columns)}"))
+            errors.append(RowError(row_number, "row", _("has %(values)d values, the header has %(columns)d") % {
+                "values": len(values), "columns": len(columns),
+            }))
             continue
         cell = {name: value for name, value in zip(columns, values, strict=True) if name}
 
@@ -210,19 +222,23 @@ def node_rows_parse(*, organization: Organization, data: bytes, progress: Callab
             if len(named) == 1:
                 cluster = named[0]
             elif len(named) > 1:
-                row_errors.append(RowError(row_number, "cluster", f"several of your clusters are named '{cluster_key[:60]}'; use the cluster id"))
+                row_errors.append(RowError(row_number, "cluster", _("several of your clusters are named '%(name)s'; use the cluster id")
+                                           % {"name": cluster_key[:60]}))
             elif not cluster_key:
-                row_errors.append(RowError(row_number, "cluster", "a cluster id is required"))
+                row_errors.append(RowError(row_number, "cluster", _("a cluster id is required")))
             else:
-                row_errors.append(RowError(row_number, "cluster", f"'{cluster_key[:60]}' is not one of your clusters"))
+                row_errors.append(RowError(row_number, "cluster", _("'%(name)s' is not one of your clusters") % {"name": cluster_key[:60]}))
         if cluster is not None and cluster.site.lifecycle == Site.Lifecycle.RETIRED:
-            row_errors.append(RowError(row_number, "cluster", f"cluster '{cluster.name}' is in a retired site"))
+            row_errors.append(RowError(row_number, "cluster", _("cluster '%(name)s' is in a retired site") % {"name": cluster.name}))
             cluster = None
 
         model_key = cell["accelerator_model"].strip()
         model = models_by_key.get(model_key.lower())
         if model is None:
-            message = f"unknown accelerator model '{model_key[:60]}' (use a catalog name or slug)" if model_key else "an accelerator model is required"
+            if model_key:
+                message = _("unknown accelerator model '%(model)s' (use a catalog name or slug)") % {"model": model_key[:60]}
+            else:
+                message = _("an accelerator model is required")
             row_errors.append(RowError(row_number, "accelerator_model", message))
 
         numbers = {}
@@ -233,14 +249,15 @@ def node_rows_parse(*, organization: Organization, data: bytes, progress: Callab
 
         cpu_model = cell.get("cpu_model", "").strip()
         if len(cpu_model) > 120:
-            row_errors.append(RowError(row_number, "cpu_model", "at most 120 characters"))
+            row_errors.append(RowError(row_number, "cpu_model", _("at most 120 characters")))
         elif not cpu_model.isprintable():
-            row_errors.append(RowError(row_number, "cpu_model", "printable characters only (no control characters or line breaks)"))
+            row_errors.append(RowError(row_number, "cpu_model", _("printable characters only (no control characters or line breaks)")))
 
         if cluster is not None and not problem_in(row_errors, "hostname"):
             key = (cluster.pk, hostname)
             if key in first_row_of:
-                row_errors.append(RowError(row_number, "hostname", f"'{hostname}' is already in row {first_row_of[key]} for the same cluster"))
+                row_errors.append(RowError(row_number, "hostname", _("'%(hostname)s' is already in row %(row)d for the same cluster")
+                                           % {"hostname": hostname, "row": first_row_of[key]}))
             else:
                 first_row_of[key] = row_number
 
@@ -260,7 +277,7 @@ def node_rows_parse(*, organization: Organization, data: bytes, progress: Callab
             wanted |= Q(cluster_id=cluster_id, hostname__in=hostnames)
         existing = set(Node.objects.filter(wanted).values_list("cluster_id", "hostname"))
         for key in sorted(existing, key=lambda k: first_row_of[k]):
-            errors.append(RowError(first_row_of[key], "hostname", f"'{key[1]}' is already listed in this cluster"))
+            errors.append(RowError(first_row_of[key], "hostname", _("'%(hostname)s' is already listed in this cluster") % {"hostname": key[1]}))
 
     if errors:
         errors.sort(key=lambda e: e.row)

@@ -9,6 +9,7 @@ from django.contrib.postgres.indexes import GistIndex
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization, User
 
@@ -86,8 +87,8 @@ class NationalHub(models.Model):
     """One of the 8 national computing hubs of the "East Data, West Computing" plan."""
 
     class Role(models.TextChoices):
-        DEMAND = "demand", "Demand hub (east)"
-        RESOURCE = "resource", "Resource hub (west)"
+        DEMAND = "demand", _("Demand hub (east)")
+        RESOURCE = "resource", _("Resource hub (west)")
 
     name = models.CharField(max_length=100, unique=True)
     name_zh = models.CharField(max_length=50, blank=True)
@@ -127,10 +128,10 @@ class Site(models.Model):
     """A data center."""
 
     class Lifecycle(models.TextChoices):
-        PLANNED = "planned", "Planned"
-        UNDER_CONSTRUCTION = "under_construction", "Under construction"
-        ONLINE = "online", "Online"  # the only state in which capacity is rentable
-        RETIRED = "retired", "Retired"
+        PLANNED = "planned", _("Planned")
+        UNDER_CONSTRUCTION = "under_construction", _("Under construction")
+        ONLINE = "online", _("Online")  # the only state in which capacity is rentable
+        RETIRED = "retired", _("Retired")
 
     owner = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="sites")
     name = models.CharField(max_length=200)
@@ -164,7 +165,7 @@ class Cluster(models.Model):
     class Fabric(models.TextChoices):
         INFINIBAND = "infiniband", "InfiniBand"
         ROCE = "roce", "RoCE"
-        ETHERNET = "ethernet", "Ethernet"
+        ETHERNET = "ethernet", _("Ethernet")
 
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="clusters")
     name = models.CharField(max_length=100)
@@ -184,12 +185,12 @@ class Node(models.Model):
     """One server."""
 
     class Status(models.TextChoices):
-        REGISTERED = "registered", "Registered"  # listed, agent not yet heard from
-        ONLINE = "online", "Online"  # the only state in which its devices are rentable
-        MAINTENANCE = "maintenance", "Maintenance"
-        UNHEALTHY = "unhealthy", "Unhealthy"
-        OFFLINE = "offline", "Offline"
-        RETIRED = "retired", "Retired"
+        REGISTERED = "registered", _("Registered")  # listed, agent not yet heard from
+        ONLINE = "online", _("Online")  # the only state in which its devices are rentable
+        MAINTENANCE = "maintenance", _("Maintenance")
+        UNHEALTHY = "unhealthy", _("Unhealthy")
+        OFFLINE = "offline", _("Offline")
+        RETIRED = "retired", _("Retired")
 
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="nodes")
     hostname = models.CharField(max_length=253)
@@ -327,8 +328,8 @@ class DeviceAllocation(models.Model):
     """
 
     class Purpose(models.TextChoices):
-        RESERVATION = "reservation", "Reservation"
-        MAINTENANCE = "maintenance", "Maintenance"
+        RESERVATION = "reservation", _("Reservation")
+        MAINTENANCE = "maintenance", _("Maintenance")
 
     device = models.ForeignKey(Device, on_delete=models.PROTECT, related_name="allocations")
     period = DateTimeRangeField()
@@ -342,12 +343,12 @@ class DeviceAllocation(models.Model):
     is_active = models.BooleanField(default=True)
 
     class ReleaseReason(models.TextChoices):
-        CANCELLED = "cancelled", "Cancelled before the start"
-        RELEASED_EARLY = "released_early", "Released early"
-        FAILED = "failed", "The reservation failed"
-        REHOMED = "rehomed", "Moved to other devices"
-        NODE_FAILED = "node_failed", "The node failed and nothing equivalent was free"
-        MAINTENANCE_CANCELLED = "maintenance_cancelled", "Maintenance window called off"
+        CANCELLED = "cancelled", _("Cancelled before the start")
+        RELEASED_EARLY = "released_early", _("Released early")
+        FAILED = "failed", _("The reservation failed")
+        REHOMED = "rehomed", _("Moved to other devices")
+        NODE_FAILED = "node_failed", _("The node failed and nothing equivalent was free")
+        MAINTENANCE_CANCELLED = "maintenance_cancelled", _("Maintenance window called off")
 
     # What was booked when the row was written. `period` above is the *effective* period (what the
     # exclusion constraint and availability read); a truncation shortens `period` and keeps this one,
@@ -464,14 +465,14 @@ class ReliabilityEvent(models.Model):
     provider's record is one indexed read."""
 
     class Kind(models.TextChoices):
-        HEARTBEAT_MISSED = "heartbeat_missed", "Heartbeats missed"
-        BOOT_FAILED = "boot_failed", "Boot failed"
-        FAILOVER = "failover", "Failover (work moved off the node)"
+        HEARTBEAT_MISSED = "heartbeat_missed", _("Heartbeats missed")
+        BOOT_FAILED = "boot_failed", _("Boot failed")
+        FAILOVER = "failover", _("Failover (work moved off the node)")
 
     class Cause(models.TextChoices):
-        HOST_FAULT = "host_fault", "Host fault"
-        NETWORK = "network", "Network"
-        MAINTENANCE = "maintenance", "Declared maintenance"
+        HOST_FAULT = "host_fault", _("Host fault")
+        NETWORK = "network", _("Network")
+        MAINTENANCE = "maintenance", _("Declared maintenance")
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="reliability_events")
     provider = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")

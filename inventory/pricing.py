@@ -11,6 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from django.core.exceptions import ValidationError
 from django.db.models import DecimalField, ExpressionWrapper, F, Func
 from django.db.models.functions import NullIf, Round
+from django.utils.translation import gettext as _
 
 # A card-hour above this (in major units: yuan / dollars) is a typo, not a price: an H100 rents for
 # tens of yuan an hour. Refused with a message that says so.
@@ -29,17 +30,19 @@ def price_major_to_minor(*, price: str | Decimal | int, field: str = "price_per_
     try:
         value = Decimal(str(price).strip())
     except (InvalidOperation, ValueError):
-        raise ValidationError({field: "Enter a price as a number, e.g. 25.00."}) from None
+        raise ValidationError({field: _("Enter a price as a number, e.g. 25.00.")}) from None
     if not value.is_finite():
-        raise ValidationError({field: "Enter a price as a number, e.g. 25.00."})
+        raise ValidationError({field: _("Enter a price as a number, e.g. 25.00.")})
     if value <= 0:
-        raise ValidationError({field: "The price must be more than zero."})
+        raise ValidationError({field: _("The price must be more than zero.")})
     if value > MAX_PRICE_PER_CARD_HOUR_MAJOR:
         raise ValidationError(
-            {field: f"{value} per card-hour is not a plausible price (the limit is {MAX_PRICE_PER_CARD_HOUR_MAJOR:,})."}
+            {field: _("%(price)s per card-hour is not a plausible price (the limit is %(limit)s).") % {
+                "price": value, "limit": f"{MAX_PRICE_PER_CARD_HOUR_MAJOR:,}",
+            }}
         )
     if value.as_tuple().exponent < -2 and value != value.quantize(Decimal("0.01")):
-        raise ValidationError({field: "Use at most 2 decimals (the smallest unit is 0.01)."})
+        raise ValidationError({field: _("Use at most 2 decimals (the smallest unit is 0.01).")})
     return major_to_minor(value)
 
 

@@ -214,7 +214,8 @@ def sites_with_cards(*, organization: Organization | None) -> list[Site]:
     by_site: dict[int, list[dict]] = {}
     for row in rows:
         by_site.setdefault(row["cluster__site_id"], []).append(
-            {"model": row["accelerator_model__name"], "status": row["status"], "cards": row["cards"], "nodes": row["nodes"]}
+            {"model": row["accelerator_model__name"], "status": row["status"], "cards": row["cards"], "nodes": row["nodes"],
+             "status_label": Node.Status(row["status"]).label}
         )
     for site in sites:
         site.cards = by_site.get(site.pk, [])

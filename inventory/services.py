@@ -12,6 +12,8 @@ from django.db import IntegrityError, models, transaction
 from django.db.backends.postgresql.psycopg_any import DateTimeTZRange
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import get_language, gettext_lazy, ngettext, override
+from django.utils.translation import gettext as _
 
 from accounts.models import Organization, User
 from inventory.allocations import (
@@ -45,12 +47,13 @@ from inventory.pricing import (  # noqa: F401 - the money rule, re-exported for 
 from inventory.reliability import node_reliability_record  # noqa: F401 - the reliability record, for callers of services
 from inventory.selectors import NETWORK_TOTALS_CACHE_KEY, NETWORK_TOTALS_CACHE_SECONDS, network_totals
 from inventory.signals import CAPACITY_LOST_STATUSES, capacity_lost_send_on_commit
+from inventory.templatetags.localnames import local_name
 
 # Nothing goes on the device calendar (bookings, maintenance windows, rentable periods) more than
 # this far ahead: such a date is a typo, and one near year 9999 cannot even be shown in every time
 # zone (or have a duration added to it) without overflowing.
 CALENDAR_HORIZON = timedelta(days=3653)
-CALENDAR_HORIZON_MESSAGE = "Too far ahead: the calendar reaches at most 10 years from now."
+CALENDAR_HORIZON_MESSAGE = gettext_lazy("Too far ahead: the calendar reaches at most 10 years from now.")
 
 
 def beyond_calendar_horizon(moment: datetime | None, *, now: datetime | None = None) -> bool:
@@ -87,10 +90,6 @@ def _when(moment: datetime) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _reservations(count: int) -> str:
-    return f"{count} confirmed reservation{'' if count == 1 else 's'} {'uses' if count == 1 else 'use'}"
-
-
 def _lock_offers(*, cluster_ids: list[int], accelerator_model_id: int | None = None) -> None:
     """Lock the active offers a booking of these cards would go through (bookings and extensions
     take the offer's row lock first), so none can slip in between the check below and the write."""
@@ -102,14 +101,20 @@ def _lock_offers(*, cluster_ids: list[int], accelerator_model_id: int | None = N
 
 def _refuse_retire_under_bookings(
     *, what: str, field: str, cluster_ids: list[int], accelerator_model_id: int | None = None, node_id: int | None = None,
-    stop_new: str = "ending the rentable period of its offers",
+    stop_new: str = gettext_lazy("ending the rentable period of its offers"),
 ) -> None:
+    """`what` and `stop_new` are translated phrases (gettext_lazy) that finish the refusal's sentence."""
     _lock_offers(cluster_ids=cluster_ids, accelerator_model_id=accelerator_model_id)
     ahead: BookingsAhead = bookings_ahead(cluster_ids=cluster_ids, accelerator_model_id=accelerator_model_id, node_id=node_id)
     if ahead:
         raise InventoryConflict(
-            f"{_reservations(ahead.reservations)} {what} until {_when(ahead.last_end)}; retire after they end, "
-            f"or stop new bookings first by {stop_new} (bookings already made keep their cards).",
+            ngettext(
+                "%(count)d confirmed reservation uses %(what)s until %(end)s; retire after it ends, "
+                "or stop new bookings first by %(stop_new)s (bookings already made keep their cards).",
+                "%(count)d confirmed reservations use %(what)s until %(end)s; retire after they end, "
+                "or stop new bookings first by %(stop_new)s (bookings already made keep their cards).",
+                ahead.reservations,
+            ) % {"count": ahead.reservations, "what": what, "end": _when(ahead.last_end), "stop_new": stop_new},
             field=field, code=CAPACITY_BOOKED_CODE,
         )
 
@@ -138,8 +143,8 @@ def _refuse_online_without_agent(node: Node) -> None:
     cutoff = timezone.now() - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_SECONDS)
     if not node.reported_model_name or node.last_heartbeat_at is None or node.last_heartbeat_at < cutoff:
         raise ValidationError(
-            {"status": "A node goes online when its node agent reports: create an agent key on the node's page and "
-                       "start the agent on the server (python -m nodeagent ...)."}
+            {"status": _("A node goes online when its node agent reports: create an agent key on the node's page and "
+                         "start the agent on the server (python -m nodeagent ...).")}
         )
 
 
@@ -154,14 +159,15 @@ def node_set_status(*, node: Node, status: str, actor: User | None = None, reaso
     if node.status == status:
         return node
     if status not in NODE_TRANSITIONS.get(node.status, set()):
-        raise ValidationError({"status": f"A node cannot go from {node.status} to {status}."})
+        # The states as the API names them (the values a client sends), in every language.
+        raise ValidationError({"status": _("A node cannot go from %(from)s to %(to)s.") % {"from": node.status, "to": status}})
     if status == Node.Status.ONLINE:
         _refuse_online_without_agent(node)
     if status == Node.Status.RETIRED:
         _refuse_retire_under_bookings(
-            what="this node's cards", field="status", cluster_ids=[node.cluster_id],
+            what=gettext_lazy("this node's cards"), field="status", cluster_ids=[node.cluster_id],
             accelerator_model_id=node.accelerator_model_id, node_id=node.pk,
-            stop_new="ending the rentable period of its cluster's offer",
+            stop_new=gettext_lazy("ending the rentable period of its cluster's offer"),
         )
     NodeStatusChange.objects.create(
         node=node, from_status=node.status, to_status=status, actor=actor, reason=reason[:300], cause=cause
@@ -187,11 +193,13 @@ def node_mark_failed(*, node: Node, actor: User, reason: str, cause: str = "host
 
     note = " ".join((reason or "").split())
     if not note:
-        raise ValidationError({"reason": ["Say why the node failed: it is kept in the node's audit trail."]})
+        raise ValidationError({"reason": [_("Say why the node failed: it is kept in the node's audit trail.")]})
     if cause not in ReliabilityEvent.Cause.values:
-        raise ValidationError({"cause": [f"Pick one of {', '.join(ReliabilityEvent.Cause.values)}."]})
+        raise ValidationError({"cause": [_("Pick one of %(causes)s.") % {"causes": ", ".join(ReliabilityEvent.Cause.values)}]})
     if node.status not in (Node.Status.ONLINE, Node.Status.OFFLINE):
-        raise ValidationError({"node": [f"Only an online (or offline) node can be marked failed; this one is {node.status}."]})
+        raise ValidationError({"node": [
+            _("Only an online (or offline) node can be marked failed; this one is %(status)s.") % {"status": node.get_status_display()}
+        ]})
     return node_set_status(
         node=node, status=Node.Status.UNHEALTHY, actor=actor, reason=f"{MARKED_FAILED_PREFIX}: {note}"[:300], cause=cause
     )
@@ -204,10 +212,11 @@ def site_set_lifecycle(*, site: Site, lifecycle: str, actor: User | None = None,
     if site.lifecycle == lifecycle:
         return site
     if lifecycle not in SITE_TRANSITIONS.get(site.lifecycle, set()):
-        raise ValidationError({"lifecycle": f"A site cannot go from {site.lifecycle} to {lifecycle}."})
+        # The lifecycles as the API names them (the values a client sends), in every language.
+        raise ValidationError({"lifecycle": _("A site cannot go from %(from)s to %(to)s.") % {"from": site.lifecycle, "to": lifecycle}})
     if lifecycle == Site.Lifecycle.RETIRED:
         _refuse_retire_under_bookings(
-            what="this site's cards", field="lifecycle", cluster_ids=list(site.clusters.values_list("pk", flat=True))
+            what=gettext_lazy("this site's cards"), field="lifecycle", cluster_ids=list(site.clusters.values_list("pk", flat=True))
         )
     SiteLifecycleChange.objects.create(
         site=site, from_lifecycle=site.lifecycle, to_lifecycle=lifecycle, actor=actor, reason=reason[:300]
@@ -235,7 +244,7 @@ SITE_INITIAL_LIFECYCLES = (Site.Lifecycle.PLANNED, Site.Lifecycle.UNDER_CONSTRUC
 
 def _require_provider(organization: Organization) -> None:
     if not organization.is_provider:
-        raise ValidationError({"owner": "Only a provider organization can list inventory."})
+        raise ValidationError({"owner": _("Only a provider organization can list inventory.")})
 
 
 def _clean_certifications(certifications) -> list[str]:
@@ -249,11 +258,11 @@ def _clean_certifications(certifications) -> list[str]:
         if not item:
             continue
         if len(item) > 64:
-            raise ValidationError({"certifications": f"'{item[:20]}…' is longer than 64 characters."})
+            raise ValidationError({"certifications": _("'%(start)s…' is longer than 64 characters.") % {"start": item[:20]}})
         if item not in cleaned:
             cleaned.append(item)
     if len(cleaned) > 30:
-        raise ValidationError({"certifications": "List at most 30 certifications."})
+        raise ValidationError({"certifications": _("List at most 30 certifications.")})
     return cleaned
 
 
@@ -266,7 +275,7 @@ def _refuse_control_characters(obj) -> None:
         if isinstance(field, (models.CharField, ArrayField)) and any(
             isinstance(item, str) and not item.isprintable() for item in values
         ):
-            errors[field.name] = ["Use printable characters only (no control characters or line breaks)."]
+            errors[field.name] = [_("Use printable characters only (no control characters or line breaks).")]
     if errors:
         raise ValidationError(errors)
 
@@ -293,7 +302,7 @@ def site_create(
 ) -> Site:
     _require_provider(owner)
     if lifecycle not in SITE_INITIAL_LIFECYCLES:
-        raise ValidationError({"lifecycle": "A new site is planned, under construction or online."})
+        raise ValidationError({"lifecycle": _("A new site is planned, under construction or online.")})
     site = Site(
         owner=owner,
         name=(name or "").strip(),
@@ -312,11 +321,13 @@ def site_create(
 
 def _validate_site(site: Site) -> None:
     if Site.objects.filter(owner=site.owner, name=site.name).exclude(pk=site.pk).exists():
-        raise ValidationError({"name": "You already have a site with this name."})
+        raise ValidationError({"name": _("You already have a site with this name.")})
     if site.province is not None and site.province.country != site.country:
-        raise ValidationError({"province": f"{site.province.name} is not in {site.country}."})
+        raise ValidationError({"province": _("%(province)s is not in %(country)s.") % {
+            "province": local_name(site.province), "country": site.country,
+        }})
     if site.power_capacity_mw is not None and site.power_capacity_mw > Decimal("10000"):
-        raise ValidationError({"power_capacity_mw": "A site above 10,000 MW is not plausible."})
+        raise ValidationError({"power_capacity_mw": _("A site above 10,000 MW is not plausible.")})
     _full_clean(site)
 
 
@@ -325,10 +336,10 @@ def site_update(*, site: Site, actor: User | None = None, lifecycle: str | None 
     """Change a site's description; a lifecycle change goes through site_set_lifecycle (audited)."""
     unknown = set(changes) - set(SITE_EDITABLE_FIELDS)
     if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+        raise ValidationError({name: _("This field cannot be changed.") for name in unknown})
     site = Site.objects.select_for_update().get(pk=site.pk)
     if site.lifecycle == Site.Lifecycle.RETIRED:
-        raise ValidationError({"lifecycle": "A retired site cannot be changed."})
+        raise ValidationError({"lifecycle": _("A retired site cannot be changed.")})
     if "certifications" in changes:
         changes["certifications"] = _clean_certifications(changes["certifications"])
     if "name" in changes:
@@ -356,12 +367,12 @@ def site_retire(*, site: Site, actor: User | None = None, reason: str = "retired
 
 def _require_site_open(site: Site, field: str = "site") -> None:
     if site.lifecycle == Site.Lifecycle.RETIRED:
-        raise ValidationError({field: "This site is retired; nothing can be added to it."})
+        raise ValidationError({field: _("This site is retired; nothing can be added to it.")})
 
 
 def _validate_cluster(cluster: Cluster) -> None:
     if Cluster.objects.filter(site=cluster.site, name=cluster.name).exclude(pk=cluster.pk).exists():
-        raise ValidationError({"name": "This site already has a cluster with this name."})
+        raise ValidationError({"name": _("This site already has a cluster with this name.")})
     _full_clean(cluster)
 
 
@@ -378,7 +389,7 @@ def cluster_create(*, site: Site, name: str, fabric: str, fabric_bandwidth_gbps:
 def cluster_update(*, cluster: Cluster, actor: User | None = None, **changes) -> Cluster:
     unknown = set(changes) - {"name", "fabric", "fabric_bandwidth_gbps"}
     if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+        raise ValidationError({name: _("This field cannot be changed.") for name in unknown})
     cluster = Cluster.objects.select_for_update().select_related("site").get(pk=cluster.pk)
     _require_site_open(cluster.site)
     for field, value in changes.items():
@@ -394,7 +405,7 @@ def cluster_retire(*, cluster: Cluster, actor: User | None = None) -> Cluster:
 
     Refused (InventoryConflict) while confirmed reservations still hold some of its cards.
     """
-    _refuse_retire_under_bookings(what="this cluster's cards", field="status", cluster_ids=[cluster.pk])
+    _refuse_retire_under_bookings(what=gettext_lazy("this cluster's cards"), field="status", cluster_ids=[cluster.pk])
     for node in cluster.nodes.exclude(status=Node.Status.RETIRED):
         node_set_status(node=node, status=Node.Status.RETIRED, actor=actor, reason="cluster retired")
     cluster.offers.filter(is_active=True).update(is_active=False, updated_at=timezone.now())
@@ -437,7 +448,7 @@ def _future_windows_allocate(*, nodes: list[Node]) -> None:
 
 def _hostname_taken(node: Node) -> None:
     if Node.objects.filter(cluster_id=node.cluster_id, hostname=node.hostname).exclude(pk=node.pk).exists():
-        raise ValidationError({"hostname": "A node with this hostname already exists in the cluster."})
+        raise ValidationError({"hostname": _("A node with this hostname already exists in the cluster.")})
 
 
 def _hostname_clean(hostname: str) -> str:
@@ -450,9 +461,9 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a
 def hostname_problem(hostname: str) -> str | None:
     """Why `hostname` is not a valid host name (RFC 1123 labels), or None."""
     if not hostname:
-        return "A hostname is required."
+        return _("A hostname is required.")
     if not HOSTNAME_RE.match(hostname):
-        return f"'{hostname[:60]}' is not a valid hostname (letters, digits, '-' and '.')."
+        return _("'%(hostname)s' is not a valid hostname (letters, digits, '-' and '.').") % {"hostname": hostname[:60]}
     return None
 
 
@@ -483,7 +494,7 @@ def nodes_bulk_create(*, rows: list[dict], actor: User | None = None) -> list[No
             nodes = Node.objects.bulk_create(nodes)
     except IntegrityError as error:
         if "node_hostname_unique_per_cluster" in str(error):
-            raise ValidationError({"hostname": "A node with this hostname already exists in the cluster."}) from None
+            raise ValidationError({"hostname": _("A node with this hostname already exists in the cluster.")}) from None
         raise
     Device.objects.bulk_create([Device(node=node, index=i) for node in nodes for i in range(node.card_count)])
     _future_windows_allocate(nodes=nodes)
@@ -533,14 +544,14 @@ def node_update(*, node: Node, actor: User | None = None, status: str | None = N
     fixed = {"accelerator_model", "card_count", "cluster"} & set(changes)
     if fixed:
         raise ValidationError(
-            {name: "Fixed once listed: retire the node and list a new one to change it." for name in fixed}
+            {name: _("Fixed once listed: retire the node and list a new one to change it.") for name in fixed}
         )
     unknown = set(changes) - set(NODE_EDITABLE_FIELDS)
     if unknown:
-        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+        raise ValidationError({name: _("This field cannot be changed.") for name in unknown})
     node = Node.objects.select_for_update().get(pk=node.pk)
     if node.status == Node.Status.RETIRED:
-        raise ValidationError({"status": "A retired node cannot be changed."})
+        raise ValidationError({"status": _("A retired node cannot be changed.")})
     if "hostname" in changes:
         changes["hostname"] = _hostname_clean(changes["hostname"])
         problem = hostname_problem(changes["hostname"])
@@ -567,17 +578,17 @@ def node_retire(*, node: Node, actor: User | None = None, reason: str = "retired
 
 def _validate_offer(offer: Offer) -> None:
     if offer.price_per_card_hour_minor is None or offer.price_per_card_hour_minor <= 0:
-        raise ValidationError({"price_per_card_hour": "The price must be more than zero."})
+        raise ValidationError({"price_per_card_hour": _("The price must be more than zero.")})
     if offer.price_per_card_hour_minor > MAX_PRICE_PER_CARD_HOUR_MAJOR * 100:
-        raise ValidationError({"price_per_card_hour": "This is not a plausible price per card-hour."})
+        raise ValidationError({"price_per_card_hour": _("This is not a plausible price per card-hour.")})
     if offer.min_duration_hours is not None and offer.max_duration_hours is not None:
         if offer.max_duration_hours > MAX_DURATION_HOURS:
-            raise ValidationError({"max_duration_hours": f"At most {MAX_DURATION_HOURS} hours (a year)."})
+            raise ValidationError({"max_duration_hours": _("At most %(hours)d hours (a year).") % {"hours": MAX_DURATION_HOURS}})
         if offer.min_duration_hours > offer.max_duration_hours:
-            raise ValidationError({"min_duration_hours": "The minimum duration is longer than the maximum."})
+            raise ValidationError({"min_duration_hours": _("The minimum duration is longer than the maximum.")})
     period = offer.rentable_period
     if period is not None and period.lower is not None and period.upper is not None and period.lower >= period.upper:
-        raise ValidationError({"rentable_until": "The rentable period must end after it starts."})
+        raise ValidationError({"rentable_until": _("The rentable period must end after it starts.")})
     if period is not None:
         far = {name: CALENDAR_HORIZON_MESSAGE for name, bound in (("rentable_from", period.lower), ("rentable_until", period.upper))
                if beyond_calendar_horizon(bound)}
@@ -596,10 +607,11 @@ def _refuse_offer_without_cards(offer: Offer) -> None:
         AcceleratorModel.objects.filter(pk__in=live.values("accelerator_model_id")).order_by("name").values_list("name", flat=True)
     )
     model = AcceleratorModel.objects.get(pk=offer.accelerator_model_id).name
-    has = f"it has {', '.join(present)}" if present else "it has no nodes listed"
-    raise ValidationError(
-        {"accelerator_model": f"This cluster has no {model} cards ({has}): list or import the nodes first, then offer them."}
-    )
+    if present:
+        message = _("This cluster has no %(model)s cards (it has %(present)s): list or import the nodes first, then offer them.")
+    else:
+        message = _("This cluster has no %(model)s cards (it has no nodes listed): list or import the nodes first, then offer them.")
+    raise ValidationError({"accelerator_model": message % {"model": model, "present": ", ".join(present)}})
 
 
 def _offer_active_duplicate(offer: Offer) -> bool:
@@ -640,7 +652,7 @@ def offer_create(
     )
     if _offer_active_duplicate(offer):
         raise ValidationError(
-            {"accelerator_model": "This cluster already has an active offer for this model: edit or retire it."}
+            {"accelerator_model": _("This cluster already has an active offer for this model: edit or retire it.")}
         )
     _validate_offer(offer)
     _refuse_offer_without_cards(offer)
@@ -662,10 +674,10 @@ def offer_update(
     """
     unknown = set(changes) - set(OFFER_EDITABLE_FIELDS)
     if unknown:
-        raise ValidationError({name: "Fixed once listed: retire the offer and create a new one." for name in unknown})
+        raise ValidationError({name: _("Fixed once listed: retire the offer and create a new one.") for name in unknown})
     offer = Offer.objects.select_for_update().get(pk=offer.pk)
     if not offer.is_active:
-        raise ValidationError({"is_active": "A retired offer cannot be changed."})
+        raise ValidationError({"is_active": _("A retired offer cannot be changed.")})
     for field, value in changes.items():
         setattr(offer, field, value)
     if rentable_from is not ... or rentable_until is not ...:
@@ -688,8 +700,8 @@ def offer_retire(*, offer: Offer, actor: User | None = None) -> Offer:
     offer = Offer.objects.select_for_update().get(pk=offer.pk)
     if offer.is_active:
         _refuse_retire_under_bookings(
-            what="this offer's cards", field="is_active", cluster_ids=[offer.cluster_id],
-            accelerator_model_id=offer.accelerator_model_id, stop_new="ending its rentable period",
+            what=gettext_lazy("this offer's cards"), field="is_active", cluster_ids=[offer.cluster_id],
+            accelerator_model_id=offer.accelerator_model_id, stop_new=gettext_lazy("ending its rentable period"),
         )
         offer.is_active = False
         offer.save(update_fields=["is_active", "updated_at"])
@@ -701,7 +713,7 @@ def offer_retire(*, offer: Offer, actor: User | None = None) -> Offer:
 # ---------------------------------------------------------------------------------------------
 
 MAX_MAINTENANCE_DAYS = 90
-MAINTENANCE_CONFLICT_MESSAGE = "This period overlaps an existing maintenance window or booking."
+MAINTENANCE_CONFLICT_MESSAGE = gettext_lazy("This period overlaps an existing maintenance window or booking.")
 
 
 @transaction.atomic
@@ -721,19 +733,19 @@ def maintenance_window_create(
     (InventoryConflict) and nothing is written.
     """
     if start is None or end is None:
-        raise ValidationError({"start" if start is None else "end": "Give both a start and an end."})
+        raise ValidationError({"start" if start is None else "end": _("Give both a start and an end.")})
     if end <= start:
-        raise ValidationError({"end": "The window must end after it starts."})
+        raise ValidationError({"end": _("The window must end after it starts.")})
     if end <= timezone.now():
-        raise ValidationError({"end": "This window is already over."})
+        raise ValidationError({"end": _("This window is already over.")})
     if end - start > timedelta(days=MAX_MAINTENANCE_DAYS):
-        raise ValidationError({"end": f"A maintenance window lasts at most {MAX_MAINTENANCE_DAYS} days."})
+        raise ValidationError({"end": _("A maintenance window lasts at most %(days)d days.") % {"days": MAX_MAINTENANCE_DAYS}})
     if beyond_calendar_horizon(start):
         raise ValidationError({"start": CALENDAR_HORIZON_MESSAGE})
     if node is not None and node.cluster_id != cluster.pk:
-        raise ValidationError({"node": "This node is not in the cluster."})
+        raise ValidationError({"node": _("This node is not in the cluster.")})
     if node is not None and node.status == Node.Status.RETIRED:
-        raise ValidationError({"node": "This node is retired."})
+        raise ValidationError({"node": _("This node is retired.")})
     _require_site_open(cluster.site, field="cluster")
     # Serialize window creation per cluster, so the overlap check below cannot race.
     Cluster.objects.select_for_update().get(pk=cluster.pk)
@@ -742,13 +754,20 @@ def maintenance_window_create(
     if node is not None:
         overlapping = overlapping.filter(Q(node__isnull=True) | Q(node=node))
     if overlapping.exists():
-        raise InventoryConflict("This period overlaps an existing maintenance window.")
+        raise InventoryConflict(_("This period overlaps an existing maintenance window."))
     booked = bookings_ahead(cluster_ids=[cluster.pk], node_id=node.pk if node is not None else None, start=start, end=end)
     if booked:
         raise InventoryConflict(
-            f"{_reservations(booked.reservations)} {'this node' if node is not None else 'this cluster'}'s cards "
-            f"during that window (the last of them until {_when(booked.last_end)}); plan it after they end, "
-            "or on nodes without bookings.",
+            ngettext(
+                "%(count)d confirmed reservation uses %(what)s during that window (until %(end)s); "
+                "plan it after it ends, or on nodes without bookings.",
+                "%(count)d confirmed reservations use %(what)s during that window (the last of them until %(end)s); "
+                "plan it after they end, or on nodes without bookings.",
+                booked.reservations,
+            ) % {
+                "count": booked.reservations, "end": _when(booked.last_end),
+                "what": _("this node's cards") if node is not None else _("this cluster's cards"),
+            },
             field="start", code=CAPACITY_BOOKED_CODE,
         )
     window = MaintenanceWindow.objects.create(
@@ -762,7 +781,7 @@ def maintenance_window_create(
             device_ids=list(devices.values_list("id", flat=True)), start=start, end=end, maintenance_window=window
         )
     except AllocationConflict:
-        raise InventoryConflict(MAINTENANCE_CONFLICT_MESSAGE) from None
+        raise InventoryConflict(str(MAINTENANCE_CONFLICT_MESSAGE)) from None
     return window
 
 
@@ -801,8 +820,9 @@ def nodes_import_job_start(*, organization: Organization, data: bytes, actor: Us
 
     _require_provider(organization)
     _columns, rows = node_import_file_check(data=data)
+    # The task reports (row errors, progress, the outcome) in the uploader's language, not the worker's.
     return job_start(owner=actor, organization=organization, kind=Job.Kind.NODE_IMPORT,
-                     params={"rows": len(rows)}, input_data=bytes(data))
+                     params={"rows": len(rows), "language": get_language() or settings.LANGUAGE_CODE}, input_data=bytes(data))
 
 
 def nodes_import_job_run(*, job_id: int) -> str:
@@ -813,6 +833,10 @@ def nodes_import_job_run(*, job_id: int) -> str:
     from inventory.importers import NodeImportInvalid, node_rows_parse
 
     def work(job, progress):
+        with override(job.params.get("language") or settings.LANGUAGE_CODE):
+            return import_rows(job, progress)
+
+    def import_rows(job, progress):
         organization = job.organization
         rows_total = 0
 
@@ -820,7 +844,9 @@ def nodes_import_job_run(*, job_id: int) -> str:
             nonlocal rows_total
             if total is not None:
                 rows_total = total
-            progress(done=done, total=2 * rows_total, message=f"Checking rows ({done:,} of {rows_total:,}).")
+            progress(done=done, total=2 * rows_total, message=_("Checking rows (%(done)s of %(total)s).") % {
+                "done": f"{done:,}", "total": f"{rows_total:,}",
+            })
 
         try:
             _require_provider(organization)
@@ -832,16 +858,18 @@ def nodes_import_job_run(*, job_id: int) -> str:
             }) from None
         except ValidationError as error:
             raise JobFailed(" ".join(error.messages)) from None
-        progress(done=len(rows), total=2 * len(rows), message=f"Creating {len(rows):,} nodes.", force=True)
+        progress(done=len(rows), total=2 * len(rows), force=True, message=ngettext(
+            "Creating %(count)s node.", "Creating %(count)s nodes.", len(rows)) % {"count": f"{len(rows):,}"})
         try:
             with transaction.atomic():
                 nodes = nodes_bulk_create(rows=rows, actor=job.owner)
         except ValidationError as error:
-            raise JobFailed(" ".join(error.messages) + " Nothing was imported.") from None
+            raise JobFailed(_("%(problem)s Nothing was imported.") % {"problem": " ".join(error.messages)}) from None
         cluster_ids = sorted({node.cluster_id for node in nodes})
         cards = sum(node.card_count for node in nodes)
         return JobOutcome(
-            message=f"Imported {len(nodes):,} nodes ({cards:,} cards).",
+            message=ngettext("Imported %(count)s node (%(cards)s cards).", "Imported %(count)s nodes (%(cards)s cards).", len(nodes))
+            % {"count": f"{len(nodes):,}", "cards": f"{cards:,}"},
             result={"created": len(nodes), "cards": cards, "cluster_ids": cluster_ids},
             link=f"/provider/clusters/{cluster_ids[0]}/" if len(cluster_ids) == 1 else "/provider/",
         )

@@ -13,6 +13,8 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.jobs import job_list
@@ -40,11 +42,11 @@ def _organization(request, *, change: bool = False):
     """The active organization, if the user may read (or, with change=True, edit) its inventory."""
     organization = request.organization
     if organization is None or not organization.is_provider:
-        raise PermissionDenied("Provider pages are for members of a provider organization.")
+        raise PermissionDenied(_("Provider pages are for members of a provider organization."))
     if not user_can(user=request.user, organization=organization, action="view"):
         raise PermissionDenied
     if change and not user_can(user=request.user, organization=organization, action="manage_inventory"):
-        raise PermissionDenied("Your role does not allow changing inventory.")
+        raise PermissionDenied(_("Your role does not allow changing inventory."))
     return organization
 
 
@@ -52,7 +54,8 @@ def _can_change(request) -> bool:
     return user_can(user=request.user, organization=request.organization, action="manage_inventory")
 
 
-def _form_page(request, *, form, title: str, back: str, submit: str = "Save", intro: str = ""):
+def _form_page(request, *, form, title: str, back: str, submit: str = "", intro: str = ""):
+    submit = submit or _("Save")
     return render(
         request, "provider/form.html", {"form": form, "title": title, "back": back, "submit": submit, "intro": intro}
     )
@@ -93,9 +96,9 @@ def site_create(request):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Site '{site.name}' created.")
+            messages.success(request, _("Site '%(name)s' created.") % {"name": site.name})
             return redirect("frontend:provider-site", pk=site.pk)
-    return _form_page(request, form=form, title="New site", back="/provider/", submit="Create site")
+    return _form_page(request, form=form, title=_("New site"), back="/provider/", submit=_("Create site"))
 
 
 @login_required
@@ -132,9 +135,9 @@ def site_edit(request, pk: int):
         except services.InventoryConflict as conflict:
             form.add_error(conflict.field if conflict.field in form.fields else None, conflict.message)
         else:
-            messages.success(request, "Site saved.")
+            messages.success(request, _("Site saved."))
             return redirect("frontend:provider-site", pk=site.pk)
-    return _form_page(request, form=form, title=f"Edit {site.name}", back=f"/provider/sites/{site.pk}/")
+    return _form_page(request, form=form, title=_("Edit %(name)s") % {"name": site.name}, back=f"/provider/sites/{site.pk}/")
 
 
 @login_required
@@ -142,7 +145,7 @@ def site_edit(request, pk: int):
 def site_retire(request, pk: int):
     organization = _organization(request, change=True)
     site = get_object_or_404(selectors.site_list(organization=organization), pk=pk)
-    _button_action(request, lambda: services.site_retire(site=site, actor=request.user), done=f"Site '{site.name}' retired.")
+    _button_action(request, lambda: services.site_retire(site=site, actor=request.user), done=_("Site '%(name)s' retired.") % {"name": site.name})
     return redirect("frontend:provider-site", pk=site.pk)
 
 
@@ -160,9 +163,10 @@ def cluster_create(request, site_pk: int):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Cluster '{cluster.name}' created.")
+            messages.success(request, _("Cluster '%(name)s' created.") % {"name": cluster.name})
             return redirect("frontend:provider-cluster", pk=cluster.pk)
-    return _form_page(request, form=form, title=f"New cluster in {site.name}", back=f"/provider/sites/{site.pk}/", submit="Create cluster")
+    return _form_page(request, form=form, title=_("New cluster in %(site_name)s") % {"site_name": site.name},
+                      back=f"/provider/sites/{site.pk}/", submit=_("Create cluster"))
 
 
 @login_required
@@ -195,9 +199,9 @@ def cluster_edit(request, pk: int):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, "Cluster saved.")
+            messages.success(request, _("Cluster saved."))
             return redirect("frontend:provider-cluster", pk=cluster.pk)
-    return _form_page(request, form=form, title=f"Edit {cluster}", back=f"/provider/clusters/{cluster.pk}/")
+    return _form_page(request, form=form, title=_("Edit %(name)s") % {"name": cluster}, back=f"/provider/clusters/{cluster.pk}/")
 
 
 # --------------------------------------------------------------------------------------------- nodes
@@ -214,9 +218,12 @@ def node_create(request, cluster_pk: int):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Node '{node.hostname}' listed with {node.card_count} cards.")
+            messages.success(request, ngettext(
+                "Node '%(hostname)s' listed with %(cards)d card.", "Node '%(hostname)s' listed with %(cards)d cards.", node.card_count,
+            ) % {"hostname": node.hostname, "cards": node.card_count})
             return redirect("frontend:provider-cluster", pk=cluster.pk)
-    return _form_page(request, form=form, title=f"New node in {cluster}", back=f"/provider/clusters/{cluster.pk}/", submit="List node")
+    return _form_page(request, form=form, title=_("New node in %(name)s") % {"name": cluster},
+                      back=f"/provider/clusters/{cluster.pk}/", submit=_("List node"))
 
 
 @login_required
@@ -233,10 +240,12 @@ def node_edit(request, pk: int):
         except services.InventoryConflict as conflict:
             form.add_error(conflict.field if conflict.field in form.fields else None, conflict.message)
         else:
-            messages.success(request, "Node saved.")
+            messages.success(request, _("Node saved."))
             return redirect("frontend:provider-cluster", pk=node.cluster_id)
-    intro = f"{node.card_count} × {node.accelerator_model} (fixed once listed: retire the node and list a new one to change them)."
-    return _form_page(request, form=form, title=f"Edit {node.hostname}", back=f"/provider/clusters/{node.cluster_id}/", intro=intro)
+    intro = _("%(cards)d × %(model)s (fixed once listed: retire the node and list a new one to change them).") % {
+        "cards": node.card_count, "model": node.accelerator_model,
+    }
+    return _form_page(request, form=form, title=_("Edit %(name)s") % {"name": node.hostname}, back=f"/provider/clusters/{node.cluster_id}/", intro=intro)
 
 
 @login_required
@@ -244,7 +253,7 @@ def node_edit(request, pk: int):
 def node_retire(request, pk: int):
     organization = _organization(request, change=True)
     node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
-    _button_action(request, lambda: services.node_retire(node=node, actor=request.user), done=f"Node '{node.hostname}' retired.")
+    _button_action(request, lambda: services.node_retire(node=node, actor=request.user), done=_("Node '%(hostname)s' retired.") % {"hostname": node.hostname})
     return redirect("frontend:provider-cluster", pk=node.cluster_id)
 
 
@@ -317,9 +326,10 @@ def offer_create(request, cluster_pk: int):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Offer for {offer.accelerator_model.name} created.")
+            messages.success(request, _("Offer for %(model)s created.") % {"model": offer.accelerator_model.name})
             return redirect("frontend:provider-cluster", pk=cluster.pk)
-    return _form_page(request, form=form, title=f"New offer in {cluster}", back=f"/provider/clusters/{cluster.pk}/", submit="Create offer")
+    return _form_page(request, form=form, title=_("New offer in %(name)s") % {"name": cluster},
+                      back=f"/provider/clusters/{cluster.pk}/", submit=_("Create offer"))
 
 
 @login_required
@@ -342,9 +352,9 @@ def offer_edit(request, pk: int):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, "Offer saved. Reservations already made keep their price.")
+            messages.success(request, _("Offer saved. Reservations already made keep their price."))
             return redirect("frontend:provider-cluster", pk=offer.cluster_id)
-    return _form_page(request, form=form, title=f"Edit offer: {offer.accelerator_model.name}", back=f"/provider/clusters/{offer.cluster_id}/")
+    return _form_page(request, form=form, title=_("Edit offer: %(model)s") % {"model": offer.accelerator_model.name}, back=f"/provider/clusters/{offer.cluster_id}/")
 
 
 @login_required
@@ -354,7 +364,7 @@ def offer_retire(request, pk: int):
     offer = get_object_or_404(selectors.offer_list(organization=organization), pk=pk)
     _button_action(
         request, lambda: services.offer_retire(offer=offer, actor=request.user),
-        done=f"Offer for {offer.accelerator_model.name} withdrawn.",
+        done=_("Offer for %(model)s withdrawn.") % {"model": offer.accelerator_model.name},
     )
     return redirect("frontend:provider-cluster", pk=offer.cluster_id)
 
@@ -379,7 +389,7 @@ def maintenance(request, cluster_pk: int):
                 form.add_error("start", conflict.message)
                 status_code = 409
             else:
-                messages.success(request, "Maintenance window planned; its cards are off the market for that time.")
+                messages.success(request, _("Maintenance window planned; its cards are off the market for that time."))
                 return redirect("frontend:provider-maintenance", cluster_pk=cluster.pk)
         if status_code == 200:
             status_code = 400
@@ -397,7 +407,7 @@ def maintenance_cancel(request, pk: int):
     organization = _organization(request, change=True)
     window = get_object_or_404(selectors.maintenance_window_list(organization=organization), pk=pk)
     services.maintenance_window_cancel(window=window, actor=request.user)
-    messages.success(request, "Maintenance window cancelled; its cards are back on the market.")
+    messages.success(request, _("Maintenance window cancelled; its cards are back on the market."))
     return redirect("frontend:provider-maintenance", cluster_pk=window.cluster_id)
 
 
@@ -429,9 +439,9 @@ def node_agent_key_create(request, pk: int):
     organization = _organization(request, change=True)
     node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
     if node.status == Node.Status.RETIRED:
-        messages.error(request, "A retired node takes no agent keys.")
+        messages.error(request, _("A retired node takes no agent keys."))
         return redirect("frontend:provider-node", pk=node.pk)
-    _, key = agent_services.node_agent_token_create(node=node)
+    _token, key = agent_services.node_agent_token_create(node=node)
     # Shown once, on the next page view (post/redirect/get), then gone from the session.
     request.session[f"new-agent-key-{node.pk}"] = key
     return redirect("frontend:provider-node", pk=node.pk)
@@ -465,13 +475,13 @@ def agent_keys_bulk(request):
             ).values_list("pk", flat=True)
         )
         if not node_ids:
-            messages.error(request, "Every node here already has a working agent key (or is retired).")
+            messages.error(request, _("Every node here already has a working agent key (or is retired)."))
             return back
     else:
         try:
             node_ids = [int(value) for value in request.POST.getlist("node")]
         except ValueError:
-            messages.error(request, "Choose nodes from the list.")
+            messages.error(request, _("Choose nodes from the list."))
             return back
     try:
         keys = agent_services.node_agent_tokens_create_bulk(organization=organization, node_ids=node_ids)
@@ -498,7 +508,7 @@ def node_agent_key_revoke(request, pk: int, token_pk: int):
     node = get_object_or_404(selectors.node_list(organization=organization), pk=pk)
     token = get_object_or_404(agent_services.node_agent_token_list(node=node), pk=token_pk)
     agent_services.node_agent_token_revoke(token=token)
-    messages.success(request, f"Agent key {token.prefix}… revoked: the agent using it is refused from now on.")
+    messages.success(request, _("Agent key %(prefix)s… revoked: the agent using it is refused from now on.") % {"prefix": token.prefix})
     return redirect("frontend:provider-node", pk=node.pk)
 
 
@@ -512,5 +522,5 @@ def node_mismatch_resolve(request, pk: int):
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, "The node matches its listing again and is back on the market.")
+        messages.success(request, _("The node matches its listing again and is back on the market."))
     return redirect("frontend:provider-node", pk=node.pk)

@@ -1,23 +1,53 @@
-"""Names of national hubs, provinces and the like in the reader's language.
+"""Place and vendor names in the reader's language.
 
-The catalog stores each such name in English (`name`) and in Chinese (`name_zh`, from
-shared/data/regions.csv); a page in Chinese shows the Chinese one when there is one.
+    {% load localnames %}{{ hub|local_name }}  {{ province|local_name }}  {{ province|local_name:"hub_cluster" }}
+    {{ model.vendor|vendor_name }}  ("Huawei (HiSilicon)" -> "华为" on a Chinese page, unchanged otherwise)
 
-    {% load localnames %}{{ hub|local_name }}
+Hubs, provinces and hub clusters carry their Chinese names as data (`name_zh`, `hub_cluster_zh`, from
+inventory/data/regions.csv): a Chinese page shows those, any other page - or a row without one - the
+English name. Vendor names are catalog entries instead (context "accelerator vendor"), see
+locale/GLOSSARY.md: there are few of them and they are the same words on every page.
 """
 
 from django import template
-from django.utils.translation import get_language
+from django.utils.translation import get_language, pgettext_lazy
 
 register = template.Library()
 
+# The vendors with a Chinese name of their own, by the catalog's vendor value (inventory/data/
+# accelerators.csv spells some with their brand in brackets); NVIDIA, AMD, Intel... stay as they are.
+# Lazy, so that makemessages puts them in the catalog and each page shows its own language.
+_HUAWEI = pgettext_lazy("accelerator vendor", "Huawei")
+_METAX = pgettext_lazy("accelerator vendor", "MetaX")
+VENDOR_NAMES = {
+    "Huawei": _HUAWEI,
+    "Huawei (HiSilicon)": _HUAWEI,
+    "Cambricon": pgettext_lazy("accelerator vendor", "Cambricon"),
+    "Hygon": pgettext_lazy("accelerator vendor", "Hygon"),
+    "MetaX": _METAX,
+    "MetaX (Muxi)": _METAX,
+}
+
+
+def in_chinese() -> bool:
+    return (get_language() or "").lower().startswith("zh")
+
 
 @register.filter
-def local_name(obj):
-    """obj.name_zh when the active language is Chinese and it has one, else obj.name ("" for None)."""
-    if obj is None:
+def local_name(obj, field="name"):
+    """obj.<field>_zh when the page is in Chinese and the object has one, else obj.<field>; "" for None."""
+    if obj is None or obj == "":
         return ""
-    name_zh = getattr(obj, "name_zh", "")
-    if name_zh and (get_language() or "").lower().startswith("zh"):
-        return name_zh
-    return getattr(obj, "name", str(obj))
+    english = getattr(obj, field, "") or ""
+    if in_chinese():
+        return getattr(obj, f"{field}_zh", "") or english
+    return english
+
+
+@register.filter
+def vendor_name(vendor):
+    """A vendor's name in the reader's language ("Huawei" -> "华为"); unknown vendors unchanged."""
+    vendor = str(vendor or "")
+    if vendor in VENDOR_NAMES and in_chinese():
+        return str(VENDOR_NAMES[vendor])
+    return vendor
