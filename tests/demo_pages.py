@@ -11,6 +11,7 @@ from datetime import timedelta
 from io import StringIO
 
 from django.apps import apps
+from django.contrib.postgres.fields import ArrayField
 from django.core.management import call_command
 from django.db import models
 from django.utils import timezone
@@ -146,15 +147,28 @@ def data_values(min_length: int = 3) -> set[str]:
     """Every free-text value in the database (names, hostnames, notes, emails; not choice fields, whose
     labels are interface text): what a page may show untranslated because it is data, not interface."""
     values: set[str] = set()
+
+    def add(value) -> None:
+        if isinstance(value, str):
+            if len(value) >= min_length:
+                values.add(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                add(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                add(item)
+
     for model in apps.get_models():
         if model._meta.app_label not in {"accounts", "inventory", "marketplace", "billing"}:
             continue
-        fields = [f.name for f in model._meta.concrete_fields
-                  if isinstance(f, (models.CharField, models.TextField)) and not f.choices]
-        for field in fields:
-            for value in model.objects.exclude(**{field: ""}).values_list(field, flat=True).distinct()[:20000]:
-                if value and len(value) >= min_length:
-                    values.add(value)
+        text_fields = [f.name for f in model._meta.concrete_fields
+                       if isinstance(f, (models.CharField, models.TextField)) and not f.choices]
+        # lists and documents of strings too: a site's certifications, a node's driver versions
+        other_fields = [f.name for f in model._meta.concrete_fields if isinstance(f, (ArrayField, models.JSONField))]
+        for field in text_fields + other_fields:
+            for value in model.objects.values_list(field, flat=True).distinct()[:20000]:
+                add(value)
     return values
 
 

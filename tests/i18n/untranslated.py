@@ -31,20 +31,30 @@ LATIN_IN_CHINESE = {
     "CUDA", "ROCm", "CANN", "DTK", "MACA", "BANG", "Neuware",
     "CNY", "USD", "EUR", "UTC", "CST", "GMT", "HKT",
     "NVIDIA", "AMD", "Huawei", "Ascend", "Cambricon", "Hygon", "MetaX", "Kunlunxin", "Biren", "Moore", "Threads",
-    "Iluvatar", "Enflame", "Intel", "Gaudi", "Google", "TPU",
+    "Iluvatar", "Enflame", "Intel", "Gaudi", "Google", "TPU", "XLA", "MXMACA", "MUSA", "SynapseAI", "TopsRider",
+    "XRE", "ISO", "PUE", "MW", "Uptime", "Tier", "III", "IV", "AI", "SLA", "CN", "Connect",
+    "visa", "mastercard", "amex", "unionpay", "discover", "jcb",
     "Docker", "Linux", "Ubuntu", "vLLM", "PyTorch", "Chart", "js", "Redoc", "ReDoc", "Swagger", "OpenAPI",
     "Visa", "Mastercard", "UnionPay", "Amex", "ok",
 }
 
 LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-# Values that are data whatever the language: addresses, links, zones, ids, hex, file names.
-DATA_PATTERNS = [
+# Values that are data whatever the language. Emails and zones go before the database's values are
+# taken out (so "Asia/Shanghai" goes whole, not as "Asia/" and a province); links and paths after them
+# (a model's research notes quote links); ids, codes and file names last (so "Kunlun P800 (3rd gen)", a
+# model's name, is still whole when its turn comes).
+ADDRESS_PATTERNS = [
     re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),  # email
     re.compile(r"\b[A-Z][a-z]+(?:/[A-Za-z_]+)+\b"),  # time zones: Asia/Shanghai
+]
+LINK_PATTERNS = [
     re.compile(r"https?://\S+|/[\w./?=&%#-]+"),  # URLs and paths
+]
+CODE_PATTERNS = [
+    re.compile(r"\b[a-z_]+(?:\[?,[a-z_]+\]?)+"),  # a file's column names: hostname,node_id,token
     re.compile(r"\b[0-9a-f]{8,}\b"),  # hashes, key prefixes
-    re.compile(r"\b[A-Za-z]*\d[\w-]*\b"),  # anything with a digit: H100, 910B, INV-2026-0001, cf_live_...
+    re.compile(r"\b[\w-]*\d[\w-]*\b"),  # anything with a digit: H100, 910B, INV-2026-0001, draft-4, node-0001
     re.compile(r"\b[\w-]+\.(?:csv|json|png|pdf|txt)\b"),  # file names
     re.compile(r"\bssh(?:-ed25519|-rsa)?\b"),
 ]
@@ -113,15 +123,21 @@ class DataValues:
 
     def __init__(self, values: Iterable[str]):
         words = sorted({value.strip() for value in values if value and value.strip()}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(word) for word in words)) if words else None
+        # Whole values only: a short value ("flow") never bites into a longer word ("Computeflow").
+        alternatives = "|".join(re.escape(word) for word in words)
+        self._pattern = re.compile(rf"(?<![A-Za-z])(?:{alternatives})(?![A-Za-z])") if words else None
 
     def remove(self, text: str) -> str:
         return self._pattern.sub(" ", text) if self._pattern else text
 
 
 def without_data(text: str, data: DataValues) -> str:
+    for pattern in ADDRESS_PATTERNS:
+        text = pattern.sub(" ", text)
     text = data.remove(text)
-    for pattern in DATA_PATTERNS:
+    for pattern in LINK_PATTERNS:
+        text = pattern.sub(" ", text)
+    for pattern in CODE_PATTERNS:
         text = pattern.sub(" ", text)
     return text
 
