@@ -4,19 +4,27 @@ Writes (`notify`, `notification_mark_read`, ...) and reads (`notification_list`,
 domain. The apps where events happen compose the words and call `notify` inside their transaction
 (marketplace.notifications, billing.notifications): the rows commit or roll back with the event, and
 the email task is enqueued only on commit (a rolled-back transition sends nothing).
+
+The words are a `Message`: a translatable template and its parameters, never finished English. Each
+recipient's title and body are rendered in their own language (User.language, else LANGUAGE_CODE) and
+their own time zone (times named with the zone), and the email's subject and footer too.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import timedelta
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from accounts.models import Membership, Notification, NotificationKind, NotificationPreference, Organization, User
+from accounts.timezones import format_local_time
 from config.tasks import enqueue_after_commit
 
 Kind = NotificationKind
@@ -53,6 +61,72 @@ DEFAULTS: dict[str, Choice] = {
 }
 
 
+@dataclass(frozen=True)
+class Message:
+    """Words to render for each reader: `template` is a lazily translated text with {name} placeholders
+    (python-brace-format); `params` fill them, each rendered in the reader's language and zone:
+
+    - a datetime -> accounts.timezones.format_local_time ("2026-12-10 09:00 CST"),
+    - a Message -> rendered the same way (a phrase inside a sentence),
+    - a callable -> called with the reader's language and zone active (e.g. functools.partial of
+      inventory.pricing.format_money, or of a reason renderer),
+    - anything else (numbers, ids, names, lazy strings) -> str().
+    """
+
+    template: Any
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self) -> str:
+        """The text in the active language and zone."""
+        return str(self.template).format(**{name: _render_param(value) for name, value in self.params.items()})
+
+
+def _render_param(value: Any) -> str:
+    if isinstance(value, Message):
+        return value.render()
+    if isinstance(value, datetime):
+        return format_local_time(value)
+    if callable(value):
+        return str(value())
+    return str(value)
+
+
+Text = str | Message
+
+
+def recipient_language(user: User) -> str:
+    """The language a person is written to in: their choice, else the site's default."""
+    return user.language or settings.LANGUAGE_CODE
+
+
+def recipient_zone(user: User) -> zoneinfo.ZoneInfo:
+    """The zone a person reads times in; UTC for a zone this machine does not know."""
+    try:
+        return zoneinfo.ZoneInfo(user.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def render_for(user: User, text: Text) -> str:
+    """`text` as `user` reads it: in their language and zone (a plain str is already finished)."""
+    if not isinstance(text, Message):
+        return str(text)
+    with translation.override(recipient_language(user)), timezone.override(recipient_zone(user)):
+        return text.render()
+
+
+def _rendered_per_reader(users: Iterable[User], *texts: Text) -> dict[int, tuple[str, ...]]:
+    """Each user's rendering of `texts`, rendered once per (language, zone) however many readers share it."""
+    cache: dict[tuple[str, str], tuple[str, ...]] = {}
+    out = {}
+    for user in users:
+        key = (recipient_language(user), str(recipient_zone(user)))
+        if key not in cache:
+            cache[key] = tuple(render_for(user, text) for text in texts)
+        out[user.pk] = cache[key]
+    return out
+
+
 # --- selectors -----------------------------------------------------------------------------------------------------
 
 
@@ -87,18 +161,19 @@ def notification_recipients(*, organization: Organization, kind: str) -> list[in
 def notify(
     *,
     kind: str,
-    title: str,
+    title: Text,
     dedupe_key: str,
     organization: Organization | None = None,
     users: Iterable[User] | None = None,
-    body: str = "",
+    body: Text = "",
     link: str = "",
 ) -> None:
     """Tell the members of `organization` whose role hears of `kind` (KIND_ROLES), and/or `users`.
 
     Call it inside the transaction of the event: the rows are written there and the email task is
     enqueued on commit. `dedupe_key` names the event (e.g. "reservation:12:change:345"): a user is told
-    of one key once, however often the event is reported.
+    of one key once, however often the event is reported. `title` and `body` are Messages, rendered for
+    each recipient in their language and zone (a plain str is shown as it is to everyone).
     """
     if kind not in KIND_ROLES:
         raise ValueError(f"Unknown notification kind {kind!r}: add it to accounts.models.NotificationKind.")
@@ -110,13 +185,16 @@ def notify(
         return
     chosen = {row.user_id: Choice(email=row.email, in_page=row.in_page)
               for row in NotificationPreference.objects.filter(user_id__in=user_ids, kind=kind)}
+    wanted = [user_id for user_id in sorted(user_ids)
+              if chosen.get(user_id, DEFAULTS[kind]).email or chosen.get(user_id, DEFAULTS[kind]).in_page]
+    readers = User.objects.filter(pk__in=wanted).only("pk", "language", "time_zone").order_by("pk")
+    words = _rendered_per_reader(readers, title, body)
     rows = []
-    for user_id in sorted(user_ids):
+    for user_id in wanted:
         choice = chosen.get(user_id, DEFAULTS[kind])
-        if not (choice.email or choice.in_page):
-            continue
+        user_title, user_body = words[user_id]
         rows.append(Notification(
-            user_id=user_id, kind=kind, title=title[:200], body=body, link=link[:500], dedupe_key=dedupe_key[:200],
+            user_id=user_id, kind=kind, title=user_title[:200], body=user_body, link=link[:500], dedupe_key=dedupe_key[:200],
             in_page=choice.in_page, email=Notification.Email.PENDING if choice.email else Notification.Email.NONE,
         ))
     # ON CONFLICT DO NOTHING: an event told again leaves the first row (and its email) alone.
@@ -140,19 +218,29 @@ def notification_emails_send(*, dedupe_key: str) -> int:
                             .filter(pk=pk, email=Notification.Email.PENDING).first())
             if notification is None:  # sent by another run meanwhile
                 continue
-            lines = [notification.body] if notification.body else []
-            if notification.link:
-                lines.append(f"{settings.SITE_URL}{notification.link}")
-            lines.append(f"Choose which notifications you get: {settings.SITE_URL}/accounts/notifications/preferences/")
+            subject, message = _email_text(notification)
             # Sent inside the lock: a crash between sending and the commit sends it again on redelivery
             # (at least once), never zero times.
-            send_mail(subject=f"Computeflow: {notification.title}", message="\n\n".join(lines),
-                      from_email=None, recipient_list=[notification.user.email])
+            send_mail(subject=subject, message=message, from_email=None, recipient_list=[notification.user.email])
             notification.email = Notification.Email.SENT
             notification.email_sent_at = timezone.now()
             notification.save(update_fields=["email", "email_sent_at"])
             sent += 1
     return sent
+
+
+def _email_text(notification: Notification) -> tuple[str, str]:
+    """Subject and text of one notification's email, in its recipient's language (the title and body
+    were rendered for them when the row was written)."""
+    with translation.override(recipient_language(notification.user)):
+        lines = [notification.body] if notification.body else []
+        if notification.link:
+            lines.append(f"{settings.SITE_URL}{notification.link}")
+        lines.append(_("Choose which notifications you get: %(url)s")
+                     % {"url": f"{settings.SITE_URL}/accounts/notifications/preferences/"})
+        # Translators: the subject of every notification email; "title" is the notification's own title.
+        subject = _("Computeflow: %(title)s") % {"title": notification.title}
+    return subject, "\n\n".join(lines)
 
 
 def notification_emails_sweep(*, older_than: timedelta = timedelta(minutes=5)) -> int:

@@ -3,35 +3,57 @@ delivers it; KIND_ROLES there says who hears of which kind).
 
 Call these inside the transaction that makes the change: the rows roll back with it and the emails
 leave only on commit. Each names its event in the dedupe key, so a retried task tells no one twice.
+The words are Messages: each recipient reads them in their own language, amounts formatted for it.
 """
 
+from functools import partial
+
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
 from accounts.models import NotificationKind, Organization
-from accounts.notifications import notify
+from accounts.notifications import Message, notify
 from billing.models import Invoice
 from inventory.pricing import format_money
 
 
-def _period(invoice: Invoice) -> str:
-    return f"{invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d} (UTC)"
+def _date(value) -> str:
+    """The day in the reader's zone (a billing period is a local month of the buyer)."""
+    return f"{timezone.localtime(value):%Y-%m-%d}"
+
+
+def _period(invoice: Invoice) -> Message:
+    # Translators: an invoice's billing period; the end is the first day after it.
+    return Message(_("{start} to {end} ({zone})"), {
+        "start": partial(_date, invoice.period_start), "end": partial(_date, invoice.period_end),
+        "zone": lambda: timezone.localtime(invoice.period_start).tzname(),
+    })
+
+
+def _amount(amount_minor: int, currency: str):
+    return partial(format_money, amount_minor, currency)
 
 
 def invoice_issued_notify(*, invoice: Invoice) -> None:
     """The buyer's invoice was issued (approved, then open): told once, whichever comes first."""
     notify(
         organization=invoice.buyer, kind=NotificationKind.INVOICE_ISSUED,
-        title=f"Invoice {invoice.display_number} issued: {format_money(invoice.total_minor, invoice.currency)}",
-        body=f"For {_period(invoice)}.",
+        title=Message(_("Invoice {number} issued: {amount}"),
+                      {"number": invoice.display_number, "amount": _amount(invoice.total_minor, invoice.currency)}),
+        body=Message(_("For {period}."), {"period": _period(invoice)}),
         dedupe_key=f"invoice:{invoice.pk}:issued",
     )
 
 
 def payment_failed_notify(*, invoice: Invoice, attempt: str, reason: str = "") -> None:
     """A payment of the buyer's invoice failed. `attempt` names the attempt (e.g. the Stripe
-    PaymentIntent or charge id), so each failed attempt is told once however often its webhook comes."""
+    PaymentIntent or charge id), so each failed attempt is told once however often its webhook comes.
+    `reason` is the payment processor's own text (shown as it came)."""
     notify(
         organization=invoice.buyer, kind=NotificationKind.PAYMENT_FAILED,
-        title=f"Payment of invoice {invoice.display_number} failed ({format_money(invoice.total_minor, invoice.currency)})",
-        body=reason or "Check the payment method of your organization; the invoice stays open.",
+        title=Message(_("Payment of invoice {number} failed ({amount})"),
+                      {"number": invoice.display_number, "amount": _amount(invoice.total_minor, invoice.currency)}),
+        body=reason or Message(_("Check the payment method of your organization; the invoice stays open.")),
         dedupe_key=f"invoice:{invoice.pk}:payment-failed:{attempt}",
     )
 
@@ -40,7 +62,7 @@ def payout_sent_notify(*, provider: Organization, payout_ref: str, amount_minor:
     """A payout left for the provider. `payout_ref` is the payout's own id (ours or Stripe's): told once."""
     notify(
         organization=provider, kind=NotificationKind.PAYOUT_SENT,
-        title=f"Payout of {format_money(amount_minor, currency)} sent",
-        body=f"Payout {payout_ref}.", link=link,
+        title=Message(_("Payout of {amount} sent"), {"amount": _amount(amount_minor, currency)}),
+        body=Message(_("Payout {reference}."), {"reference": payout_ref}), link=link,
         dedupe_key=f"payout:{payout_ref}:sent",
     )
