@@ -84,7 +84,7 @@ def user_language_set(*, user: User, language: str) -> User:
 def membership_set(*, organization: Organization, user: User, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise ValidationError({"role": _("Choose one of: %(choices)s.") % {"choices": ", ".join(Membership.Role.values)}})
-    membership, _ = Membership.objects.update_or_create(
+    membership, _created = Membership.objects.update_or_create(
         organization=organization, user=user, defaults={"role": role}
     )
     return membership

@@ -128,7 +128,7 @@ def api_tokens(request):
     form = ApiTokenForm(request.POST or None)
     new_key = None
     if request.method == "POST" and allowed and form.is_valid():
-        _, new_key = api_token_create(user=request.user, organization=organization, name=form.cleaned_data["name"])
+        _token, new_key = api_token_create(user=request.user, organization=organization, name=form.cleaned_data["name"])
         form = ApiTokenForm()
     tokens = api_token_list(user=request.user, organization=organization)
     return render(

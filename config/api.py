@@ -92,7 +92,8 @@ class DomainError:
 
 
 def _message(exc: Exception) -> str:
-    return getattr(exc, "message", None) or str(exc)
+    # str(): a lazily translated message is rendered now, in the request's language.
+    return str(getattr(exc, "message", None) or exc)
 
 
 # Dotted paths, resolved on first use: the apps import this module, so it cannot import them up front.

@@ -14,7 +14,7 @@
     button.disabled = true;
     const result = await stripe.confirmCardSetup(form.dataset.clientSecret, {payment_method: {card: card}});
     if (result.error) {
-      error.textContent = (result.error && result.error.message) || "The card could not be saved.";
+      error.textContent = (result.error && result.error.message) || gettext("The card could not be saved.");
       button.disabled = false;
       return;
     }
