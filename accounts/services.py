@@ -189,7 +189,7 @@ def ssh_key_add(*, user: User, name: str, public_key: str) -> SshPublicKey:
     if duplicate is not None:
         raise ValidationError({"public_key": _("You already added this key (as '%(name)s', %(fingerprint)s).") % {"name": duplicate.name, "fingerprint": parsed.fingerprint}})
     if active.count() >= MAX_ACTIVE_SSH_KEYS:
-        raise ValidationError({"public_key": _("You have %(count)s active keys: revoke one you no longer use first.") % {"count": MAX_ACTIVE_SSH_KEYS}})
+        raise ValidationError({"public_key": _("You already have %(count)s keys that are not revoked: revoke one you no longer use first.") % {"count": MAX_ACTIVE_SSH_KEYS}})
     return SshPublicKey.objects.create(
         user=user, name=name, key_type=parsed.key_type, key_data=parsed.key_data, comment=parsed.comment,
         bits=parsed.bits, fingerprint=parsed.fingerprint,

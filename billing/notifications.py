@@ -38,8 +38,8 @@ def invoice_issued_notify(*, invoice: Invoice) -> None:
     """The buyer's invoice was issued (approved, then open): told once, whichever comes first."""
     notify(
         organization=invoice.buyer, kind=NotificationKind.INVOICE_ISSUED,
-        title=Message(_("Invoice {number} issued: {amount}"),
-                      {"number": invoice.display_number, "amount": _amount(invoice.total_minor, invoice.currency)}),
+        title=Message(_("Invoice {number} issued: {money}"),
+                      {"number": invoice.display_number, "money": _amount(invoice.total_minor, invoice.currency)}),
         body=Message(_("For {period}."), {"period": _period(invoice)}),
         dedupe_key=f"invoice:{invoice.pk}:issued",
     )
@@ -51,8 +51,8 @@ def payment_failed_notify(*, invoice: Invoice, attempt: str, reason: str = "") -
     `reason` is the payment processor's own text (shown as it came)."""
     notify(
         organization=invoice.buyer, kind=NotificationKind.PAYMENT_FAILED,
-        title=Message(_("Payment of invoice {number} failed ({amount})"),
-                      {"number": invoice.display_number, "amount": _amount(invoice.total_minor, invoice.currency)}),
+        title=Message(_("Payment of invoice {number} failed ({money})"),
+                      {"number": invoice.display_number, "money": _amount(invoice.total_minor, invoice.currency)}),
         body=reason or Message(_("Check the payment method of your organization; the invoice stays open.")),
         dedupe_key=f"invoice:{invoice.pk}:payment-failed:{attempt}",
     )
@@ -62,7 +62,7 @@ def payout_sent_notify(*, provider: Organization, payout_ref: str, amount_minor:
     """A payout left for the provider. `payout_ref` is the payout's own id (ours or Stripe's): told once."""
     notify(
         organization=provider, kind=NotificationKind.PAYOUT_SENT,
-        title=Message(_("Payout of {amount} sent"), {"amount": _amount(amount_minor, currency)}),
+        title=Message(_("Payout of {money} sent"), {"money": _amount(amount_minor, currency)}),
         body=Message(_("Payout {reference}."), {"reference": payout_ref}), link=link,
         dedupe_key=f"payout:{payout_ref}:sent",
     )

@@ -22,17 +22,17 @@ Status = Reservation.Status
 # moves the end and so earns a new notice).
 ENDING_SOON_BEFORE = timedelta(hours=1)
 
-# What each move says; {reservation} is _describe's phrase.
-ACTIVE = _("{reservation} is active: your cards are ready")
-MIGRATED_BACK = _("{reservation} moved to other cards and is running again")
-MIGRATING = _("{reservation} is moving to other cards after a hardware failure")
-FAILED = _("{reservation} failed")
+# What each move says; {subject} is _describe's phrase (placeholders are named after no glossary term).
+ACTIVE = _("{subject} is active: your cards are ready")
+MIGRATED_BACK = _("{subject} moved to other cards and is running again")
+MIGRATING = _("{subject} is moving to other cards after a hardware failure")
+FAILED = _("{subject} failed")
 
 
 def _describe(reservation: Reservation) -> Message:
     # Translators: names a reservation, e.g. "Reservation #12 (16 x NVIDIA H100)": 16 cards of that model.
-    return Message(_("Reservation #{id} ({cards} x {model})"),
-                   {"id": reservation.pk, "cards": reservation.card_count, "model": reservation.accelerator_model.name})
+    return Message(_("Reservation #{id} ({count} x {model})"),
+                   {"id": reservation.pk, "count": reservation.card_count, "model": reservation.accelerator_model.name})
 
 
 def _link(reservation: Reservation) -> str:
@@ -54,7 +54,7 @@ def reservation_status_notify(*, reservation: Reservation, change: ReservationSt
     # Rendered per recipient: the reason's times in their zone (named), its words in their language.
     why = partial(render_reason, change.reason_code, change.reason_params, change.reason)
     notify(
-        organization=reservation.buyer, kind=kind, title=Message(what, {"reservation": _describe(reservation)}),
+        organization=reservation.buyer, kind=kind, title=Message(what, {"subject": _describe(reservation)}),
         body=Message("{why}", {"why": why}), link=_link(reservation),
         # The audit row names the event: a retried move that changed nothing writes none and tells no one.
         dedupe_key=f"reservation:{reservation.pk}:change:{change.pk}",
@@ -72,7 +72,7 @@ def reservations_notify_ending_soon(*, now: datetime) -> int:
     for reservation in due:
         notify(
             organization=reservation.buyer, kind=NotificationKind.RESERVATION_ENDING_SOON,
-            title=Message(_("{reservation} ends at {end}"), {"reservation": _describe(reservation), "end": reservation.end}),
+            title=Message(_("{subject} ends at {end}"), {"subject": _describe(reservation), "end": reservation.end}),
             body=Message(_("Extend it from its page to keep the cards; your machines stop at the end.")),
             link=_link(reservation),
             dedupe_key=f"reservation:{reservation.pk}:ending-soon:{reservation.end.astimezone(UTC).isoformat()}",
