@@ -96,6 +96,9 @@ class SshKeyRevokeApi(APIView):
 
 class NotificationOutputSerializer(serializers.ModelSerializer):
     link = serializers.CharField(help_text="A path on this site (e.g. /market/reservations/12/), or empty.")
+    # In the request's language (Accept-Language) and the caller's zone, as the page shows them.
+    title = serializers.CharField(source="shown_title")
+    body = serializers.CharField(source="shown_body")
 
     class Meta:
         model = Notification

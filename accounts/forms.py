@@ -93,11 +93,22 @@ class NotificationPreferencesForm(forms.Form):
                 for kind in NotificationKind.values}
 
 
+class LanguageSelect(forms.Select):
+    """Each language's name in its own language, marked so (lang="zh-hans"): screen readers pronounce it
+    right, and "简体中文" on an English page is a name, not an untranslated string."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        if value:
+            option["attrs"]["lang"] = value
+        return option
+
+
 class LanguagePreferenceForm(forms.Form):
     """The language of the person's pages and emails; blank follows the browser (emails: the site's default)."""
 
     language = forms.ChoiceField(
         label=_("Language"), required=False,
-        choices=[("", _("As my browser asks"))] + list(settings.LANGUAGES),
+        choices=[("", _("As my browser asks"))] + list(settings.LANGUAGES), widget=LanguageSelect,
         help_text=_("Pages and emails are shown in this language."),
     )

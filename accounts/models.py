@@ -198,8 +198,12 @@ class Notification(models.Model):
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    # As rendered for the recipient when it was written (their language and zone): what the email says.
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
+    # The words as data ({"title": ..., "body": ...}, accounts.notifications.Message.to_json), so a page
+    # shows them in the language and zone of whoever reads it; empty for a notification given as text.
+    message = models.JSONField(default=dict, blank=True)
     link = models.CharField(max_length=500, blank=True)  # a path on this site, e.g. /market/reservations/12/
     dedupe_key = models.CharField(max_length=200)
     # False when the user turned in-page off for the kind (the row is kept only for the email).
@@ -221,6 +225,19 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.kind} for {self.user}: {self.title}"
+
+    @property
+    def shown_title(self) -> str:
+        """The title in the active language and zone (accounts.notifications.notification_text)."""
+        from accounts.notifications import notification_text
+
+        return notification_text(self, "title")
+
+    @property
+    def shown_body(self) -> str:
+        from accounts.notifications import notification_text
+
+        return notification_text(self, "body")
 
 
 class NotificationPreference(models.Model):

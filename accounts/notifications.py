@@ -13,7 +13,7 @@ their own time zone (times named with the zone), and the email's subject and foo
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +21,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone, translation
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from accounts.models import Membership, Notification, NotificationKind, NotificationPreference, Organization, User
@@ -63,32 +64,95 @@ DEFAULTS: dict[str, Choice] = {
 
 @dataclass(frozen=True)
 class Message:
-    """Words to render for each reader: `template` is a lazily translated text with {name} placeholders
-    (python-brace-format); `params` fill them, each rendered in the reader's language and zone:
+    """Words to render for each reader. `text` is an English template with {name} placeholders
+    (python-brace-format), marked with gettext_noop so makemessages finds it and translated when it is
+    rendered; `params` fill it, each rendered in the reader's language and zone:
 
     - a datetime -> accounts.timezones.format_local_time ("2026-12-10 09:00 CST"),
     - a Message -> rendered the same way (a phrase inside a sentence),
-    - a callable -> called with the reader's language and zone active (e.g. functools.partial of
-      inventory.pricing.format_money, or of a reason renderer),
-    - anything else (numbers, ids, names, lazy strings) -> str().
+    - a Call -> one of FORMATTERS applied to its arguments (money, a reservation's reason, a date),
+    - anything else (numbers, ids, names) -> as it is.
+
+    A notification keeps its Message as JSON (Notification.message), so the in-page list shows it in
+    the language and zone of whoever reads the page, and each email is rendered for its recipient.
     """
 
-    template: Any
+    text: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.text, str):  # a lazy translation would be stored in one language
+            raise TypeError("A Message's text is the English template marked with gettext_noop, not gettext_lazy.")
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "params": {name: _param_to_json(value) for name, value in self.params.items()}}
 
     def render(self) -> str:
         """The text in the active language and zone."""
-        return str(self.template).format(**{name: _render_param(value) for name, value in self.params.items()})
+        return render_message(self.to_json())
 
 
-def _render_param(value: Any) -> str:
+@dataclass(frozen=True)
+class Call:
+    """A value formatted when it is read: FORMATTERS[name](*args), with JSON-able args."""
+
+    name: str
+    args: tuple = ()
+
+    def __init__(self, name: str, *args):
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
+
+
+# What a Call may name: dotted paths resolved on first use (accounts depends on no other app, as in
+# config.api's DOMAIN_ERRORS), each called with the reader's language and zone active.
+FORMATTERS = {
+    "money": "inventory.pricing.format_money",  # (amount_minor, currency)
+    "reason": "marketplace.reasons.render_reason",  # (reason_code, reason_params, fallback text)
+    "date": "accounts.timezones.format_local_date",  # (ISO 8601 instant)
+    "zone": "accounts.timezones.local_zone_abbreviation",  # (ISO 8601 instant): "CST"
+}
+
+
+def _param_to_json(value: Any) -> dict:
     if isinstance(value, Message):
-        return value.render()
+        return {"message": value.to_json()}
     if isinstance(value, datetime):
-        return format_local_time(value)
-    if callable(value):
-        return str(value())
-    return str(value)
+        aware = value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+        return {"time": aware.astimezone(UTC).isoformat()}
+    if isinstance(value, Call):
+        if value.name not in FORMATTERS:
+            raise ValueError(f"Unknown formatter {value.name!r}: add it to accounts.notifications.FORMATTERS.")
+        return {"call": value.name, "args": list(value.args)}
+    return {"value": str(value)}
+
+
+def render_message(spec: dict) -> str:
+    """A stored Message in the active language and zone."""
+    values = {name: _render_param(param) for name, param in spec.get("params", {}).items()}
+    return _(spec["text"]).format(**values) if spec["text"] else ""
+
+
+def _render_param(param: dict) -> str:
+    if "message" in param:
+        return render_message(param["message"])
+    if "time" in param:
+        return format_local_time(datetime.fromisoformat(param["time"]))
+    if "call" in param:
+        return str(import_string(FORMATTERS[param["call"]])(*param["args"]))
+    return param.get("value", "")
+
+
+def notification_text(notification: Notification, part: str) -> str:
+    """The notification's title or body for whoever reads it now (active language and zone); the text
+    rendered for its recipient when it was written if there is no Message (or it no longer renders)."""
+    spec = (notification.message or {}).get(part)
+    if spec:
+        try:
+            return render_message(spec)
+        except (KeyError, IndexError, TypeError, ValueError, ImportError):
+            pass
+    return getattr(notification, part)
 
 
 Text = str | Message
@@ -187,6 +251,8 @@ def notify(
               for row in NotificationPreference.objects.filter(user_id__in=user_ids, kind=kind)}
     wanted = [user_id for user_id in sorted(user_ids)
               if chosen.get(user_id, DEFAULTS[kind]).email or chosen.get(user_id, DEFAULTS[kind]).in_page]
+    # Kept as JSON: the page renders it again for whoever reads it, in their language and zone.
+    message = {part: text.to_json() for part, text in (("title", title), ("body", body)) if isinstance(text, Message)}
     readers = User.objects.filter(pk__in=wanted).only("pk", "language", "time_zone").order_by("pk")
     words = _rendered_per_reader(readers, title, body)
     rows = []
@@ -195,6 +261,7 @@ def notify(
         user_title, user_body = words[user_id]
         rows.append(Notification(
             user_id=user_id, kind=kind, title=user_title[:200], body=user_body, link=link[:500], dedupe_key=dedupe_key[:200],
+            message=message,
             in_page=choice.in_page, email=Notification.Email.PENDING if choice.email else Notification.Email.NONE,
         ))
     # ON CONFLICT DO NOTHING: an event told again leaves the first row (and its email) alone.

@@ -3,35 +3,30 @@ delivers it; KIND_ROLES there says who hears of which kind).
 
 Call these inside the transaction that makes the change: the rows roll back with it and the emails
 leave only on commit. Each names its event in the dedupe key, so a retried task tells no one twice.
-The words are Messages: each recipient reads them in their own language, amounts formatted for it.
+The words are Messages (templates marked with gettext_noop, parameters kept as data): each person reads
+them in their own language and zone, amounts formatted for their locale.
 """
 
-from functools import partial
+from datetime import UTC
 
-from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop as _
 
 from accounts.models import NotificationKind, Organization
-from accounts.notifications import Message, notify
+from accounts.notifications import Call, Message, notify
 from billing.models import Invoice
-from inventory.pricing import format_money
-
-
-def _date(value) -> str:
-    """The day in the reader's zone (a billing period is a local month of the buyer)."""
-    return f"{timezone.localtime(value):%Y-%m-%d}"
 
 
 def _period(invoice: Invoice) -> Message:
+    """The period's days in the reader's zone, the zone named (a billing period is a local month)."""
+    start, end = (value.astimezone(UTC).isoformat() for value in (invoice.period_start, invoice.period_end))
     # Translators: an invoice's billing period; the end is the first day after it.
-    return Message(_("{start} to {end} ({zone})"), {
-        "start": partial(_date, invoice.period_start), "end": partial(_date, invoice.period_end),
-        "zone": lambda: timezone.localtime(invoice.period_start).tzname(),
-    })
+    return Message(_("{start} to {end} ({zone})"), {"start": Call("date", start), "end": Call("date", end),
+                                                    "zone": Call("zone", start)})
 
 
-def _amount(amount_minor: int, currency: str):
-    return partial(format_money, amount_minor, currency)
+def _amount(amount_minor: int, currency: str) -> Call:
+    """The amount in the reader's locale (inventory.pricing.format_money)."""
+    return Call("money", amount_minor, currency)
 
 
 def invoice_issued_notify(*, invoice: Invoice) -> None:

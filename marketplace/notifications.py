@@ -1,20 +1,19 @@
 """What the buyer's people are told about their reservations (accounts.notifications delivers it).
 
 Called from reservation_set_status inside its transaction (the rows roll back with the move, the email
-leaves only on commit) and from the ending-soon beat task. The words are Messages: each recipient
-reads them in their own language, with times in their own zone.
+leaves only on commit) and from the ending-soon beat task. The words are Messages (templates marked
+with gettext_noop, parameters kept as data): each person reads them in their own language, with times
+in their own zone.
 """
 
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 from django.urls import reverse
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from accounts.models import NotificationKind
-from accounts.notifications import Message, notify
+from accounts.notifications import Call, Message, notify
 from marketplace.models import Reservation, ReservationStatusChange
-from marketplace.reasons import render_reason
 
 Status = Reservation.Status
 
@@ -23,15 +22,15 @@ Status = Reservation.Status
 ENDING_SOON_BEFORE = timedelta(hours=1)
 
 # What each move says; {subject} is _describe's phrase (placeholders are named after no glossary term).
-ACTIVE = _("{subject} is active: your cards are ready")
-MIGRATED_BACK = _("{subject} moved to other cards and is running again")
-MIGRATING = _("{subject} is moving to other cards after a hardware failure")
-FAILED = _("{subject} failed")
+ACTIVE = gettext_noop("{subject} is active: your cards are ready")
+MIGRATED_BACK = gettext_noop("{subject} moved to other cards and is running again")
+MIGRATING = gettext_noop("{subject} is moving to other cards after a hardware failure")
+FAILED = gettext_noop("{subject} failed")
 
 
 def _describe(reservation: Reservation) -> Message:
     # Translators: names a reservation, e.g. "Reservation #12 (16 x NVIDIA H100)": 16 cards of that model.
-    return Message(_("Reservation #{id} ({count} x {model})"),
+    return Message(gettext_noop("Reservation #{id} ({count} x {model})"),
                    {"id": reservation.pk, "count": reservation.card_count, "model": reservation.accelerator_model.name})
 
 
@@ -51,8 +50,9 @@ def reservation_status_notify(*, reservation: Reservation, change: ReservationSt
         kind, what = NotificationKind.RESERVATION_FAILED, FAILED
     else:
         return
-    # Rendered per recipient: the reason's times in their zone (named), its words in their language.
-    why = partial(render_reason, change.reason_code, change.reason_params, change.reason)
+    # The reason as its code and parameters (marketplace.reasons): its times in the reader's zone, its
+    # words in the reader's language.
+    why = Call("reason", change.reason_code, change.reason_params, change.reason)
     notify(
         organization=reservation.buyer, kind=kind, title=Message(what, {"subject": _describe(reservation)}),
         body=Message("{why}", {"why": why}), link=_link(reservation),
@@ -72,8 +72,8 @@ def reservations_notify_ending_soon(*, now: datetime) -> int:
     for reservation in due:
         notify(
             organization=reservation.buyer, kind=NotificationKind.RESERVATION_ENDING_SOON,
-            title=Message(_("{subject} ends at {end}"), {"subject": _describe(reservation), "end": reservation.end}),
-            body=Message(_("Extend it from its page to keep the cards; your machines stop at the end.")),
+            title=Message(gettext_noop("{subject} ends at {end}"), {"subject": _describe(reservation), "end": reservation.end}),
+            body=Message(gettext_noop("Extend it from its page to keep the cards; your machines stop at the end.")),
             link=_link(reservation),
             dedupe_key=f"reservation:{reservation.pk}:ending-soon:{reservation.end.astimezone(UTC).isoformat()}",
         )

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import mail
 from django.test import Client
 from django.utils import timezone, translation
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_noop
 from rest_framework.test import APIClient
 
 from accounts.models import Membership, Notification, NotificationKind, User
@@ -130,8 +130,8 @@ def test_the_same_event_reaches_each_person_in_their_language_and_zone(readers, 
     with django_capture_on_commit_callbacks(execute=True):
         # the words marketplace.notifications uses for "ending soon" (a Message per reader, not finished English)
         notify(organization=organization, kind=NotificationKind.RESERVATION_ENDING_SOON, dedupe_key="r:1:ending",
-               title=Message(gettext_lazy("{subject} ends at {end}"), {"subject": "R1", "end": end}),
-               body=Message(gettext_lazy("Extend it from its page to keep the cards; your machines stop at the end.")),
+               title=Message(gettext_noop("{subject} ends at {end}"), {"subject": "R1", "end": end}),
+               body=Message(gettext_noop("Extend it from its page to keep the cards; your machines stop at the end.")),
                link="/market/reservations/1/")
     zh_row, en_row = Notification.objects.get(user=zh), Notification.objects.get(user=en)
     assert en_row.title == "R1 ends at 2026-12-09 20:00 EST"
@@ -166,7 +166,7 @@ def test_money_in_a_notification_is_formatted_for_each_reader(readers):
 def test_a_person_without_a_language_is_written_to_in_the_sites_default(readers):
     organization, zh, en = readers
     User.objects.filter(pk=zh.pk).update(language="")
-    notify(organization=organization, kind=NotificationKind.PAYOUT_SENT, dedupe_key="p", title=Message(gettext_lazy("Payout {reference}."), {"reference": "P1"}))
+    notify(organization=organization, kind=NotificationKind.PAYOUT_SENT, dedupe_key="p", title=Message(gettext_noop("Payout {reference}."), {"reference": "P1"}))
     assert Notification.objects.get(user=zh).title == "Payout P1."
 
 
@@ -215,3 +215,17 @@ def test_field_errors_of_our_own_validation_are_translated_too():
     assert "不接受 DSA（ssh-dss）公钥" in zh_error["fields"]["public_key"][0]
     # the pagination limit (config/api.py)
     assert "必须介于 1 和 200 之间" in _error(chinese.get("/api/ssh-keys/", {"page_size": 999}))[1]["message"]
+
+
+def test_the_page_shows_a_notification_in_the_language_it_is_read_in(readers):
+    # Given a notification written for the Chinese reader (rendered for her when the event happened)
+    organization, zh, en = readers
+    notify(users=[zh], kind=NotificationKind.PAYOUT_SENT, dedupe_key="p",
+           title=Message(gettext_noop("Payout {reference}."), {"reference": "P1"}))
+    assert Notification.objects.get(user=zh).title == "结算付款 P1。"
+    # when she reads her list with the interface switched to English, it speaks English like the page
+    client = Client()
+    client.force_login(zh)
+    client.cookies[COOKIE] = "en"
+    assert "Payout P1." in client.get("/accounts/notifications/").content.decode()
+    assert client.get("/api/notifications/").json()["results"][0]["title"] == "Payout P1."
