@@ -108,7 +108,7 @@ class LanguagePreferenceForm(forms.Form):
     """The language of the person's pages and emails; blank follows the browser (emails: the site's default)."""
 
     language = forms.ChoiceField(
-        label=_("Language"), required=False,
+        label=_("Language of your pages and emails"), required=False,
         choices=[("", _("As my browser asks"))] + list(settings.LANGUAGES), widget=LanguageSelect,
         help_text=_("Pages and emails are shown in this language."),
     )

@@ -5,9 +5,11 @@ domain. The apps where events happen compose the words and call `notify` inside 
 (marketplace.notifications, billing.notifications): the rows commit or roll back with the event, and
 the email task is enqueued only on commit (a rolled-back transition sends nothing).
 
-The words are a `Message`: a translatable template and its parameters, never finished English. Each
-recipient's title and body are rendered in their own language (User.language, else LANGUAGE_CODE) and
-their own time zone (times named with the zone), and the email's subject and footer too.
+The words are a `Message`: a translatable template and its parameters, never finished English. It is
+kept with the notification as data: the page and the API render it in the reader's current language
+and zone; each recipient's stored title and body, and their email (subject and footer too), are
+rendered in their own language (User.language, else LANGUAGE_CODE) and time zone, times with the zone
+named.
 """
 
 import zoneinfo
@@ -92,16 +94,12 @@ class Message:
         return render_message(self.to_json())
 
 
-@dataclass(frozen=True)
 class Call:
-    """A value formatted when it is read: FORMATTERS[name](*args), with JSON-able args."""
-
-    name: str
-    args: tuple = ()
+    """A value formatted when it is read: FORMATTERS[name](*args), with JSON-able args, e.g.
+    Call("money", 164000, "CNY") -> "CNY 1,640.00" for an English reader, "¥1,640.00" for a Chinese one."""
 
     def __init__(self, name: str, *args):
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "args", args)
+        self.name, self.args = name, args
 
 
 # What a Call may name: dotted paths resolved on first use (accounts depends on no other app, as in
