@@ -14,7 +14,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_noop
 from rest_framework.test import APIClient
 
-from accounts.models import Membership, Notification, NotificationKind, User
+from accounts.jobs import job_run
+from accounts.models import Job, Membership, Notification, NotificationKind, User
 from accounts.notifications import Choice, Message, notification_preferences_set, notify
 from accounts.timezones import format_local_time
 from billing.models import Invoice
@@ -229,3 +230,31 @@ def test_the_page_shows_a_notification_in_the_language_it_is_read_in(readers):
     client.cookies[COOKIE] = "en"
     assert "Payout P1." in client.get("/accounts/notifications/").content.decode()
     assert client.get("/api/notifications/").json()["results"][0]["title"] == "Payout P1."
+
+
+# --- jobs and error pages ---------------------------------------------------------------------------------------------
+
+
+def test_a_job_runs_in_its_owners_language_so_its_page_reads_in_it():
+    # Given a queued job of a person who reads Chinese (the worker itself has no request, no language)
+    organization = OrganizationFactory()
+    owner = member(organization=organization)
+    User.objects.filter(pk=owner.pk).update(language=ZH)
+    job = Job.objects.create(owner=owner, organization=organization, kind=Job.Kind.NODE_IMPORT)
+    seen = {}
+
+    def work(job, progress):
+        seen["language"] = translation.get_language()
+        raise RuntimeError("boom")
+
+    # when it runs and fails, its messages are in her language
+    assert job_run(job_id=job.pk, work=work) == Job.Status.FAILED
+    job.refresh_from_db()
+    assert seen["language"] == ZH and has_chinese(job.message)
+    assert translation.get_language() != ZH  # and the worker's own language is left as it was
+
+
+def test_the_not_found_page_speaks_the_visitors_language():
+    response = Client(HTTP_ACCEPT_LANGUAGE="zh-hans").get("/no-such-page/")
+    assert response.status_code == 404 and "页面不存在" in response.content.decode()
+    assert "Page not found" in Client().get("/no-such-page/").content.decode()
