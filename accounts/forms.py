@@ -4,7 +4,7 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Membership, NotificationKind, Organization
+from accounts.models import TIME_ZONE_CHOICES, Membership, NotificationKind, Organization
 
 
 class SignInForm(AuthenticationForm):
@@ -105,10 +105,15 @@ class LanguageSelect(forms.Select):
 
 
 class LanguagePreferenceForm(forms.Form):
-    """The language of the person's pages and emails; blank follows the browser (emails: the site's default)."""
+    """The language and time zone of the person's pages and emails. A blank language follows the browser
+    (emails: the site's default)."""
 
     language = forms.ChoiceField(
         label=_("Language of your pages and emails"), required=False,
         choices=[("", _("As my browser asks"))] + list(settings.LANGUAGES), widget=LanguageSelect,
         help_text=_("Pages and emails are shown in this language."),
+    )
+    time_zone = forms.ChoiceField(
+        label=_("Time zone"), choices=TIME_ZONE_CHOICES,
+        help_text=_("Times on pages and in emails are shown in this zone, with its name."),
     )

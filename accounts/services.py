@@ -3,6 +3,7 @@
 import hashlib
 import re
 import secrets
+import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -78,6 +79,16 @@ def user_language_set(*, user: User, language: str) -> User:
     if user.language != language:
         user.language = language
         user.save(update_fields=["language"])
+    return user
+
+
+def user_time_zone_set(*, user: User, time_zone: str) -> User:
+    """Keep the zone the person reads times in (an IANA name such as Asia/Shanghai)."""
+    if time_zone not in zoneinfo.available_timezones():
+        raise ValidationError({"time_zone": _("Choose a time zone from the list.")})
+    if user.time_zone != time_zone:
+        user.time_zone = time_zone
+        user.save(update_fields=["time_zone"])
     return user
 
 

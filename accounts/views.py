@@ -43,6 +43,7 @@ from accounts.services import (
     ssh_key_revoke,
     user_language_set,
     user_sign_up,
+    user_time_zone_set,
 )
 
 
@@ -248,14 +249,17 @@ def notifications_read_all(request):
 
 @login_required
 def notification_preferences(request):
-    """Which notifications the person gets, and (a second form on the same page) in which language."""
+    """Which notifications the person gets, and (a second form on the same page) in which language and
+    time zone they read pages and emails."""
     is_language = request.method == "POST" and "language" in request.POST
     form = NotificationPreferencesForm(None if is_language else request.POST or None,
                                        choices=notification_preferences_get(user=request.user))
-    language_form = LanguagePreferenceForm(request.POST if is_language else None, initial={"language": request.user.language})
+    language_form = LanguagePreferenceForm(request.POST if is_language else None,
+                                           initial={"language": request.user.language, "time_zone": request.user.time_zone})
     if is_language and language_form.is_valid():
         language = language_form.cleaned_data["language"]
         user_language_set(user=request.user, language=language)
+        user_time_zone_set(user=request.user, time_zone=language_form.cleaned_data["time_zone"])
         response = redirect("accounts:notification-preferences")
         if language:
             translation.activate(language)  # the confirmation in the language just chosen
@@ -263,7 +267,7 @@ def notification_preferences(request):
         else:  # follow the browser again: the cookie would hold the old choice
             response.delete_cookie(settings.LANGUAGE_COOKIE_NAME, path=settings.LANGUAGE_COOKIE_PATH,
                                    domain=settings.LANGUAGE_COOKIE_DOMAIN)
-        messages.success(request, _("Your language is saved."))
+        messages.success(request, _("Your language and time zone are saved."))
         return response
     if request.method == "POST" and not is_language and form.is_valid():
         notification_preferences_set(user=request.user, choices=form.choices())

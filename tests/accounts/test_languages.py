@@ -89,16 +89,19 @@ def test_signing_up_keeps_the_language_the_page_was_shown_in():
 def test_the_preferences_page_sets_the_language_and_shows_the_kinds_translated(client):
     user = member()
     client.force_login(user)
-    response = client.post("/accounts/notifications/preferences/", {"language": ZH}, follow=True)
+    response = client.post("/accounts/notifications/preferences/", {"language": ZH, "time_zone": "Asia/Urumqi"}, follow=True)
     user.refresh_from_db()
-    assert user.language == ZH and client.cookies[COOKIE].value == ZH
+    assert user.language == ZH and client.cookies[COOKIE].value == ZH and user.time_zone == "Asia/Urumqi"
     page = response.content.decode()
-    assert "语言设置已保存。" in page
+    assert "语言和时区设置已保存。" in page and "时间以 Asia/Urumqi 时区显示。" in page
     assert "账单已开具" in page and "预订运行中" in page and "Invoice issued" not in page
     # back to following the browser: the choice and the cookie are gone
-    client.post("/accounts/notifications/preferences/", {"language": ""})
+    client.post("/accounts/notifications/preferences/", {"language": "", "time_zone": "Asia/Shanghai"})
     user.refresh_from_db()
-    assert user.language == "" and client.cookies[COOKIE].value == ""
+    assert user.language == "" and client.cookies[COOKIE].value == "" and user.time_zone == "Asia/Shanghai"
+    # a zone that is not one is refused next to its field
+    response = client.post("/accounts/notifications/preferences/", {"language": "en", "time_zone": "Mars/Olympus"})
+    assert response.status_code == 200 and "time_zone" in response.context["language_form"].errors
 
 
 # --- notifications in each reader's language and zone ---------------------------------------------------------------
