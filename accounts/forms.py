@@ -115,5 +115,7 @@ class LanguagePreferenceForm(forms.Form):
     )
     time_zone = forms.ChoiceField(
         label=_("Time zone"), choices=TIME_ZONE_CHOICES,
+        # IANA names (Asia/Shanghai) are identifiers in every language: translate="no" says so.
+        widget=forms.Select(attrs={"translate": "no"}),
         help_text=_("Times on pages and in emails are shown in this zone, with its name."),
     )
