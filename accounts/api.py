@@ -1,6 +1,7 @@
 """REST endpoints of accounts: who am I, my SSH public keys, my notifications."""
 
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
@@ -74,7 +75,7 @@ class SshKeyListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         unknown = sorted(set(request.data) - set(serializer.fields)) if hasattr(request.data, "keys") else []
         if unknown:
-            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
+            raise exceptions.ValidationError({name: [_("Unknown field.")] for name in unknown})
         key = ssh_key_add(user=request.user, name=serializer.validated_data.get("name", ""),
                           public_key=serializer.validated_data["public_key"])
         return Response(SshKeyOutputSerializer(key).data, status=status.HTTP_201_CREATED)
@@ -95,6 +96,9 @@ class SshKeyRevokeApi(APIView):
 
 class NotificationOutputSerializer(serializers.ModelSerializer):
     link = serializers.CharField(help_text="A path on this site (e.g. /market/reservations/12/), or empty.")
+    # In the request's language (Accept-Language) and the caller's zone, as the page shows them.
+    title = serializers.CharField(source="shown_title")
+    body = serializers.CharField(source="shown_body")
 
     class Meta:
         model = Notification

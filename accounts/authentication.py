@@ -1,3 +1,4 @@
+from django.utils.translation import gettext as _
 from rest_framework import authentication, exceptions
 
 from accounts.middleware import activate_user_time_zone
@@ -14,10 +15,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if not header or header[0] != self.keyword:
             return None
         if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Send the header as 'Authorization: Token <key>'.")
+            raise exceptions.AuthenticationFailed(_("Send the header as 'Authorization: Token <key>'."))
         token = api_token_authenticate(key=header[1])
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+            raise exceptions.AuthenticationFailed(_("Invalid or revoked API token."))
         request._request.organization = token.organization
         # The session middleware ran before DRF knew who this is: read times without an offset in
         # the key holder's zone, as the pages do for a signed-in user.

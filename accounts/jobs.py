@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from accounts.models import Job, Organization, User
 
@@ -98,7 +100,7 @@ def job_start(
     """Record a queued job and enqueue its task once the caller's transaction commits."""
     job = Job.objects.create(
         owner=owner, organization=organization, kind=kind, params=params or {}, input_data=input_data,
-        message="Waiting for a worker.",
+        message=_("Waiting for a worker."),
     )
     task_name = JOB_TASKS[Job.Kind(kind)]
     transaction.on_commit(lambda: current_app.send_task(task_name, args=[job.pk]))
@@ -108,18 +110,27 @@ def job_start(
 def job_run(*, job_id: int, work: Callable[[Job, JobProgress], JobOutcome]) -> str:
     """Run one queued job (the tasks call this); returns its final status.
 
+    The work runs in its owner's language (User.language, else LANGUAGE_CODE): the progress and result
+    messages it writes with gettext are stored as the owner reads them on the job's page.
+
     Idempotent: the job is claimed (queued -> running) under its row lock, so a second delivery of the
     same message finds it running or finished and does nothing. Work that dies with the worker leaves
     the job "running" with its last progress (a known limit: nothing sweeps such jobs to failed yet;
     the work itself is safe to start again - the import is all-or-nothing, the billing run resumable).
     """
+    language = Job.objects.filter(pk=job_id).values_list("owner__language", flat=True).first()
+    with translation.override(language or settings.LANGUAGE_CODE):
+        return _job_run(job_id=job_id, work=work)
+
+
+def _job_run(*, job_id: int, work: Callable[[Job, JobProgress], JobOutcome]) -> str:
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status != Job.Status.QUEUED:
             return job.status if job else "missing"
         job.status = Job.Status.RUNNING
         job.started_at = timezone.now()
-        job.message = "Started."
+        job.message = _("Started.")
         job.save(update_fields=["status", "started_at", "message"])
     progress = JobProgress(job.pk)
     try:
@@ -129,7 +140,8 @@ def job_run(*, job_id: int, work: Callable[[Job, JobProgress], JobOutcome]) -> s
         return Job.Status.FAILED
     except Exception:
         logger.exception("job %s (%s) failed", job.pk, job.kind)
-        _finish(job, status=Job.Status.FAILED, message="The job stopped on an unexpected error; nothing more was done. Try again, or tell support the job number.",
+        _finish(job, status=Job.Status.FAILED, message=_("The job stopped on an unexpected error; nothing more was done. "
+                                                            "Try again, or tell support the job number."),
                 result={}, progress=progress)
         return Job.Status.FAILED
     _finish(job, status=Job.Status.DONE, message=outcome.message, result=outcome.result, progress=progress, outcome=outcome)

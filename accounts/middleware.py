@@ -1,6 +1,7 @@
 import zoneinfo
 
-from django.utils import timezone
+from django.conf import settings
+from django.utils import timezone, translation
 
 from accounts.selectors import user_organizations
 
@@ -41,3 +42,24 @@ class ActiveOrganizationMiddleware:
             # The zone is the request's: nothing after it (the next request on this thread, a test's own
             # code in the same process) may inherit the viewer's zone.
             timezone.deactivate()
+
+
+class UserLanguageMiddleware:
+    """The signed-in person's stored language (User.language) when the browser sent no language cookie.
+
+    LocaleMiddleware runs before authentication, so it can only see the switcher's cookie and the
+    browser's Accept-Language. A person who chose a language on another device (or whose cookie
+    expired) still gets it here. The cookie, when present, wins: it is the most recent choice made in
+    this browser (and the switcher stores it on the user as well). Place after AuthenticationMiddleware.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if (user.is_authenticated and user.language and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES
+                and translation.check_for_language(user.language)):
+            translation.activate(user.language)
+            request.LANGUAGE_CODE = translation.get_language()
+        return self.get_response(request)

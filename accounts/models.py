@@ -2,9 +2,11 @@
 
 import zoneinfo
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
 
 
 class UserManager(BaseUserManager):
@@ -31,10 +33,13 @@ class User(AbstractUser):
     """A person. Signs in with the email address; belongs to organizations through memberships."""
 
     username = None
-    email = models.EmailField("email address", unique=True)
+    email = models.EmailField(_("email address"), unique=True)
     full_name = models.CharField(max_length=150, blank=True)
     # Times are stored in UTC and shown in this zone.
     time_zone = models.CharField(max_length=64, default="Asia/Shanghai", choices=TIME_ZONE_CHOICES)
+    # The interface language and the language of the emails sent to this person (a code of
+    # settings.LANGUAGES). Blank: pages follow the browser's Accept-Language, emails use LANGUAGE_CODE.
+    language = models.CharField(_("language"), max_length=16, blank=True, default="", choices=settings.LANGUAGES)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []
@@ -46,9 +51,9 @@ class User(AbstractUser):
 
 class Organization(models.Model):
     class Kind(models.TextChoices):
-        BUYER = "buyer", "Buyer"
-        PROVIDER = "provider", "Provider"
-        BOTH = "both", "Buyer and provider"
+        BUYER = "buyer", _("Buyer")
+        PROVIDER = "provider", _("Provider")
+        BOTH = "both", _("Buyer and provider")
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -77,10 +82,10 @@ class Organization(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        OWNER = "owner", "Owner"  # everything, including members and tokens
-        ADMIN = "admin", "Admin"  # everything but making, changing or removing owners
-        MEMBER = "member", "Member"  # day-to-day work: list capacity, book, see usage
-        FINANCE_VIEWER = "finance_viewer", "Finance viewer"  # reads invoices and spend; changes nothing
+        OWNER = "owner", _("Owner")  # everything, including members and tokens
+        ADMIN = "admin", _("Admin")  # everything but making, changing or removing owners
+        MEMBER = "member", _("Member")  # day-to-day work: list capacity, book, see usage
+        FINANCE_VIEWER = "finance_viewer", _("Finance viewer")  # reads invoices and spend; changes nothing
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
@@ -150,7 +155,7 @@ class SshPublicKey(models.Model):
                 fields=["user", "fingerprint"],
                 condition=models.Q(revoked_at__isnull=True),
                 name="ssh_key_fingerprint_unique_active",
-                violation_error_message="You already added this key.",
+                violation_error_message=_("You already added this key."),
             )
         ]
 
@@ -170,13 +175,13 @@ class SshPublicKey(models.Model):
 class NotificationKind(models.TextChoices):
     """What a notification is about. Each user chooses, per kind, in-page and email (NotificationPreference)."""
 
-    RESERVATION_ACTIVE = "reservation_active", "Reservation active"
-    RESERVATION_FAILED = "reservation_failed", "Reservation failed"
-    RESERVATION_MIGRATED = "reservation_migrated", "Reservation migrated"
-    RESERVATION_ENDING_SOON = "reservation_ending_soon", "Reservation ending soon"
-    INVOICE_ISSUED = "invoice_issued", "Invoice issued"
-    PAYMENT_FAILED = "payment_failed", "Payment failed"
-    PAYOUT_SENT = "payout_sent", "Payout sent"
+    RESERVATION_ACTIVE = "reservation_active", _("Reservation active")
+    RESERVATION_FAILED = "reservation_failed", _("Reservation failed")
+    RESERVATION_MIGRATED = "reservation_migrated", _("Reservation migrated")
+    RESERVATION_ENDING_SOON = "reservation_ending_soon", _("Reservation ending soon")
+    INVOICE_ISSUED = "invoice_issued", _("Invoice issued")
+    PAYMENT_FAILED = "payment_failed", _("Payment failed")
+    PAYOUT_SENT = "payout_sent", _("Payout sent")
 
 
 class Notification(models.Model):
@@ -187,14 +192,18 @@ class Notification(models.Model):
     """
 
     class Email(models.TextChoices):
-        NONE = "none", "Not wanted"  # the user's preference for this kind was off
-        PENDING = "pending", "Pending"  # waiting for the email task (enqueued on commit)
-        SENT = "sent", "Sent"
+        NONE = "none", _("Not wanted")  # the user's preference for this kind was off
+        PENDING = "pending", _("Pending")  # waiting for the email task (enqueued on commit)
+        SENT = "sent", _("Sent")
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=32, choices=NotificationKind.choices)
+    # As rendered for the recipient when it was written (their language and zone): what the email says.
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
+    # The words as data ({"title": ..., "body": ...}, accounts.notifications.Message.to_json), so a page
+    # shows them in the language and zone of whoever reads it; empty for a notification given as text.
+    message = models.JSONField(default=dict, blank=True)
     link = models.CharField(max_length=500, blank=True)  # a path on this site, e.g. /market/reservations/12/
     dedupe_key = models.CharField(max_length=200)
     # False when the user turned in-page off for the kind (the row is kept only for the email).
@@ -216,6 +225,19 @@ class Notification(models.Model):
 
     def __str__(self):
         return f"{self.kind} for {self.user}: {self.title}"
+
+    @property
+    def shown_title(self) -> str:
+        """The title in the active language and zone (accounts.notifications.notification_text)."""
+        from accounts.notifications import notification_text
+
+        return notification_text(self, "title")
+
+    @property
+    def shown_body(self) -> str:
+        from accounts.notifications import notification_text
+
+        return notification_text(self, "body")
 
 
 class NotificationPreference(models.Model):
@@ -242,15 +264,15 @@ class Job(models.Model):
     """
 
     class Kind(models.TextChoices):
-        NODE_IMPORT = "node_import", "Node import"
-        BILLING_RUN = "billing_run", "Billing run"
-        INVOICE_EXPORT = "invoice_export", "Invoice CSV export"
+        NODE_IMPORT = "node_import", _("Node import")
+        BILLING_RUN = "billing_run", _("Billing run")
+        INVOICE_EXPORT = "invoice_export", _("Invoice CSV export")
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     FINISHED = frozenset({Status.DONE, Status.FAILED})
 

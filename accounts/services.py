@@ -3,11 +3,14 @@
 import hashlib
 import re
 import secrets
+import zoneinfo
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 
 from accounts.models import ApiToken, Membership, Organization, SshPublicKey, User
 from accounts.ssh_keys import ssh_public_key_parse
@@ -15,6 +18,7 @@ from accounts.ssh_keys import ssh_public_key_parse
 TOKEN_PREFIX = "cf_"  # noqa: S105 - a marker that makes leaked keys easy to spot, not a secret
 # What a key can look like (the prefix, then token_urlsafe's alphabet). Anything else - a NUL byte, a
 # space, a 10 KB header - is refused before it reaches the database, which cannot store a NUL.
+LANGUAGE_CODES = frozenset(code for code, _name in settings.LANGUAGES)
 _KEY_SHAPE = re.compile(r"[A-Za-z0-9_\-]{20,200}")
 
 
@@ -36,39 +40,62 @@ def _unique_slug(name: str) -> str:
 def organization_create(*, name: str, kind: str, owner: User, is_demo: bool = False) -> Organization:
     name = name.strip()
     if not name:
-        raise ValidationError({"organization_name": "Give the organization a name."})
+        raise ValidationError({"organization_name": _("Give the organization a name.")})
     if not name.isprintable():
-        raise ValidationError({"organization_name": "Use printable characters only."})
+        raise ValidationError({"organization_name": _("Use printable characters only.")})
     if kind not in Organization.Kind.values:
-        raise ValidationError({"kind": f"Choose one of: {', '.join(Organization.Kind.values)}."})
+        raise ValidationError({"kind": _("Choose one of: %(choices)s.") % {"choices": ", ".join(Organization.Kind.values)}})
     if Organization.objects.filter(name__iexact=name).exists():
-        raise ValidationError({"organization_name": "An organization with this name already exists."})
+        raise ValidationError({"organization_name": _("An organization with this name already exists.")})
     try:
         with transaction.atomic():
             organization = Organization.objects.create(name=name, kind=kind, slug=_unique_slug(name), is_demo=is_demo)
     except IntegrityError:
-        raise ValidationError({"organization_name": "An organization with this name already exists."}) from None
+        raise ValidationError({"organization_name": _("An organization with this name already exists.")}) from None
     Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)
     return organization
 
 
 @transaction.atomic
-def user_sign_up(*, email: str, password: str, full_name: str, organization_name: str, kind: str) -> User:
-    """A new person with a new organization that they own."""
+def user_sign_up(*, email: str, password: str, full_name: str, organization_name: str, kind: str,
+                 language: str = "") -> User:
+    """A new person with a new organization that they own. `language`: the language the sign-up page
+    was shown in, kept so their emails come in it too (blank: follow the browser)."""
     email = email.strip().lower()
     if User.objects.filter(email__iexact=email).exists():
-        raise ValidationError({"email": "An account with this email already exists. Sign in instead."})
+        raise ValidationError({"email": _("An account with this email already exists. Sign in instead.")})
     if not full_name.strip().isprintable():
-        raise ValidationError({"full_name": "Use printable characters only."})
-    user = User.objects.create_user(email=email, password=password, full_name=full_name.strip())
+        raise ValidationError({"full_name": _("Use printable characters only.")})
+    user = User.objects.create_user(email=email, password=password, full_name=full_name.strip(),
+                                    language=language if language in LANGUAGE_CODES else "")
     organization_create(name=organization_name, kind=kind, owner=user)
+    return user
+
+
+def user_language_set(*, user: User, language: str) -> User:
+    """Keep the person's language (one of settings.LANGUAGES, or "" to follow the browser again)."""
+    if language and language not in LANGUAGE_CODES:
+        raise ValidationError({"language": _("Choose one of the languages offered.")})
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+    return user
+
+
+def user_time_zone_set(*, user: User, time_zone: str) -> User:
+    """Keep the zone the person reads times in (an IANA name such as Asia/Shanghai)."""
+    if time_zone not in zoneinfo.available_timezones():
+        raise ValidationError({"time_zone": _("Choose a time zone from the list.")})
+    if user.time_zone != time_zone:
+        user.time_zone = time_zone
+        user.save(update_fields=["time_zone"])
     return user
 
 
 def membership_set(*, organization: Organization, user: User, role: str) -> Membership:
     if role not in Membership.Role.values:
-        raise ValidationError({"role": f"Choose one of: {', '.join(Membership.Role.values)}."})
-    membership, _ = Membership.objects.update_or_create(
+        raise ValidationError({"role": _("Choose one of: %(choices)s.") % {"choices": ", ".join(Membership.Role.values)}})
+    membership, _created = Membership.objects.update_or_create(
         organization=organization, user=user, defaults={"role": role}
     )
     return membership
@@ -78,9 +105,9 @@ def api_token_create(*, user: User, organization: Organization, name: str) -> tu
     """Returns the token row and the key. The key is not stored and cannot be shown again."""
     name = name.strip()
     if not name:
-        raise ValidationError({"name": "Name the token (for example, the machine that uses it)."})
+        raise ValidationError({"name": _("Name the token (for example, the machine that uses it).")})
     if not Membership.objects.filter(user=user, organization=organization).exists():
-        raise ValidationError("You are not a member of this organization.")
+        raise ValidationError(_("You are not a member of this organization."))
     key = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, organization=organization, name=name[:100], prefix=key[:12], key_hash=_hash_key(key)
@@ -119,9 +146,9 @@ def membership_add(*, organization: Organization, email: str, role: str, actor: 
     """Add an existing user (by email) to the organization, or change their role."""
     user = User.objects.filter(email__iexact=email.strip()).first()
     if user is None:
-        raise ValidationError({"email": "No account uses this email yet: ask them to sign up, then add them."})
+        raise ValidationError({"email": _("No account uses this email yet: ask them to sign up, then add them.")})
     if role not in Membership.Role.values:
-        raise ValidationError({"role": f"Choose one of: {', '.join(Membership.Role.values)}."})
+        raise ValidationError({"role": _("Choose one of: %(choices)s.") % {"choices": ", ".join(Membership.Role.values)}})
     current = Membership.objects.select_for_update().filter(organization=organization, user=user).first()
     touches_owner = role == Membership.Role.OWNER or (current is not None and current.role == Membership.Role.OWNER)
     if touches_owner:
@@ -134,13 +161,13 @@ def membership_add(*, organization: Organization, email: str, role: str, actor: 
 def _refuse_unless_owner(*, organization: Organization, actor: User) -> None:
     """Only owners make or unmake owners: an admin cannot promote themselves and remove the founders."""
     if not Membership.objects.filter(organization=organization, user=actor, role=Membership.Role.OWNER).exists():
-        raise ValidationError({"role": "Only an owner can make someone owner or change an owner's role."})
+        raise ValidationError({"role": _("Only an owner can make someone owner or change an owner's role.")})
 
 
 def _refuse_losing_last_owner(*, organization: Organization, leaving: Membership) -> None:
     owners = Membership.objects.select_for_update().filter(organization=organization, role=Membership.Role.OWNER)
     if not owners.exclude(pk=leaving.pk).exists():
-        raise ValidationError("An organization needs at least one owner: make someone else owner first.")
+        raise ValidationError(_("An organization needs at least one owner: make someone else owner first."))
 
 
 @transaction.atomic
@@ -163,17 +190,17 @@ def ssh_key_add(*, user: User, name: str, public_key: str) -> SshPublicKey:
         raise ValidationError({"public_key": error}) from None
     name = name.strip() or parsed.comment[:100]
     if not name:
-        raise ValidationError({"name": "Name the key (for example, the laptop it lives on)."})
+        raise ValidationError({"name": _("Name the key (for example, the laptop it lives on).")})
     if not name.isprintable() or len(name) > 100:
-        raise ValidationError({"name": "Use at most 100 printable characters."})
+        raise ValidationError({"name": _("Use at most 100 printable characters.")})
     # The user's row is the lock: two adds of the same key at once queue here, and the second sees the first.
     User.objects.select_for_update().filter(pk=user.pk).first()
     active = SshPublicKey.objects.filter(user=user, revoked_at__isnull=True)
     duplicate = active.filter(fingerprint=parsed.fingerprint).first()
     if duplicate is not None:
-        raise ValidationError({"public_key": f"You already added this key (as '{duplicate.name}', {parsed.fingerprint})."})
+        raise ValidationError({"public_key": _("You already added this key (as '%(name)s', %(fingerprint)s).") % {"name": duplicate.name, "fingerprint": parsed.fingerprint}})
     if active.count() >= MAX_ACTIVE_SSH_KEYS:
-        raise ValidationError({"public_key": f"You have {MAX_ACTIVE_SSH_KEYS} active keys: revoke one you no longer use first."})
+        raise ValidationError({"public_key": _("You already have %(count)s keys that are not revoked: revoke one you no longer use first.") % {"count": MAX_ACTIVE_SSH_KEYS}})
     return SshPublicKey.objects.create(
         user=user, name=name, key_type=parsed.key_type, key_data=parsed.key_data, comment=parsed.comment,
         bits=parsed.bits, fingerprint=parsed.fingerprint,

@@ -29,3 +29,19 @@ def format_local_time(value: datetime | None, *, seconds: bool = False, tz=None)
 def current_time_zone_name() -> str:
     """The zone times are shown in right now, by its full name ('Asia/Shanghai', 'UTC')."""
     return timezone.get_current_timezone_name()
+
+
+def _instant(value: datetime | str) -> datetime:
+    value = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return value.replace(tzinfo=UTC) if timezone.is_naive(value) else value
+
+
+def format_local_date(value: datetime | str) -> str:
+    """The day of an instant in the active zone: '2026-03-01' (an ISO 8601 string is accepted, as
+    notifications store their times)."""
+    return f"{timezone.localtime(_instant(value)):%Y-%m-%d}"
+
+
+def local_zone_abbreviation(value: datetime | str) -> str:
+    """The active zone's abbreviation at that instant: 'CST', 'EST' or 'EDT', 'UTC'."""
+    return timezone.localtime(_instant(value)).tzname() or current_time_zone_name()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
@@ -6,11 +7,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views import i18n as django_i18n
 from django.views.decorators.http import require_POST
 
 from accounts.forms import (
     ApiTokenForm,
+    LanguagePreferenceForm,
     MembershipForm,
     NotificationPreferencesForm,
     OrganizationSwitchForm,
@@ -19,7 +25,7 @@ from accounts.forms import (
     SshKeyForm,
 )
 from accounts.middleware import SESSION_KEY
-from accounts.models import ApiToken, SshPublicKey
+from accounts.models import ApiToken, Membership, SshPublicKey
 from accounts.notifications import (
     notification_list,
     notification_mark_read,
@@ -35,7 +41,9 @@ from accounts.services import (
     membership_remove,
     ssh_key_add,
     ssh_key_revoke,
+    user_language_set,
     user_sign_up,
+    user_time_zone_set,
 )
 
 
@@ -48,22 +56,51 @@ def add_service_errors(form, error: ValidationError) -> None:
         form.add_error(None, error.messages)
 
 
+def set_language_cookie(response, language: str) -> None:
+    """The cookie LocaleMiddleware reads, with Django's own settings for it (as set_language sets it)."""
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME, language, max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH, domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE, httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+    )
+
+
+def set_language(request):
+    """The language switcher: Django's set_language (the cookie, back to `next`), and for a signed-in
+    person the choice is kept on their account too, so other devices and their emails follow it."""
+    response = django_i18n.set_language(request)
+    language = request.POST.get(django_i18n.LANGUAGE_QUERY_PARAMETER, "") if request.method == "POST" else ""
+    if request.user.is_authenticated and language and translation.check_for_language(language):
+        user_language_set(user=request.user, language=translation.get_supported_language_variant(language))
+    return response
+
+
 class SignInView(auth_views.LoginView):
     template_name = "accounts/login.html"
     authentication_form = SignInForm
     redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        """Signed in: the person's stored language becomes this browser's language (the cookie)."""
+        response = super().form_valid(form)
+        language = form.get_user().language
+        if language and translation.check_for_language(language):
+            set_language_cookie(response, language)
+        return response
 
 
 def sign_up(request):
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = user_sign_up(**form.cleaned_data)
+            # The language the sign-up page was shown in: their emails will be in it too.
+            user = user_sign_up(**form.cleaned_data, language=translation.get_language() or "")
         except ValidationError as error:
             add_service_errors(form, error)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, "Welcome to Computeflow.")
+            messages.success(request, _("Welcome to Computeflow."))
             return redirect("frontend:home")
     return render(request, "accounts/signup.html", {"form": form})
 
@@ -92,7 +129,7 @@ def api_tokens(request):
     form = ApiTokenForm(request.POST or None)
     new_key = None
     if request.method == "POST" and allowed and form.is_valid():
-        _, new_key = api_token_create(user=request.user, organization=organization, name=form.cleaned_data["name"])
+        _token, new_key = api_token_create(user=request.user, organization=organization, name=form.cleaned_data["name"])
         form = ApiTokenForm()
     tokens = api_token_list(user=request.user, organization=organization)
     return render(
@@ -108,7 +145,7 @@ def api_token_revoke_view(request, pk: int):
     except ApiToken.DoesNotExist:
         raise Http404 from None
     api_token_revoke(token=token)
-    messages.success(request, f"Token '{token.name}' revoked.")
+    messages.success(request, _("Token '%(name)s' revoked.") % {"name": token.name})
     return redirect("accounts:tokens")
 
 
@@ -128,7 +165,8 @@ def members(request):
             except ValidationError as error:
                 add_service_errors(form, error)
             else:
-                messages.success(request, f"{form.cleaned_data['email']} is now {form.cleaned_data['role'].replace('_', ' ')}.")
+                role = Membership.Role(form.cleaned_data["role"]).label
+                messages.success(request, _("%(email)s is now %(role)s.") % {"email": form.cleaned_data["email"], "role": role})
                 return redirect("accounts:members")
     return render(
         request,
@@ -151,7 +189,7 @@ def member_remove(request, pk: int):
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"{membership.user.email} was removed.")
+        messages.success(request, _("%(email)s was removed.") % {"email": membership.user.email})
     return redirect("accounts:members")
 
 
@@ -165,7 +203,7 @@ def ssh_keys(request):
         except ValidationError as error:
             add_service_errors(form, error)
         else:
-            messages.success(request, f"Key '{key.name}' added ({key.fingerprint}).")
+            messages.success(request, _("Key '%(name)s' added (%(fingerprint)s).") % {"name": key.name, "fingerprint": key.fingerprint})
             return redirect("accounts:ssh-keys")
     return render(request, "accounts/ssh_keys.html", {"form": form, "keys": ssh_key_list(user=request.user)})
 
@@ -178,7 +216,7 @@ def ssh_key_revoke_view(request, pk: int):
     except SshPublicKey.DoesNotExist:
         raise Http404 from None
     ssh_key_revoke(key=key)
-    messages.success(request, f"Key '{key.name}' revoked: new machines will no longer accept it.")
+    messages.success(request, _("Key '%(name)s' revoked: new machines will no longer accept it.") % {"name": key.name})
     return redirect("accounts:ssh-keys")
 
 
@@ -204,15 +242,35 @@ def notification_read(request, pk: int):
 @require_POST
 def notifications_read_all(request):
     count = notifications_mark_all_read(user=request.user)
-    messages.success(request, f"{count} notification{'s' if count != 1 else ''} marked read.")
+    messages.success(request, ngettext("%(count)s notification marked read.", "%(count)s notifications marked read.",
+                                        count) % {"count": count})
     return redirect("accounts:notifications")
 
 
 @login_required
 def notification_preferences(request):
-    form = NotificationPreferencesForm(request.POST or None, choices=notification_preferences_get(user=request.user))
-    if request.method == "POST" and form.is_valid():
+    """Which notifications the person gets, and (a second form on the same page) in which language and
+    time zone they read pages and emails."""
+    is_language = request.method == "POST" and "language" in request.POST
+    form = NotificationPreferencesForm(None if is_language else request.POST or None,
+                                       choices=notification_preferences_get(user=request.user))
+    language_form = LanguagePreferenceForm(request.POST if is_language else None,
+                                           initial={"language": request.user.language, "time_zone": request.user.time_zone})
+    if is_language and language_form.is_valid():
+        language = language_form.cleaned_data["language"]
+        user_language_set(user=request.user, language=language)
+        user_time_zone_set(user=request.user, time_zone=language_form.cleaned_data["time_zone"])
+        response = redirect("accounts:notification-preferences")
+        if language:
+            translation.activate(language)  # the confirmation in the language just chosen
+            set_language_cookie(response, language)
+        else:  # follow the browser again: the cookie would hold the old choice
+            response.delete_cookie(settings.LANGUAGE_COOKIE_NAME, path=settings.LANGUAGE_COOKIE_PATH,
+                                   domain=settings.LANGUAGE_COOKIE_DOMAIN)
+        messages.success(request, _("Your language and time zone are saved."))
+        return response
+    if request.method == "POST" and not is_language and form.is_valid():
         notification_preferences_set(user=request.user, choices=form.choices())
-        messages.success(request, "Your notification choices are saved.")
+        messages.success(request, _("Your notification choices are saved."))
         return redirect("accounts:notification-preferences")
-    return render(request, "accounts/notification_preferences.html", {"form": form})
+    return render(request, "accounts/notification_preferences.html", {"form": form, "language_form": language_form})

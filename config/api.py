@@ -5,6 +5,10 @@ Every error answers
 so a client (and the browser pages) can show the reason next to the field. A few codes add members
 of their own beside those three (insufficient_capacity: `cards_free`, `cards_asked`).
 
+`code` is for programs and stays English; `message` and `fields` are for people and are in the
+request's language (LocaleMiddleware: the Accept-Language header, e.g. `zh-hans`): DRF's own texts
+come from DRF's catalog, ours from locale/.
+
 The apps' domain exceptions (a lost booking race, a move the state machine refuses, ...) are raised
 by their services and reach the client through DOMAIN_ERRORS below: one table, read by the one
 exception handler, so no view translates them and a new app (billing) only adds its rows.
@@ -20,6 +24,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -41,10 +46,10 @@ class Pagination(PageNumberPagination):
         try:
             size = int(raw)
         except ValueError:
-            raise exceptions.ValidationError({"page_size": ["Must be a whole number."]}) from None
+            raise exceptions.ValidationError({"page_size": [_("Must be a whole number.")]}) from None
         if not 1 <= size <= self.max_page_size:
             raise exceptions.ValidationError(
-                {"page_size": [f"Must be between 1 and {self.max_page_size}."]}
+                {"page_size": [_("Must be between 1 and %(max)s.") % {"max": self.max_page_size}]}
             )
         return size
 
@@ -64,7 +69,7 @@ def _flatten(detail):
         message = non_field[0] if non_field else "; ".join(f"{k}: {v[0]}" for k, v in fields.items())
         if non_field:
             fields["non_field_errors"] = non_field
-        return message or "Invalid input.", fields
+        return message or _("Invalid input."), fields
     if isinstance(detail, list):
         messages = [str(item) for item in detail]
         return "; ".join(messages), {"non_field_errors": messages}
@@ -87,7 +92,8 @@ class DomainError:
 
 
 def _message(exc: Exception) -> str:
-    return getattr(exc, "message", None) or str(exc)
+    # str(): a lazily translated message is rendered now, in the request's language.
+    return str(getattr(exc, "message", None) or exc)
 
 
 # Dotted paths, resolved on first use: the apps import this module, so it cannot import them up front.
@@ -170,7 +176,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, RequestDataTooBig):
         return error_response(
             code="too_large",
-            message="The request body is too large (the limit is 5 MB).",
+            message=_("The request body is too large (the limit is 5 MB)."),
             status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
 
@@ -197,7 +203,7 @@ API_PREFIX = "/api/"
 def page_not_found(request, exception):
     if request.path.startswith(API_PREFIX):
         return JsonResponse(
-            {"error": {"code": "not_found", "message": "No such API endpoint or object.", "fields": {}}}, status=404
+            {"error": {"code": "not_found", "message": _("No such API endpoint or object."), "fields": {}}}, status=404
         )
     return defaults.page_not_found(request, exception)
 
@@ -205,7 +211,7 @@ def page_not_found(request, exception):
 def server_error(request):
     if request.path.startswith(API_PREFIX):
         return JsonResponse(
-            {"error": {"code": "server_error", "message": "Something went wrong on our side; it has been logged.",
+            {"error": {"code": "server_error", "message": _("Something went wrong on our side; it has been logged."),
                        "fields": {}}}, status=500,
         )
     return defaults.server_error(request)

@@ -4,6 +4,7 @@ from django.views.i18n import JavaScriptCatalog
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import MeApi
+from accounts.views import set_language
 from billing.webhooks import stripe_webhook
 from config.health import healthz
 
@@ -20,8 +21,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("stripe/webhook/", stripe_webhook, name="stripe-webhook"),
     path("accounts/", include("accounts.urls")),
-    # set_language: the language switcher posts here (next= brings the user back to the same page).
-    path("i18n/", include("django.conf.urls.i18n")),
+    # set_language: the language switcher posts here (next= brings the user back to the same page); for a
+    # signed-in person accounts' view also keeps the choice on their account.
+    path("i18n/setlang/", set_language, name="set_language"),
     # The djangojs catalog for the scripts in frontend/static (gettext() in the browser).
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -8,9 +8,11 @@ and the search filter on price per ECU-hour compares that same rounded figure in
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from babel.numbers import format_currency
 from django.core.exceptions import ValidationError
 from django.db.models import DecimalField, ExpressionWrapper, F, Func
 from django.db.models.functions import NullIf, Round
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 # A card-hour above this (in major units: yuan / dollars) is a typo, not a price: an H100 rents for
@@ -59,16 +61,29 @@ def price_minor_to_major(minor: int) -> Decimal:
     return (Decimal(minor) / 100).quantize(Decimal("0.01"))
 
 
-def format_money(amount_minor: int | None, currency: str) -> str:
-    """THE way an amount is shown: 164000 CNY -> 'CNY 1,640.00' (ISO code first, so CNY and USD, which
-    share no symbol a reader can trust - JPY is also '¥' - are never confused). None -> 'not rated'.
+# The Babel locale that formats money for each interface language other than English. English keeps
+# the house format ("CNY 1,640.00"); Chinese readers get their own: "¥1,640.00", "US$1,640.00" (CLDR's
+# zh_Hans_CN symbols: ¥ is the yuan there, and the dollar is told apart as US$).
+MONEY_LOCALES = {"zh-hans": "zh_Hans_CN"}
 
-    Every page, timeline reason and quote message formats money through this function; amounts are
-    whole minor units, so the two decimals are exact.
+
+def format_money(amount_minor: int | None, currency: str) -> str:
+    """THE way an amount is shown, in the active language. English: 164000 CNY -> 'CNY 1,640.00' (ISO
+    code first, so CNY and USD, which share no symbol a reader can trust - JPY is also '¥' - are never
+    confused). Chinese: '¥1,640.00', 'US$1,640.00' (Babel, CLDR zh_Hans_CN). None -> 'not rated' (未评级).
+
+    Every page, timeline reason, notification and quote message formats money through this function;
+    amounts are whole minor units, so the two decimals are exact. Grouping is by thousands with a
+    comma in both languages (Django's USE_THOUSAND_SEPARATOR stays off: plain numbers are not grouped).
     """
     if amount_minor is None:
-        return "not rated"
-    return f"{currency} {price_minor_to_major(amount_minor):,.2f}".strip()
+        return _("not rated")
+    major = price_minor_to_major(amount_minor)
+    babel_locale = MONEY_LOCALES.get(translation.get_language() or "")
+    if babel_locale is None or not currency:
+        return f"{currency} {major:,.2f}".strip()
+    # currency_digits=False: always the two decimals of our minor units (CLDR would drop them for JPY).
+    return format_currency(major, currency, locale=babel_locale, currency_digits=False)
 
 
 def price_per_ecu_hour_minor(*, price_per_card_hour_minor: int, ecu_per_card: Decimal | None) -> int | None:

@@ -1,18 +1,19 @@
 """What the buyer's people are told about their reservations (accounts.notifications delivers it).
 
 Called from reservation_set_status inside its transaction (the rows roll back with the move, the email
-leaves only on commit) and from the ending-soon beat task.
+leaves only on commit) and from the ending-soon beat task. The words are Messages (templates marked
+with gettext_noop, parameters kept as data): each person reads them in their own language, with times
+in their own zone.
 """
 
 from datetime import UTC, datetime, timedelta
 
 from django.urls import reverse
+from django.utils.translation import gettext_noop
 
 from accounts.models import NotificationKind
-from accounts.notifications import notify
-from accounts.timezones import format_local_time
+from accounts.notifications import Call, Message, notify
 from marketplace.models import Reservation, ReservationStatusChange
-from marketplace.reasons import render_reason
 
 Status = Reservation.Status
 
@@ -20,9 +21,17 @@ Status = Reservation.Status
 # moves the end and so earns a new notice).
 ENDING_SOON_BEFORE = timedelta(hours=1)
 
+# What each move says; {subject} is _describe's phrase (placeholders are named after no glossary term).
+ACTIVE = gettext_noop("{subject} is active: your cards are ready")
+MIGRATED_BACK = gettext_noop("{subject} moved to other cards and is running again")
+MIGRATING = gettext_noop("{subject} is moving to other cards after a hardware failure")
+FAILED = gettext_noop("{subject} failed")
 
-def _describe(reservation: Reservation) -> str:
-    return f"Reservation #{reservation.pk} ({reservation.card_count} x {reservation.accelerator_model.name})"
+
+def _describe(reservation: Reservation) -> Message:
+    # Translators: names a reservation, e.g. "Reservation #12 (16 x NVIDIA H100)": 16 cards of that model.
+    return Message(gettext_noop("Reservation #{id} ({count} x {model})"),
+                   {"id": reservation.pk, "count": reservation.card_count, "model": reservation.accelerator_model.name})
 
 
 def _link(reservation: Reservation) -> str:
@@ -32,20 +41,21 @@ def _link(reservation: Reservation) -> str:
 def reservation_status_notify(*, reservation: Reservation, change: ReservationStatusChange) -> None:
     """Tell the buyer of the moves they care about: active, failed, moved to other cards."""
     if change.to_status == Status.ACTIVE and change.from_status == Status.MIGRATING:
-        kind, what = NotificationKind.RESERVATION_MIGRATED, "moved to other cards and is running again"
+        kind, what = NotificationKind.RESERVATION_MIGRATED, MIGRATED_BACK
     elif change.to_status == Status.ACTIVE:
-        kind, what = NotificationKind.RESERVATION_ACTIVE, "is active: your cards are ready"
+        kind, what = NotificationKind.RESERVATION_ACTIVE, ACTIVE
     elif change.to_status == Status.MIGRATING:
-        kind, what = NotificationKind.RESERVATION_MIGRATED, "is moving to other cards after a hardware failure"
+        kind, what = NotificationKind.RESERVATION_MIGRATED, MIGRATING
     elif change.to_status == Status.FAILED:
-        kind, what = NotificationKind.RESERVATION_FAILED, "failed"
+        kind, what = NotificationKind.RESERVATION_FAILED, FAILED
     else:
         return
-    # One body for every recipient, so its times are in UTC with the zone named (never ambiguous).
-    why = render_reason(change.reason_code, change.reason_params, change.reason, tz=UTC)
+    # The reason as its code and parameters (marketplace.reasons): its times in the reader's zone, its
+    # words in the reader's language.
+    why = Call("reason", change.reason_code, change.reason_params, change.reason)
     notify(
-        organization=reservation.buyer, kind=kind, title=f"{_describe(reservation)} {what}",
-        body=why, link=_link(reservation),
+        organization=reservation.buyer, kind=kind, title=Message(what, {"subject": _describe(reservation)}),
+        body=Message("{why}", {"why": why}), link=_link(reservation),
         # The audit row names the event: a retried move that changed nothing writes none and tells no one.
         dedupe_key=f"reservation:{reservation.pk}:change:{change.pk}",
     )
@@ -62,8 +72,8 @@ def reservations_notify_ending_soon(*, now: datetime) -> int:
     for reservation in due:
         notify(
             organization=reservation.buyer, kind=NotificationKind.RESERVATION_ENDING_SOON,
-            title=f"{_describe(reservation)} ends at {format_local_time(reservation.end, tz=UTC)}",
-            body="Extend it from its page to keep the cards; your machines stop at the end.",
+            title=Message(gettext_noop("{subject} ends at {end}"), {"subject": _describe(reservation), "end": reservation.end}),
+            body=Message(gettext_noop("Extend it from its page to keep the cards; your machines stop at the end.")),
             link=_link(reservation),
             dedupe_key=f"reservation:{reservation.pk}:ending-soon:{reservation.end.astimezone(UTC).isoformat()}",
         )

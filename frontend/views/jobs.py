@@ -8,6 +8,7 @@ view once a second with fetch; without JavaScript it refreshes itself until the 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 
 from accounts.jobs import job_get
 from accounts.models import Job
@@ -17,7 +18,7 @@ def _job(request, job_id: int) -> Job:
     try:
         return job_get(user=request.user, organization=request.organization, job_id=job_id)
     except Job.DoesNotExist:
-        raise Http404("No such job.") from None
+        raise Http404(_("No such job.")) from None
 
 
 def job_state(job: Job) -> dict:
@@ -49,7 +50,7 @@ def job_status(request, job_id: int):
 def job_download(request, job_id: int):
     job = _job(request, job_id)
     if job.status != Job.Status.DONE or not job.result_filename:
-        raise Http404("This job has no file.")
+        raise Http404(_("This job has no file."))
     data = Job.objects.filter(pk=job.pk).values_list("result_file", flat=True).get()
     response = HttpResponse(bytes(data), content_type=job.result_content_type or "application/octet-stream")
     response["Content-Disposition"] = f'attachment; filename="{job.result_filename}"'

@@ -4,6 +4,7 @@ show each user their own only."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -199,7 +200,8 @@ def test_ending_soon_is_told_once_per_end_and_only_within_the_hour(offer, buyer,
         reservations_notify_ending_soon(now=end - timedelta(minutes=minutes))
     assert told(Kind.RESERVATION_ENDING_SOON) == {(e, Kind.RESERVATION_ENDING_SOON) for e in emails_of(buyer, "owner", "admin", "member")}
     title = Notification.objects.filter(kind=Kind.RESERVATION_ENDING_SOON).first().title
-    assert f"ends at {end:%Y-%m-%d %H:%M} UTC" in title
+    # in the recipient's zone (theirs is Asia/Shanghai, the default), with the zone named
+    assert f"ends at {end.astimezone(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M} CST" in title
     assert not Notification.objects.filter(dedupe_key__startswith=f"reservation:{later.pk}:").exists()
 
     # an extension moves the end: the new end is told once more, in its own last hour

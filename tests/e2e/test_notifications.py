@@ -27,7 +27,7 @@ def test_a_user_reads_notifications_from_the_badge_and_chooses_what_is_emailed(p
     # When they open the list and the first notification
     page.get_by_test_id("notifications-link").click()
     assert "Not yours" not in page.get_by_test_id("notifications").inner_text()
-    page.locator('[data-kind="reservation_active"]').get_by_role("button", name="Open").click()
+    page.locator('[data-kind="reservation_active"]').get_by_role("button", name="View").click()
     # Then they are on its page, and one is left unread
     page.wait_for_url("**/accounts/ssh-keys/")
     assert page.get_by_test_id("unread-count").inner_text() == "1"

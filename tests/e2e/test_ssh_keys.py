@@ -31,7 +31,7 @@ def test_a_buyer_adds_a_key_sees_a_refusal_by_the_field_and_revokes_after_confir
     page.get_by_role("button", name="Add key").click()
     # Then it is listed with the fingerprint ssh-keygen shows
     row = page.locator(f'tr[data-fingerprint="{samples.ACCEPTED[samples.ED25519][2]}"]')
-    assert "work laptop" in row.inner_text() and "active" in row.inner_text()
+    assert "work laptop" in row.inner_text() and "valid" in row.inner_text()
 
     # When they revoke it and dismiss the confirmation, nothing changes; when they accept, it is revoked
     page.once("dialog", lambda dialog: dialog.dismiss())

@@ -16,7 +16,10 @@
     if (state.total > 0) {
       bar.max = state.total;
       bar.value = state.status === "done" ? state.total : state.done;
-      label.textContent = state.done.toLocaleString() + " of " + state.total.toLocaleString() + " (" + state.percent + "%)";
+      // gettext/interpolate: the /jsi18n/ catalog loaded by base.html, in the page's language.
+      var lang = document.documentElement.lang || undefined;
+      label.textContent = interpolate(gettext("%(done)s of %(total)s"),
+        { done: state.done.toLocaleString(lang), total: state.total.toLocaleString(lang) }, true) + " (" + state.percent + "%)";
     }
   }
   function poll() {
