@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.translation import gettext as _
 
+from inventory.models import SoftwareStack
 from marketplace.models import LaunchTemplate, LaunchTemplateImage
 
 # What a booking runs when the API caller names no template: a shell on the cards, which every stack
@@ -138,7 +139,12 @@ def launch_template_for_booking(*, slug: str | None, stack: str) -> LaunchTempla
     return template
 
 
+def stack_label(stack: str) -> str:
+    """A software stack by its name ("DTK (Hygon)"), not its stored code ("dtk"); an unknown code as it is."""
+    return SoftwareStack(stack).label if stack in SoftwareStack.values else stack
+
+
 def no_image_message(*, template: LaunchTemplate, stack: str) -> str:
     """One sentence for quotes and booking alike."""
     return _("%(template)s has no image for the %(stack)s software stack of these cards; pick another workload or another offer.") % {
-        "template": template.name, "stack": stack}
+        "template": template.name, "stack": stack_label(stack)}

@@ -32,8 +32,8 @@ LATIN_IN_CHINESE = {
     "CNY", "USD", "EUR", "UTC", "CST", "GMT", "HKT",
     "NVIDIA", "AMD", "Huawei", "Ascend", "Cambricon", "Hygon", "MetaX", "Kunlunxin", "Biren", "Moore", "Threads",
     "Iluvatar", "Enflame", "Intel", "Gaudi", "Google", "TPU", "XLA", "MXMACA", "MUSA", "SynapseAI", "TopsRider",
-    "XRE", "ISO", "PUE", "MW", "Uptime", "Tier", "III", "IV", "AI", "SLA", "CN", "Connect",
-    "visa", "mastercard", "amex", "unionpay", "discover", "jcb",
+    "XRE", "BIRENSUPA", "CoreX", "ISO", "PUE", "MW", "Uptime", "Tier", "III", "IV", "AI", "SLA", "CN", "Connect",
+    "OpenSSH", "keygen", "visa", "mastercard", "amex", "unionpay", "discover", "jcb",
     "Docker", "Linux", "Ubuntu", "vLLM", "PyTorch", "Chart", "js", "Redoc", "ReDoc", "Swagger", "OpenAPI",
     "Visa", "Mastercard", "UnionPay", "Amex", "ok",
 }
@@ -47,12 +47,12 @@ CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 ADDRESS_PATTERNS = [
     re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),  # email
     re.compile(r"\b[A-Z][a-z]+(?:/[A-Za-z_]+)+\b"),  # time zones: Asia/Shanghai
+    re.compile(r"\b[a-z_]+(?:\[?,[a-z_]+\]?)+"),  # a file's column names: hostname,node_id,token
 ]
 LINK_PATTERNS = [
     re.compile(r"https?://\S+|/[\w./?=&%#-]+"),  # URLs and paths
 ]
 CODE_PATTERNS = [
-    re.compile(r"\b[a-z_]+(?:\[?,[a-z_]+\]?)+"),  # a file's column names: hostname,node_id,token
     re.compile(r"\b[0-9a-f]{8,}\b"),  # hashes, key prefixes
     re.compile(r"\b[\w-]*\d[\w-]*\b"),  # anything with a digit: H100, 910B, INV-2026-0001, draft-4, node-0001
     re.compile(r"\b[\w-]+\.(?:csv|json|png|pdf|txt)\b"),  # file names

@@ -84,7 +84,7 @@ def test_a_quote_for_a_workload_excludes_hardware_without_its_image_with_its_own
     [excluded] = quote.excluded
     assert excluded.offer.offer_id == dtk.pk
     [reason] = excluded.reasons
-    assert reason.code == Exclusion.NO_IMAGE_FOR_TEMPLATE and "dtk" in reason.message and "vLLM" in reason.message
+    assert reason.code == Exclusion.NO_IMAGE_FOR_TEMPLATE and "DTK (Hygon)" in reason.message and "vLLM" in reason.message
     assert reason.label == Exclusion.LABELS[Exclusion.NO_IMAGE_FOR_TEMPLATE]
     # and without a workload both are placements (the default, bare SSH, runs on both)
     assert {p.offer.offer_id for p in quote_build(**window).placements} == {cuda.pk, dtk.pk}
@@ -139,7 +139,7 @@ def test_booking_a_workload_the_stack_has_no_image_for_is_a_field_error_and_writ
     with pytest.raises(ValidationError) as error:
         book(dtk, buyer, soon, launch_template="vllm")
     assert set(error.value.message_dict) == {"launch_template"}
-    assert "dtk" in error.value.message_dict["launch_template"][0]
+    assert "DTK (Hygon)" in error.value.message_dict["launch_template"][0]
     assert not Reservation.objects.exists()
     # the same offer runs PyTorch
     reservation, _ = book(dtk, buyer, soon, launch_template="pytorch-2")
@@ -237,7 +237,7 @@ def test_the_book_form_picks_a_workload_and_the_reservation_page_shows_its_image
             "end": (soon + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M"), "idempotency_key": "t-1"}
     # given a workload this hardware has no image for, then the form says so and nothing is booked
     refused = client.post(f"/market/offers/{dtk.pk}/", {**form, "launch_template": "vllm"})
-    assert refused.status_code == 400 and "has no image for the dtk software stack" in refused.content.decode()
+    assert refused.status_code == 400 and "has no image for the DTK (Hygon) software stack" in refused.content.decode()
     assert not Reservation.objects.exists()
     # given PyTorch, then it books and the reservation page names the workload and the image that will run
     booked = client.post(f"/market/offers/{dtk.pk}/", {**form, "launch_template": "pytorch-2", "idempotency_key": "t-2"})
