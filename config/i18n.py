@@ -23,6 +23,19 @@ EXTRACT_IGNORE = [".venv", "node_modules", ".local", "tests", "bench", "scripts"
 DOMAINS = ["django", "djangojs"]
 
 
+def in_chinese() -> bool:
+    """Whether the active language (the page's, the email's) is Chinese."""
+    from django.utils.translation import get_language
+
+    return (get_language() or "").lower().startswith("zh")
+
+
+def local_text(name: str | None, name_zh: str | None) -> str | None:
+    """A place's name in the reader's language: name_zh in Chinese when the catalog has one, else name
+    (hubs, provinces and hub clusters carry both, from shared/data/regions.csv)."""
+    return name_zh if name_zh and in_chinese() else name
+
+
 def extract(*, verbosity: int = 1) -> None:
     """Django's makemessages for every catalog and domain, as `make messages` runs it: no source
     locations (so a moved line does not rewrite the catalog) and no obsolete entries. Run from the

@@ -13,10 +13,11 @@ from django.db.models import Min, Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Organization
+from config.i18n import local_text
 from inventory.market_selectors import OfferCapacity, offer_capacity, offers_active, offers_listed
 from inventory.models import Cluster, Offer, Site, SoftwareStack
 from inventory.pricing import format_money, price_per_ecu_hour_minor, price_per_ecu_hour_minor_sql
@@ -139,12 +140,12 @@ class OfferRow:
     @property
     def region_label(self) -> str:
         """The province (or the country when there is none) in the reader's language."""
-        return _local(self.province_name, self.province_name_zh) or self.country
+        return local_text(self.province_name, self.province_name_zh) or self.country
 
     @property
     def hub_label(self) -> str:
         """The national hub in the reader's language ("" for none)."""
-        return _local(self.hub_name, self.hub_name_zh) or ""
+        return local_text(self.hub_name, self.hub_name_zh) or ""
 
 
 def _choice_label(choices, value: str) -> str:
@@ -152,16 +153,6 @@ def _choice_label(choices, value: str) -> str:
         return str(choices(value).label)
     except ValueError:  # a code the catalog no longer has: show it as stored
         return value
-
-
-def chinese_page() -> bool:
-    """Whether the active language is Chinese (pages then name hubs and provinces by their name_zh)."""
-    return (get_language() or "").lower().startswith("zh")
-
-
-def _local(name: str | None, name_zh: str | None) -> str | None:
-    """The Chinese name on a page in Chinese (when the catalog has one), else the English one."""
-    return name_zh if name_zh and chinese_page() else name
 
 
 def _offer_rows(offers: QuerySet[Offer]) -> list[OfferRow]:

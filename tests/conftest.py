@@ -5,13 +5,15 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
-from tests.factories import catalog_loaded
+from tests.factories import ClusterFactory, NodeFactory, OfferFactory, catalog_loaded, member
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,6 +28,38 @@ def pytest_sessionstart(session):
 @pytest.fixture
 def catalog(db):
     catalog_loaded()
+
+
+# A small cluster on the market, a buyer, and a start in the near future: what most booking tests need.
+@pytest.fixture
+def soon():
+    """The next whole hour plus a day: a start safely in the future."""
+    return timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+
+
+@pytest.fixture
+def small_offer(catalog):
+    """An H100 offer on a 2-node (16-card) InfiniBand cluster at 25.00 CNY per card-hour."""
+    cluster = ClusterFactory()
+    NodeFactory(cluster=cluster, hostname="h100-a")
+    NodeFactory(cluster=cluster, hostname="h100-b")
+    return OfferFactory(cluster=cluster)
+
+
+@pytest.fixture
+def buyer(db):
+    return member(kind="buyer")
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in English, as a process does: Django's LocaleMiddleware leaves the language of
+    the last request active in the thread, and a test after a Chinese page must not inherit it."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import pgettext
 
 from accounts.selectors import user_can, user_is_operator
+from config.i18n import in_chinese
 from inventory.models import NationalHub, Province
 from inventory.pricing import format_money
 from marketplace import dashboard
-from marketplace.selectors import chinese_page
 
 
 def _line_chart(*, chart_id: str, title: str, labels: list, series: list[tuple[str, list]]) -> dict:
@@ -79,7 +79,7 @@ def _localized(figures: dict) -> dict:
     names from the catalog's name_zh on a Chinese page, the "no hub" group and the hubs' roles as words.
     A copy: the cached dict is never changed."""
     hub_zh = province_zh = {}
-    if chinese_page():
+    if in_chinese():
         hub_zh = dict(NationalHub.objects.exclude(name_zh="").values_list("name", "name_zh"))
         province_zh = dict(Province.objects.exclude(name_zh="").values_list("name", "name_zh"))
     names = {"hub": hub_zh, "province": province_zh}

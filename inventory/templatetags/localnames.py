@@ -10,7 +10,9 @@ locale/GLOSSARY.md: there are few of them and they are the same words on every p
 """
 
 from django import template
-from django.utils.translation import get_language, pgettext_lazy
+from django.utils.translation import pgettext_lazy
+
+from config.i18n import in_chinese
 
 register = template.Library()
 
@@ -27,10 +29,6 @@ VENDOR_NAMES = {
     "MetaX": _METAX,
     "MetaX (Muxi)": _METAX,
 }
-
-
-def in_chinese() -> bool:
-    return (get_language() or "").lower().startswith("zh")
 
 
 @register.filter

@@ -87,7 +87,7 @@ def test_the_buyers_invoices_and_printable_invoice_read_in_chinese(client, invoi
     assert ">已批准</span>" in row and "Approved" not in row
     printable = page(client, f"/market/invoices/{invoice.pk}/print/")
     assert '<html lang="zh-hans">' in printable and h1(printable) == f"Computeflow 账单 {invoice.display_number}"
-    assert "<th>账期</th>" in printable and "<th>合计</th>" in printable and "时间均为" in printable
+    assert "<th>时段</th>" in printable and "<th>合计</th>" in printable and "时间均为" in printable
 
 
 def test_a_declined_payment_tells_a_chinese_buyer_why_in_chinese(client, stripe_settings, buyer_org, offer):

@@ -6,39 +6,19 @@ from datetime import timedelta
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from inventory.models import DeviceAllocation, Node, NodeStatusChange
 from inventory.selectors import nodes_serving
 from marketplace.models import Reservation
 from marketplace.services import reservation_create
 from marketplace.tasks import reservations_on_capacity_lost_task
-from tests.factories import ClusterFactory, NodeFactory, OfferFactory, UserFactory, member, staff_group
+from tests.factories import NodeFactory, OfferFactory, UserFactory, member, staff_group
 from tests.provisioning import hand_over
 
 pytestmark = pytest.mark.django_db
 
 PAGE = "/operator/"
 ACTION = "/operator/nodes/fail/"
-
-
-@pytest.fixture
-def soon():
-    return timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
-
-
-@pytest.fixture
-def small_offer(catalog):
-    """An H100 offer on a 2-node (16-card) cluster."""
-    cluster = ClusterFactory()
-    NodeFactory(cluster=cluster)
-    NodeFactory(cluster=cluster)
-    return OfferFactory(cluster=cluster)
-
-
-@pytest.fixture
-def buyer(db):
-    return member(kind="buyer")
 
 
 @pytest.fixture

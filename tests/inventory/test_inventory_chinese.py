@@ -40,7 +40,7 @@ def test_the_provider_home_in_chinese_shows_chinese_headings_province_hub_and_li
     page = text_of(signed_in.get("/provider/", **ZH))
     # Then the heading, the province, its hub and the lifecycle are Chinese
     assert "Alpha 的站点" in page and "新建站点" in page
-    assert "贵州" in page and "贵州枢纽" in page
+    assert "贵州" in page and "贵州国家枢纽节点" in page
     assert "在线" in page and "Online" not in page
     assert "Guizhou" not in page
     # and the same page without Accept-Language stays English

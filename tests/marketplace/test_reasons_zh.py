@@ -43,4 +43,4 @@ def test_where_the_cards_moved_and_a_node_status_are_words_of_the_reader():
 def test_a_booking_reason_formats_money_by_format_money_in_chinese():
     params = {"cards": 8, "price": money_param(2500, "CNY")}
     with translation.override("zh-hans"):
-        assert render_reason(ReasonCode.BOOKED, params) == "已预订 8 张卡，每卡时 CNY 25.00。"
+        assert render_reason(ReasonCode.BOOKED, params) == "已预订 8 张卡，每卡时 ¥25.00。"
