@@ -3,6 +3,13 @@
 # here). Install Debian's chromium package when it is missing and we are allowed to.
 set -euo pipefail
 path="${CHROMIUM_PATH:-/usr/bin/chromium}"
+# The journeys and the accessibility check also run in Chinese: without a CJK font their screenshots
+# show boxes instead of characters. WenQuanYi Zen Hei (Debian's fonts-wqy-zenhei) is small and complete.
+if ! fc-list :lang=zh 2>/dev/null | grep -q . && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[computeflow] installing a Chinese font (fonts-wqy-zenhei) for the browser tests' screenshots"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq fonts-wqy-zenhei >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq fonts-wqy-zenhei >/dev/null; }
+fi
 if [ -x "$path" ]; then
   exit 0
 fi
