@@ -71,8 +71,13 @@ def set_language(request):
     person the choice is kept on their account too, so other devices and their emails follow it."""
     response = django_i18n.set_language(request)
     language = request.POST.get(django_i18n.LANGUAGE_QUERY_PARAMETER, "") if request.method == "POST" else ""
-    if request.user.is_authenticated and language and translation.check_for_language(language):
-        user_language_set(user=request.user, language=translation.get_supported_language_variant(language))
+    if request.user.is_authenticated and language:
+        try:
+            # one of settings.LANGUAGES; Django has catalogs for many more ("fr"), which are not ours to save
+            supported = translation.get_supported_language_variant(language)
+        except LookupError:
+            return response
+        user_language_set(user=request.user, language=supported)
     return response
 
 
