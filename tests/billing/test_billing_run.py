@@ -16,7 +16,6 @@ from billing.services import billing_run, billing_run_organization, invoice_redr
 from marketplace.models import Reservation, UsageHourly
 from tests.billing.conftest import APRIL, MARCH, MAY, H, served
 from tests.factories import OrganizationFactory
-from tests.marketplace.conftest import buyer, small_offer, soon  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
