@@ -109,6 +109,7 @@ FORMATTERS = {
     "reason": "marketplace.reasons.render_reason",  # (reason_code, reason_params, fallback text)
     "date": "accounts.timezones.format_local_date",  # (ISO 8601 instant)
     "zone": "accounts.timezones.local_zone_abbreviation",  # (ISO 8601 instant): "CST"
+    "decline": "billing.declines.decline_reason_for_notification",  # (Stripe's or our decline code)
 }
 
 

@@ -35,6 +35,7 @@ from accounts.notifications import (
 )
 from accounts.selectors import api_token_list, organization_members, ssh_key_list, user_can, user_organizations
 from accounts.services import (
+    LANGUAGE_CODES,
     api_token_create,
     api_token_revoke,
     membership_add,
@@ -74,10 +75,12 @@ def set_language(request):
     if request.user.is_authenticated and language:
         try:
             # one of settings.LANGUAGES; Django has catalogs for many more ("fr"), which are not ours to save
-            supported = translation.get_supported_language_variant(language)
+            # (it answers the code as sent: "zh-Hans" stays "zh-Hans", and settings.LANGUAGES is lower case)
+            supported = translation.get_supported_language_variant(language.lower())
         except LookupError:
             return response
-        user_language_set(user=request.user, language=supported)
+        if supported in LANGUAGE_CODES:
+            user_language_set(user=request.user, language=supported)
     return response
 
 

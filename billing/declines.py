@@ -37,6 +37,11 @@ DECLINE_REASONS = {
 UNKNOWN_DECLINE = _("The payment did not go through.")
 
 
+def decline_reason_for_notification(code: str) -> str:
+    """decline_reason as accounts.notifications calls a formatter (positional), in the reader's language."""
+    return decline_reason(code=code)
+
+
 def decline_reason(*, code: str) -> str:
     """The buyer's words (in the active language) for a failed payment with Stripe's `code`."""
     return str(DECLINE_REASONS.get(code or "", UNKNOWN_DECLINE))

@@ -40,15 +40,17 @@ def invoice_issued_notify(*, invoice: Invoice) -> None:
     )
 
 
-def payment_failed_notify(*, invoice: Invoice, attempt: str, reason: str = "") -> None:
+def payment_failed_notify(*, invoice: Invoice, attempt: str, code: str = "") -> None:
     """A payment of the buyer's invoice failed. `attempt` names the attempt (e.g. the Stripe
     PaymentIntent or charge id), so each failed attempt is told once however often its webhook comes.
-    `reason` is the payment processor's own text (shown as it came)."""
+    `code` is the decline code: each reader gets our sentence for it in their language (Stripe's own
+    English text stays on the invoice page, as a detail)."""
     notify(
         organization=invoice.buyer, kind=NotificationKind.PAYMENT_FAILED,
         title=Message(_("Payment of invoice {number} failed ({money})"),
                       {"number": invoice.display_number, "money": _amount(invoice.total_minor, invoice.currency)}),
-        body=reason or Message(_("Check the payment method of your organization; the invoice stays open.")),
+        body=Message(_("{reason} Check the payment method of your organization; the invoice stays open."),
+                     {"reason": Call("decline", code)}),
         dedupe_key=f"invoice:{invoice.pk}:payment-failed:{attempt}",
     )
 

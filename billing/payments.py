@@ -215,7 +215,7 @@ def _attempt_failed(*, attempt: PaymentAttempt, invoice: Invoice, code: str, rea
         invoice.payment_error = attempt.failure_reason
         invoice.save(update_fields=["payment_error"])
         # told once per attempt (its idempotency key), however often its webhook comes
-        payment_failed_notify(invoice=invoice, attempt=attempt.idempotency_key, reason=attempt.failure_reason)
+        payment_failed_notify(invoice=invoice, attempt=attempt.idempotency_key, code=attempt.decline_code)
 
 
 @transaction.atomic

@@ -57,6 +57,10 @@ def test_the_switcher_for_a_visitor_sets_only_the_cookie_and_refuses_an_unknown_
     assert client.post("/i18n/setlang/", {"language": "fr", "next": "/"}).status_code == 302
     user.refresh_from_db()
     assert user.language == ""
+    # a code written in another case is the same language
+    assert client.post("/i18n/setlang/", {"language": "zh-Hans", "next": "/"}).status_code == 302
+    user.refresh_from_db()
+    assert user.language == ZH
 
 
 def test_the_stored_language_applies_without_a_cookie_and_the_cookie_wins_over_it():

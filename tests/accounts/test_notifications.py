@@ -10,6 +10,7 @@ import pytest
 from django.core import mail
 from django.db import transaction
 from django.test import Client
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from accounts.models import Membership, Notification, NotificationKind, NotificationPreference, Organization, User
@@ -145,12 +146,17 @@ def test_payment_failed_and_payout_sent_reach_their_roles(buyer, other):
     period = datetime(2026, 3, 1, tzinfo=UTC)
     invoice = Invoice.objects.create(buyer=buyer.organization, currency="CNY", period_start=period,
                                      period_end=period + timedelta(days=31), total_minor=1234)
-    payment_failed_notify(invoice=invoice, attempt="pi_1", reason="card declined")
-    payment_failed_notify(invoice=invoice, attempt="pi_1", reason="card declined")  # the webhook again
+    payment_failed_notify(invoice=invoice, attempt="pi_1", code="insufficient_funds")
+    payment_failed_notify(invoice=invoice, attempt="pi_1", code="insufficient_funds")  # the webhook again
     payout_sent_notify(provider=other.organization, payout_ref="po_7", amount_minor=50000, currency="CNY")
     assert told(Kind.PAYMENT_FAILED) == {(e, Kind.PAYMENT_FAILED) for e in emails_of(buyer, "owner", "admin", "finance")}
     assert told(Kind.PAYOUT_SENT) == {(e, Kind.PAYOUT_SENT) for e in emails_of(other, "owner", "admin")}
     assert Notification.objects.get(kind=Kind.PAYOUT_SENT, user=other.owner).title == "Payout of CNY 500.00 sent"
+    # the reason is our sentence for the decline code, in each reader's language (not Stripe's English)
+    failed = Notification.objects.filter(kind=Kind.PAYMENT_FAILED).first()
+    assert failed.shown_body.startswith("Your card has insufficient funds.")
+    with translation.override("zh-hans"):
+        assert "Your card" not in failed.shown_body and failed.shown_body != ""
 
 
 def test_notify_refuses_an_unknown_kind_or_a_missing_dedupe_key(buyer):

@@ -11,7 +11,7 @@ from babel.messages.pofile import read_po
 from django.conf import settings
 from django.test import override_settings
 
-from config.i18n import CATALOG_LOCALES, DOMAINS, LOCALE_DIR, extract
+from config.i18n import CATALOG_LOCALES, DOMAINS, EXTRACT_IGNORE, LOCALE_DIR, extract
 
 GLOSSARY = LOCALE_DIR / "GLOSSARY.md"
 PLACEHOLDER = re.compile(r"%\([a-z_0-9]+\)[sdf]|\{[a-z_0-9]*\}|%[sd]")
@@ -71,11 +71,11 @@ def glossary_terms() -> list[tuple[str, str]]:
     return terms
 
 
-def test_domain_terms_are_translated_as_the_glossary_says():
+def glossary_problems(found: dict) -> list[str]:
+    """Messages whose translation lacks the glossary's Chinese for an English term they contain."""
     terms = glossary_terms()
-    assert len(terms) > 30
     problems = []
-    for name, catalog in catalogs().items():
+    for name, catalog in found.items():
         for _message, ids, strs in entries(catalog):
             # the words a reader reads: not placeholders (%(site)s), HTML markup nor a file's column names
             words = COLUMN_NAMES.sub(" ", MARKUP.sub(" ", PLACEHOLDER.sub(" ", ids[0])))
@@ -85,20 +85,28 @@ def test_domain_terms_are_translated_as_the_glossary_says():
                     for translated in strs:
                         if translated and chinese not in translated:
                             problems.append(f"{name}: {ids[0]!r} -> {translated!r}: {english!r} should be {chinese!r}")
+    return problems
+
+
+def test_domain_terms_are_translated_as_the_glossary_says():
+    assert len(glossary_terms()) > 30
+    problems = glossary_problems(catalogs())
     assert not problems, "\n".join(problems)
 
 
-def test_the_glossary_check_catches_a_wrong_term(tmp_path):
+def test_the_glossary_check_catches_a_wrong_term_and_passes_the_right_one(tmp_path):
     # Given a catalog translating "invoice" as 发票 where the glossary says 账单 (a check that cannot fail
-    # proves nothing)
+    # proves nothing), and one translating it as the glossary says
     path = tmp_path / "zh_Hans" / "LC_MESSAGES"
     path.mkdir(parents=True)
-    (path / "django.po").write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-                                    'msgid "Your invoices"\nmsgstr "您的发票"\n', encoding="utf-8")
-    terms = dict(glossary_terms())
-    # Then the term is found in the message and the translation lacks it
-    (_message, ids, strs), = entries(catalogs(tmp_path)["zh_Hans/django"])
-    assert "invoice" in ids[0] and terms["invoice"] not in strs[0]
+    header = 'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
+    (path / "django.po").write_text(header + 'msgid "Your invoices"\nmsgstr "您的发票"\n', encoding="utf-8")
+    wrong = glossary_problems(catalogs(tmp_path))
+    (path / "django.po").write_text(header + 'msgid "Your invoices"\nmsgstr "您的账单"\n', encoding="utf-8")
+    right = glossary_problems(catalogs(tmp_path))
+    # Then only the wrong one is reported, naming the term
+    assert len(wrong) == 1 and "'invoice' should be '账单'" in wrong[0]
+    assert right == []
 
 
 def msgids(locale_dir: Path) -> dict[str, set[str]]:
@@ -107,15 +115,19 @@ def msgids(locale_dir: Path) -> dict[str, set[str]]:
 
 def test_makemessages_finds_nothing_new(tmp_path, monkeypatch):
     """Every marked string of the code and templates is in the catalog, and the catalog has nothing the
-    code no longer uses. On failure: `make messages`, then translate the new entries."""
+    code no longer uses. On failure: `make messages`, then translate the new entries.
+
+    makemessages writes into ./locale of the directory it runs in, whatever LOCALE_PATHS says, so it
+    runs in a copy of the sources: the repository's catalog is never touched by the test."""
     if not shutil.which("xgettext"):
         pytest.fail("xgettext is missing: install gettext (make test runs scripts/ensure-gettext.sh)")
-    copy = tmp_path / "locale"
-    shutil.copytree(LOCALE_DIR, copy)
-    monkeypatch.chdir(settings.BASE_DIR)
-    with override_settings(LOCALE_PATHS=[copy]):
+    copy = tmp_path / "src"
+    shutil.copytree(settings.BASE_DIR, copy, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.mo", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis", *EXTRACT_IGNORE))
+    monkeypatch.chdir(copy)
+    with override_settings(LOCALE_PATHS=[copy / "locale"]):
         extract(verbosity=0)
-    before, after = msgids(LOCALE_DIR), msgids(copy)
+    before, after = msgids(LOCALE_DIR), msgids(copy / "locale")
     problems = []
     for name in sorted(set(before) | set(after)):
         new = after.get(name, set()) - before.get(name, set())
