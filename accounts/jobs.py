@@ -97,9 +97,13 @@ class JobProgress:
 def job_start(
     *, owner: User, organization: Organization | None, kind: str, params: dict | None = None, input_data: bytes | None = None
 ) -> Job:
-    """Record a queued job and enqueue its task once the caller's transaction commits."""
+    """Record a queued job and enqueue its task once the caller's transaction commits.
+
+    The job keeps the language it was started in (params["language"]): every message it writes, from
+    "Waiting for a worker." to its result, is in that one language."""
+    params = {"language": translation.get_language() or settings.LANGUAGE_CODE, **(params or {})}
     job = Job.objects.create(
-        owner=owner, organization=organization, kind=kind, params=params or {}, input_data=input_data,
+        owner=owner, organization=organization, kind=kind, params=params, input_data=input_data,
         message=_("Waiting for a worker."),
     )
     task_name = JOB_TASKS[Job.Kind(kind)]
@@ -110,16 +114,17 @@ def job_start(
 def job_run(*, job_id: int, work: Callable[[Job, JobProgress], JobOutcome]) -> str:
     """Run one queued job (the tasks call this); returns its final status.
 
-    The work runs in its owner's language (User.language, else LANGUAGE_CODE): the progress and result
-    messages it writes with gettext are stored as the owner reads them on the job's page.
+    The work runs in the language the job was started in (params["language"]; for older jobs the owner's
+    User.language, else LANGUAGE_CODE): the progress and result messages it writes with gettext are
+    stored as the owner read the page that started it.
 
     Idempotent: the job is claimed (queued -> running) under its row lock, so a second delivery of the
     same message finds it running or finished and does nothing. Work that dies with the worker leaves
     the job "running" with its last progress (a known limit: nothing sweeps such jobs to failed yet;
     the work itself is safe to start again - the import is all-or-nothing, the billing run resumable).
     """
-    language = Job.objects.filter(pk=job_id).values_list("owner__language", flat=True).first()
-    with translation.override(language or settings.LANGUAGE_CODE):
+    started_in, owner_language = Job.objects.filter(pk=job_id).values_list("params__language", "owner__language").first() or ("", "")
+    with translation.override(started_in or owner_language or settings.LANGUAGE_CODE):
         return _job_run(job_id=job_id, work=work)
 
 

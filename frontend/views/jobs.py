@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from accounts.jobs import job_get
 from accounts.models import Job
+from billing.display import job_message_display
 
 
 def _job(request, job_id: int) -> Job:
@@ -26,7 +27,9 @@ def job_state(job: Job) -> dict:
     return {
         "id": job.pk, "kind": job.kind, "kind_display": job.get_kind_display(), "status": job.status,
         "status_display": job.get_status_display(), "finished": job.is_finished,
-        "done": job.progress_done, "total": job.progress_total, "percent": job.percent, "message": job.message,
+        "done": job.progress_done, "total": job.progress_total, "percent": job.percent,
+        # billing's jobs word their progress in English: shown in the viewer's language (billing.display)
+        "message": job_message_display(job.message),
         "result": job.result if job.is_finished else {},
         "result_link": job.result_link if job.status == Job.Status.DONE else "",
         "download": f"/jobs/{job.pk}/download/" if job.status == Job.Status.DONE and job.result_filename else "",

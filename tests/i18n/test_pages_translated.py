@@ -34,7 +34,7 @@ BAD_INPUT = {
 
 def test_every_page_url_is_walked():
     """A page added to the site is walked in both languages (or named in NOT_PAGES with a reason)."""
-    ids = dict.fromkeys(["reservation", "buyer_invoice", "buyer_line", "review_invoice", "line", "site",
+    ids = dict.fromkeys(["billing_job", "reservation", "buyer_invoice", "buyer_line", "review_invoice", "line", "site",
                          "cluster", "node", "offer", "provider_offer", "job"], 1)
     walked = {resolve(url.split("?")[0]).url_name for urls in all_pages(ids).values() for url in urls}
     missing = page_url_names() - walked - set(NOT_PAGES)
