@@ -12,6 +12,7 @@ from accounts.selectors import user_can, user_is_operator
 from config.i18n import in_chinese
 from inventory.models import NationalHub, Province
 from inventory.pricing import format_money
+from inventory.templatetags.localnames import vendor_name
 from marketplace import dashboard
 
 
@@ -76,7 +77,7 @@ def _hub_role(role: str) -> str:
 
 def _localized(figures: dict) -> dict:
     """The cached figures (shared by every reader) with names in the reader's language: hub and province
-    names from the catalog's name_zh on a Chinese page, the "no hub" group and the hubs' roles as words.
+    names from the catalog's name_zh on a Chinese page, vendors as the catalog page names them, the "no hub" group and the hubs' roles as words.
     A copy: the cached dict is never changed."""
     hub_zh = province_zh = {}
     if in_chinese():
@@ -87,6 +88,8 @@ def _localized(figures: dict) -> dict:
     def name(key: str, value: str) -> str:
         if value == dashboard.NO_GROUP:
             return _("(none)")
+        if key == "vendor":
+            return vendor_name(value)  # "Huawei (HiSilicon)" -> 华为, as on the catalog page
         return names.get(key, {}).get(value, value)
 
     labels = dict(dashboard.DIMENSIONS)

@@ -238,3 +238,17 @@ def test_local_name_picks_the_chinese_name_on_a_chinese_page_only(small_offer):
         hub.name_zh = ""
         assert local_name(hub) == hub.name  # no Chinese name in the catalog: the English one
     assert local_name(None) == ""
+
+
+def test_the_network_dashboard_names_vendors_as_the_catalog_does_in_chinese():
+    from django.utils import translation
+
+    from frontend.views.dashboards import _localized
+
+    figures = {"by": [{"key": "vendor", "label": "Vendor", "rows": [{"name": "Huawei (HiSilicon)"}, {"name": "NVIDIA"}]}],
+               "hubs": []}
+    with translation.override("zh-hans"):
+        names = [row["name"] for row in _localized(figures)["by"][0]["rows"]]
+    assert names == ["华为", "NVIDIA"]
+    with translation.override("en"):
+        assert [row["name"] for row in _localized(figures)["by"][0]["rows"]] == ["Huawei (HiSilicon)", "NVIDIA"]
