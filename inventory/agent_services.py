@@ -34,7 +34,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Organization, User
@@ -353,24 +353,36 @@ def report_mismatch_reason(
     reported_card_count: int | None,
     reported_memory_gb: int | None,
 ) -> str:
-    """Why the report contradicts the listing ("" when it does not). Several reasons join with "; "."""
+    """Why the report contradicts the listing ("" when it does not), in the active language. Several
+    reasons join with "; ". Node.mismatch_reason stores it in English (the flag, and the API's text);
+    pages word it again for their reader (mismatch_reason_display)."""
     if not reported_model_name:
         return ""  # nothing reported yet: nothing to contradict
     reasons = []
     if not accelerator_names_match(reported=reported_model_name, listed=listed_model.name):
-        reasons.append(f'agent sees "{reported_model_name}", listing says "{listed_model.name}"')
+        reasons.append(_('agent sees "%(reported)s", listing says "%(listed)s"') % {
+            "reported": reported_model_name, "listed": listed_model.name})
     if reported_card_count is not None and reported_card_count < listed_card_count:
-        reasons.append(f"agent sees {reported_card_count} cards, listing says {listed_card_count}")
+        reasons.append(_("agent sees %(reported)s cards, listing says %(listed)s") % {
+            "reported": reported_card_count, "listed": listed_card_count})
     if (
         reported_memory_gb is not None
         and listed_model.memory_gb
         and reported_memory_gb < listed_model.memory_gb * MEMORY_TOLERANCE
     ):
-        reasons.append(f"agent sees {reported_memory_gb} GB per card, listing says {listed_model.memory_gb} GB")
-    return "; ".join(reasons)
+        reasons.append(_("agent sees %(reported)s GB per card, listing says %(listed)s GB") % {
+            "reported": reported_memory_gb, "listed": listed_model.memory_gb})
+    return _("; ").join(reasons) if reasons else ""
 
 
 def _node_mismatch_reason(node: Node) -> str:
+    """The reason as stored: in English, whatever language the request that caused the check is in."""
+    with translation.override("en"):
+        return mismatch_reason_display(node)
+
+
+def mismatch_reason_display(node: Node) -> str:
+    """Why the node is flagged, in the active language (the page's), from its last report."""
     return report_mismatch_reason(
         listed_model=node.accelerator_model,
         listed_card_count=node.card_count,
@@ -415,7 +427,7 @@ def node_mismatch_resolve(*, node: Node, actor: User | None = None) -> Node:
     node = node_mismatch_check(node=node)
     if node.mismatch_reason:
         raise ValidationError(
-            {"mismatch_reason": _("The agent's last report still contradicts the listing: %(reason)s.") % {"reason": node.mismatch_reason}}
+            {"mismatch_reason": _("The agent's last report still contradicts the listing: %(reason)s.") % {"reason": mismatch_reason_display(node)}}
         )
     logger.info("node %s: mismatch resolution confirmed by %s", node.pk, actor or "the system")
     return node

@@ -150,7 +150,8 @@ def page_url_names() -> set[str]:
 
 # Text the code writes (not what people typed) that the pages show in the reader's language: not data,
 # so an English leftover there is reported.
-WORDED_BY_US = {"accounts.Notification.title", "accounts.Notification.body", "accounts.Job.message"}
+WORDED_BY_US = {"accounts.Notification.title", "accounts.Notification.body", "accounts.Job.message",
+                "inventory.Node.mismatch_reason"}
 
 
 def data_values(min_length: int = 3) -> set[str]:

@@ -1,4 +1,4 @@
-"""Place and vendor names in the reader's language.
+"""Place and vendor names, and what the system says about a node, in the reader's language.
 
     {% load localnames %}{{ hub|local_name }}  {{ province|local_name }}  {{ province|local_name:"hub_cluster" }}
     {{ model.vendor|vendor_name }}  ("Huawei (HiSilicon)" -> "华为" on a Chinese page, unchanged otherwise)
@@ -49,3 +49,22 @@ def vendor_name(vendor):
     if vendor in VENDOR_NAMES and in_chinese():
         return str(VENDOR_NAMES[vendor])
     return vendor
+
+
+@register.filter
+def node_reason(text):
+    """{{ change.reason|node_reason }}: what the system stored in English, in the reader's language."""
+    from inventory.display import node_reason_display
+
+    return node_reason_display(str(text or ""))
+
+
+@register.filter
+def mismatch_reason(node):
+    """{{ node|mismatch_reason }}: why the node is flagged, worded for the reader from its last report."""
+    from inventory.agent_services import mismatch_reason_display
+
+    if not node.mismatch_reason:
+        return ""
+    # a flag whose report no longer explains it (set by hand, or by an older version): as stored
+    return mismatch_reason_display(node) or node.mismatch_reason

@@ -132,11 +132,11 @@ def test_operator_page_in_chinese(small_offer, buyer, soon):
     client.force_login(operator)
     body = client.get("/operator/", **ZH).content.decode()
     assert _h1(body) == "运维"
-    assert "当前正在服务预订的在线节点" in body and "将节点标记为失败" in body
+    assert "当前正在服务预订的在线节点" in body and "将节点标记为故障" in body
     response = client.post("/operator/nodes/fail/", {"node": node.pk, "cause": "host_fault", "reason": "PSU", "confirm": "on"},
                            follow=True, **ZH)
     assert NodeStatusChange.objects.filter(node=node, to_status="unhealthy").exists()
-    assert f"{node.hostname} 已标记为失败；其上的预订正在迁移到其他卡。" in response.content.decode()
+    assert f"{node.hostname} 已标记为故障；其上的预订正在迁移到其他卡。" in response.content.decode()
     assert Reservation.objects.get(pk=reservation.pk).status in (Reservation.Status.ACTIVE, Reservation.Status.MIGRATING)
 
 
