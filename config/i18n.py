@@ -12,9 +12,6 @@ committed. Fuzzy entries are not compiled: a guess is never shown as a translati
 import sys
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCALE_DIR = BASE_DIR / "locale"
 # The translated languages (their catalogs' directory names) and what makemessages never reads.
@@ -49,6 +46,11 @@ def extract(*, verbosity: int = 1) -> None:
 
 def compile_catalogs(locale_dir: Path = LOCALE_DIR, *, force: bool = False) -> list[Path]:
     """Compile each .po under locale_dir to its .mo (only stale ones unless force); the .mo files written."""
+    # Imported here: the web and worker processes import this module for in_chinese/local_text and
+    # never compile, so they need not load Babel's catalog machinery at start-up.
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
     written = []
     for po_path in sorted(locale_dir.glob("*/LC_MESSAGES/*.po")):
         mo_path = po_path.with_suffix(".mo")
